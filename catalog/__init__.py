@@ -1,0 +1,1 @@
+"""STAC catalog: collections, items (MLM and others), validation and the STAC API."""

@@ -1,0 +1,3 @@
+"""geomlops: MLOps for geospatial machine learning."""
+
+__version__ = "0.1.0"

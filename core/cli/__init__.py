@@ -1,0 +1,1 @@
+"""The `geomlops` command line: one module per verb group."""

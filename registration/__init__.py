@@ -1,0 +1,1 @@
+"""Model package validation and registration."""

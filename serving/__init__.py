@@ -1,0 +1,1 @@
+"""Seldon model component and SeldonDeployment generation."""

@@ -1,0 +1,1 @@
+"""Seldon transformer components and the raster-to-vector library."""

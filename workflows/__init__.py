@@ -1,0 +1,1 @@
+"""Argo WorkflowTemplates defined with Hera, and the local executor."""
