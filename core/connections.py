@@ -54,7 +54,7 @@ class Connections:
         """Environment variables that point standard tools (mlflow, aws, dvc, GDAL) here."""
         s3 = urlsplit(self.s3_endpoint_url)
         return {
-            "GEOMLOPS_STAC_URL": self.stac_url,
+            "STAC_API_URL": self.stac_url,
             "MLFLOW_TRACKING_URI": self.mlflow_tracking_uri,
             "MLFLOW_S3_ENDPOINT_URL": self.s3_endpoint_url,
             "AWS_ENDPOINT_URL": self.s3_endpoint_url,

@@ -1,5 +1,50 @@
-"""Entry point of the `geomlops` command line."""
+"""Entry point of the `geomlops` command line.
 
+Verb groups live one module each; this module only assembles them and maps the
+platform's errors to exit codes (0 success, 1 runtime error, 2 usage error).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
 import typer
+from rich.console import Console
+from typer.core import TyperGroup
 
-app = typer.Typer(no_args_is_help=True)
+from geomlops.cli import stack
+from geomlops.errors import GeomlopsError
+
+
+class GeomlopsGroup(TyperGroup):
+    """Prints a platform error as a message and a hint on stderr, then exits 1.
+
+    Catching here rather than around ``app()`` means the test runner sees exactly what a
+    person sees.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except GeomlopsError as exc:
+            console = Console(stderr=True, highlight=False, soft_wrap=True)
+            console.print(f"[red]error:[/] {exc.message}")
+            for problem in getattr(exc, "problems", []):
+                console.print(f"  - {problem}", markup=False)
+            if exc.hint:
+                console.print(f"[yellow]hint:[/] {exc.hint}")
+            ctx.exit(exc.exit_code)
+
+
+app = typer.Typer(
+    name="geomlops",
+    cls=GeomlopsGroup,
+    no_args_is_help=True,
+    help="MLOps for geospatial machine learning: catalog, training, approval, inference.",
+    pretty_exceptions_enable=False,
+)
+
+stack.register(app)
+
+# --- component verb groups (one add_typer line per group) -------------------------------

@@ -1,0 +1,70 @@
+"""The STAC API application: stac-fastapi-pgstac assembled by one factory.
+
+``create_app`` is the only way the API is built; the local stack runs it under uvicorn
+(``--factory``) and tests call the same factory, so test wiring cannot drift from what runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from urllib.parse import unquote, urlsplit
+
+from fastapi import FastAPI
+from stac_fastapi.pgstac.app import instantiate_api
+from stac_fastapi.pgstac.config import PostgresSettings
+from stac_fastapi.pgstac.config import Settings as StacFastapiSettings
+from stac_fastapi.pgstac.db import close_db_connection, connect_to_db
+from stac_fastapi.pgstac.models.extensions import Extensions
+
+from geomlops.catalog.auth import CatalogAuthMiddleware
+from geomlops.connections import get_connections
+from geomlops.settings import Settings, get_settings
+
+
+def postgres_settings(settings: Settings) -> PostgresSettings:
+    """PgSTAC connection settings derived from the platform's one database setting."""
+    url = urlsplit(get_connections(settings).db_url(settings.db.pgstac_database))
+    return PostgresSettings(
+        pguser=unquote(url.username or ""),
+        pgpassword=unquote(url.password or ""),
+        pghost=url.hostname or "127.0.0.1",
+        pgport=url.port or 5432,
+        pgdatabase=settings.db.pgstac_database,
+    )
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("geomlops")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the STAC API: transactions and filter extensions, writes behind authentication."""
+    settings = settings or get_settings()
+    pg = postgres_settings(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await connect_to_db(app, postgres_settings=pg, add_write_connection_pool=True)
+        yield
+        await close_db_connection(app)
+
+    stac_settings = StacFastapiSettings(
+        enable_transactions_extensions=True,
+        stac_fastapi_title="geomlops catalog",
+        stac_fastapi_description="Models, datasets, imagery and predictions of geomlops.",
+        stac_fastapi_landing_id="geomlops",
+        stac_fastapi_version=_version(),
+    )
+    # The extensions read their own settings (transactions off by default): pass ours.
+    api = instantiate_api(
+        settings=stac_settings, extensions=Extensions(settings=stac_settings), lifespan=lifespan
+    )
+    # Outermost, so a refused request never reaches a route (or a database write).
+    api.app.add_middleware(CatalogAuthMiddleware, settings=settings.auth)
+    return api.app

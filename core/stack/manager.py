@@ -1,0 +1,254 @@
+"""Bring the local stack up, down, and report on it.
+
+`up` is idempotent and self-healing: a service that is already healthy is left alone, one
+that died (or whose dependency moved to another port) is started again on the same data.
+If a service cannot start, its log tail is reported and everything is stopped, so a failed
+`up` never leaves half a stack behind.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import importlib.util
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from typing import Protocol
+
+from geomlops.errors import ConfigError, StackError
+from geomlops.settings import Settings
+from geomlops.stack import process
+from geomlops.stack.context import StackContext
+from geomlops.stack.ports import choose_port
+from geomlops.stack.postgres import PostgresService
+from geomlops.stack.processes import MLflowService, SeaweedService, StacApiService
+from geomlops.stack.state import StatePaths, load_ports, save_ports
+
+Progress = Callable[[str], None]
+
+
+class Service(Protocol):
+    """What the manager needs of each service."""
+
+    name: str
+    port_roles: tuple[str, ...]
+    log: object
+
+    def url(self) -> str: ...
+    def running(self) -> bool: ...
+    def start(self) -> None: ...
+    def check(self) -> str | None: ...
+    def after_healthy(self) -> None: ...
+    def stop(self) -> bool: ...
+
+
+SERVICE_WAVES: tuple[tuple[type[Service], ...], ...] = (
+    (PostgresService,),
+    (SeaweedService, MLflowService, StacApiService),
+)
+"""Services of a wave start together once the previous wave is healthy; `down` stops
+them in reverse order."""
+SERVICE_TYPES = tuple(cls for wave in SERVICE_WAVES for cls in wave)
+
+DEPENDS_ON: dict[str, tuple[str, ...]] = {"mlflow": ("postgres", "s3"), "stac": ("postgres",)}
+"""Port roles each service was started with; if one moves, the service restarts."""
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    """One line of `geomlops status`."""
+
+    name: str
+    url: str | None
+    running: bool
+    healthy: bool
+    detail: str
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def _configured_ports(settings: Settings) -> dict[str, tuple[int, str]]:
+    """Port roles a setting can fix, with the setting's name for error messages."""
+    return {
+        "postgres": (settings.db.port, "GEOMLOPS_DB_PORT"),
+        "s3": (settings.s3.port, "GEOMLOPS_S3_PORT"),
+        "mlflow": (settings.mlflow.port, "GEOMLOPS_MLFLOW_PORT"),
+        "stac": (settings.stac.port, "GEOMLOPS_STAC_PORT"),
+    }
+
+
+def _reject_external(settings: Settings) -> None:
+    external = {
+        "GEOMLOPS_DB_DSN": settings.db.dsn,
+        "GEOMLOPS_S3_ENDPOINT_URL": settings.s3.endpoint_url,
+        "GEOMLOPS_MLFLOW_TRACKING_URI": settings.mlflow.tracking_uri,
+        "GEOMLOPS_STAC_URL": settings.stac.url,
+    }
+    given = [name for name, value in external.items() if value]
+    if given:
+        raise ConfigError(
+            f"`geomlops up` runs the local stack, but {', '.join(given)} point(s) elsewhere",
+            hint="unset those variables to use the local stack, or don't run `up`",
+        )
+
+
+class LocalStack:
+    """The four services of the local stack under one state directory."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.paths = StatePaths(settings.stack.home)
+        self.ctx = StackContext(settings=settings, paths=self.paths)
+
+    def services(self) -> list[Service]:
+        return [cls(self.ctx) for cls in SERVICE_TYPES]
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """One `up` or `down` at a time per state directory."""
+        self.paths.ensure()
+        with (self.paths.run_dir / "stack.lock").open("w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise StackError(
+                    f"another `geomlops up` or `down` is working on {self.paths.home}",
+                    hint="wait for it to finish",
+                ) from None
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _assign_ports(self, services: list[Service], running: dict[str, bool]) -> set[str]:
+        """Choose every port; return the roles whose port changed."""
+        remembered = load_ports(self.paths)
+        configured = _configured_ports(self.settings)
+        chosen: dict[str, int] = {}
+        for service in services:
+            for role in service.port_roles:
+                value, setting = configured.get(role, (0, "the settings"))
+                chosen[role] = choose_port(
+                    f"{service.name} ({role})" if role != service.name else service.name,
+                    configured=value,
+                    remembered=remembered.get(role),
+                    ours=running[service.name],
+                    avoid=chosen.values(),
+                    setting=setting,
+                )
+        save_ports(self.paths, chosen)
+        self.ctx.ports = chosen
+        return {role for role, port in chosen.items() if remembered.get(role) != port}
+
+    def up(self, progress: Progress = lambda _: None) -> list[ServiceStatus]:
+        """Start whatever is not running and healthy; wait until all are."""
+        _reject_external(self.settings)
+        with self._locked():
+            services = self.services()
+            running = {s.name: s.running() for s in services}
+            moved = self._assign_ports(services, running)
+            by_type = {type(s): s for s in services}
+            try:
+                for wave in SERVICE_WAVES:
+                    members = [by_type[cls] for cls in wave]
+                    started = [
+                        s for s in members if self._start(s, running[s.name], moved, progress)
+                    ]
+                    for service in started:
+                        self._wait_healthy(service)
+                    for service in members:
+                        service.after_healthy()
+                self._bootstrap(progress)
+            except Exception:
+                progress("stopping the stack after the failure")
+                self._stop_all(services)
+                raise
+        return self.status()
+
+    def _start(
+        self, service: Service, was_running: bool, moved: set[str], progress: Progress
+    ) -> bool:
+        """Start ``service`` unless it runs healthy already; True if it was started."""
+        stale = bool(set(DEPENDS_ON.get(service.name, ())) & moved)
+        if was_running and not stale and service.check() is None:
+            progress(f"{service.name}: already running at {service.url()}")
+            return False
+        if was_running:
+            progress(f"{service.name}: restarting (unhealthy or a dependency moved)")
+            service.stop()
+        progress(f"{service.name}: starting on {service.url()}")
+        service.start()
+        return True
+
+    def _wait_healthy(self, service: Service) -> None:
+        deadline = time.monotonic() + self.settings.stack.startup_timeout
+        problem: str | None = "not checked"
+        while time.monotonic() < deadline:
+            problem = service.check()
+            if problem is None:
+                return
+            if problem == "not running":
+                break
+            time.sleep(0.25)
+        log = self.paths.log_file(service.name)
+        raise StackError(
+            f"{service.name} did not become healthy ({problem}). Last lines of {log}:\n"
+            + process.log_tail(log),
+            hint="read the log above; `geomlops up` again retries, `geomlops down` stops all",
+        )
+
+    def _bootstrap(self, progress: Progress) -> None:
+        """Let the catalog create its collections and keys once the services answer."""
+        if importlib.util.find_spec("geomlops.catalog.bootstrap") is None:
+            return
+        from geomlops.catalog import bootstrap  # type: ignore[attr-defined]
+
+        progress("catalog: ensuring collections and keys")
+        bootstrap.bootstrap(self.settings)
+
+    def _stop_all(self, services: list[Service]) -> list[str]:
+        stopped = []
+        for service in reversed(services):
+            try:
+                if service.stop():
+                    stopped.append(service.name)
+            except StackError:
+                continue
+        return stopped
+
+    def down(self, progress: Progress = lambda _: None) -> list[str]:
+        """Stop every service; data stays in the state directory."""
+        if not self.paths.home.exists():
+            return []
+        with self._locked():
+            self.ctx.ports = load_ports(self.paths)
+            stopped = []
+            for service in reversed(self.services()):
+                if service.stop():
+                    progress(f"{service.name}: stopped")
+                    stopped.append(service.name)
+            return stopped
+
+    def status(self) -> list[ServiceStatus]:
+        """Name, URL and health of every service."""
+        ports = load_ports(self.paths) if self.paths.home.exists() else {}
+        self.ctx.ports = ports
+        result = []
+        for service in self.services():
+            if service.port_roles[0] not in ports:
+                result.append(ServiceStatus(service.name, None, False, False, "never started"))
+                continue
+            running = service.running()
+            problem = service.check() if running else "not running"
+            result.append(
+                ServiceStatus(
+                    name=service.name,
+                    url=service.url(),
+                    running=running,
+                    healthy=problem is None,
+                    detail=problem or "healthy",
+                )
+            )
+        return result

@@ -1,0 +1,255 @@
+"""The stack's services that run as plain background processes: S3, MLflow, STAC API."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import httpx
+
+from geomlops.settings import LOOPBACK
+from geomlops.stack import process
+from geomlops.stack.context import StackContext
+from geomlops.stack.postgres import PostgresService
+from geomlops.stack.state import secret
+
+HEALTH_TIMEOUT = 3.0
+
+
+class ProcessService:
+    """A service we spawn, record in a PID file and probe over HTTP."""
+
+    name: str
+    port_roles: tuple[str, ...]
+    health_path = "/"
+    stop_grace = 20.0
+    """Seconds between SIGTERM and SIGKILL."""
+
+    def __init__(self, ctx: StackContext) -> None:
+        self.ctx = ctx
+        self.dir = ctx.paths.service_dir(self.name)
+        self.log = ctx.paths.log_file(self.name)
+        self.pid_file = ctx.paths.pid_file(self.name)
+
+    @property
+    def port(self) -> int:
+        return self.ctx.ports[self.port_roles[0]]
+
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def argv(self) -> Sequence[str]:
+        raise NotImplementedError
+
+    def env(self) -> dict[str, str]:
+        return self.ctx.child_env()
+
+    def running(self) -> bool:
+        return process.read_pid(self.pid_file) is not None
+
+    def start(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        process.spawn(
+            self.argv(), log_file=self.log, pid_file=self.pid_file, env=self.env(), cwd=self.dir
+        )
+
+    def check(self) -> str | None:
+        if not self.running():
+            return "not running"
+        try:
+            response = httpx.get(self.url() + self.health_path, timeout=HEALTH_TIMEOUT)
+        except httpx.HTTPError as exc:
+            return f"no answer at {self.url()}: {exc.__class__.__name__}"
+        if response.status_code >= 400:
+            return f"{self.health_path} answered {response.status_code}"
+        return None
+
+    def after_healthy(self) -> None:
+        """Work to do once the service answers (nothing by default)."""
+
+    def stop(self) -> bool:
+        return process.stop(self.pid_file, timeout=self.stop_grace)
+
+
+class SeaweedService(ProcessService):
+    """SeaweedFS in one process: master, volume, filer and the S3 gateway.
+
+    Every listener gets an explicit loopback port (SeaweedFS otherwise derives gRPC ports
+    as port+10000 and opens Iceberg and Lance endpoints on fixed ports).
+
+    On SIGTERM its filer waits 15 s for the S3 gateway's metadata stream (inside the same
+    process) to end before giving up; we kill it after a short grace instead. Nothing is
+    lost: volumes are append-only files and the filer store is a write-ahead-logged
+    LevelDB, both replayed on start (the stack's persistence test checks this).
+    """
+
+    name = "s3"
+    port_roles = (
+        "s3",
+        "s3_grpc",
+        "weed_master",
+        "weed_master_grpc",
+        "weed_volume",
+        "weed_volume_grpc",
+        "weed_filer",
+        "weed_filer_grpc",
+    )
+    health_path = "/status"
+    stop_grace = 3.0
+
+    @property
+    def credentials(self) -> dict[str, str]:
+        s3 = self.ctx.settings.s3
+        if s3.access_key is not None and s3.secret_key is not None:
+            return {
+                "access_key": s3.access_key.get_secret_value(),
+                "secret_key": s3.secret_key.get_secret_value(),
+            }
+        return secret(self.ctx.paths, "s3", {"access_key": 20, "secret_key": 40})
+
+    def _identity_file(self) -> Path:
+        """The S3 identities file (written each start; it holds a secret)."""
+        creds = self.credentials
+        config = {
+            "identities": [
+                {
+                    "name": "geomlops",
+                    "credentials": [
+                        {"accessKey": creds["access_key"], "secretKey": creds["secret_key"]}
+                    ],
+                    "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                }
+            ]
+        }
+        path = self.ctx.paths.secrets_dir / "s3-identities.json"
+        path.touch(mode=0o600)
+        path.write_text(json.dumps(config))
+        return path
+
+    def argv(self) -> Sequence[str]:
+        p = self.ctx.ports
+        data = self.dir / "data"
+        (data / "master").mkdir(parents=True, exist_ok=True)
+        run = self.ctx.paths.run_dir
+        return [
+            self.ctx.bin("weed"),
+            "server",
+            f"-ip={LOOPBACK}",
+            f"-ip.bind={LOOPBACK}",
+            f"-dir={data}",
+            f"-master.dir={data / 'master'}",
+            f"-master.port={p['weed_master']}",
+            f"-master.port.grpc={p['weed_master_grpc']}",
+            "-master.volumeSizeLimitMB=1024",
+            f"-volume.port={p['weed_volume']}",
+            f"-volume.port.grpc={p['weed_volume_grpc']}",
+            "-volume.max=0",
+            "-volume.preStopSeconds=0",
+            "-filer",
+            f"-filer.port={p['weed_filer']}",
+            f"-filer.port.grpc={p['weed_filer_grpc']}",
+            f"-filer.localSocket={run / 'weed-filer.sock'}",
+            "-s3",
+            f"-s3.port={p['s3']}",
+            f"-s3.port.grpc={p['s3_grpc']}",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            f"-s3.localSocket={run / 'weed-s3.sock'}",
+            f"-s3.config={self._identity_file()}",
+        ]
+
+    def check(self) -> str | None:
+        problem = super().check()
+        if problem:
+            return problem
+        try:
+            self.client().list_buckets()
+        except Exception as exc:  # noqa: BLE001 - any failure means "not ready yet"
+            return f"S3 not ready: {exc.__class__.__name__}: {exc}"
+        return None
+
+    def client(self):  # noqa: ANN201 - boto3 clients have no importable type
+        import boto3
+        from botocore.config import Config
+
+        creds = self.credentials
+        return boto3.client(
+            "s3",
+            endpoint_url=self.url(),
+            aws_access_key_id=creds["access_key"],
+            aws_secret_access_key=creds["secret_key"],
+            region_name=self.ctx.settings.s3.region,
+            config=Config(
+                s3={"addressing_style": "path"},
+                retries={"max_attempts": 1},
+                connect_timeout=HEALTH_TIMEOUT,
+                read_timeout=10,
+            ),
+        )
+
+    def stop(self) -> bool:
+        stopped = super().stop()
+        # The S3 gateway's gRPC socket has no flag for its path; don't leave it in /tmp.
+        Path(f"/tmp/seaweedfs-s3-grpc-{self.ctx.ports.get('s3_grpc')}.sock").unlink(  # noqa: S108
+            missing_ok=True
+        )
+        return stopped
+
+    def after_healthy(self) -> None:
+        """Create the platform's buckets (DESIGN.md §7) if missing."""
+        client = self.client()
+        existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
+        for bucket in self.ctx.settings.s3.buckets.values():
+            if bucket not in existing:
+                client.create_bucket(Bucket=bucket)
+
+
+class MLflowService(ProcessService):
+    """MLflow tracking server and model registry: runs in PostgreSQL, artifacts in S3."""
+
+    name = "mlflow"
+    port_roles = ("mlflow",)
+    health_path = "/health"
+
+    def argv(self) -> Sequence[str]:
+        settings = self.ctx.settings
+        pg = PostgresService(self.ctx)
+        return [
+            self.ctx.bin("mlflow"),
+            "server",
+            "--host", LOOPBACK,
+            "--port", str(self.port),
+            "--workers", str(settings.mlflow.workers),
+            "--backend-store-uri", pg.url(settings.db.mlflow_database, driver="postgresql+psycopg"),
+            "--artifacts-destination", f"s3://{settings.s3.bucket_mlflow}",
+            "--serve-artifacts",
+        ]  # fmt: skip
+
+    def env(self) -> dict[str, str]:
+        seaweed = SeaweedService(self.ctx)
+        creds = seaweed.credentials
+        return self.ctx.child_env(
+            {
+                "MLFLOW_S3_ENDPOINT_URL": seaweed.url(),
+                "AWS_ACCESS_KEY_ID": creds["access_key"],
+                "AWS_SECRET_ACCESS_KEY": creds["secret_key"],
+                "AWS_DEFAULT_REGION": self.ctx.settings.s3.region,
+            }
+        )
+
+
+class StacApiService(ProcessService):
+    """The STAC API: stac-fastapi-pgstac built by `geomlops.catalog.api.create_app`."""
+
+    name = "stac"
+    port_roles = ("stac",)
+    health_path = "/_mgmt/ping"
+
+    def argv(self) -> Sequence[str]:
+        return [
+            self.ctx.python, "-m", "uvicorn", "geomlops.catalog.api:create_app", "--factory",
+            "--host", LOOPBACK,
+            "--port", str(self.port),
+            "--no-access-log",
+        ]  # fmt: skip
