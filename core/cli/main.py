@@ -13,6 +13,8 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
+from geomlops.catalog import cli as catalog_cli
+from geomlops.catalog import imagery_cli, keys_cli
 from geomlops.cli import stack
 from geomlops.errors import GeomlopsError
 
@@ -48,3 +50,6 @@ app = typer.Typer(
 stack.register(app)
 
 # --- component verb groups (one add_typer line per group) -------------------------------
+app.add_typer(catalog_cli.app, name="catalog")
+app.add_typer(keys_cli.app, name="keys")
+app.add_typer(imagery_cli.app, name="imagery")

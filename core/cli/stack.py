@@ -82,7 +82,19 @@ def env() -> None:
         typer.echo(f"export {key}={shlex.quote(value)}")
 
 
+def demo() -> None:
+    """Run the end-to-end demo on the local stack and leave the stack running.
+
+    Examples:
+        geomlops demo
+        GEOMLOPS_HOME=/tmp/demo geomlops demo
+    """
+    from geomlops.demo import run_demo
+
+    run_demo(get_settings())
+
+
 def register(app: typer.Typer) -> None:
     """Add the stack verbs to the top-level command."""
-    for verb in (up, down, status, env):
+    for verb in (up, down, status, env, demo):
         app.command()(verb)

@@ -31,12 +31,23 @@ def _as_root() -> bool:
     return os.geteuid() == 0
 
 
-def bindir() -> Path:
-    """Directory of the PostgreSQL 15 server binaries from Debian's packages."""
-    for candidate in (Path("/usr/lib/postgresql/15/bin"), *sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)):
+def bindir(configured: Path | None = None) -> Path:
+    """Directory of the PostgreSQL server binaries (Debian's 15 unless configured)."""
+    candidates = (
+        [configured]
+        if configured
+        else [
+            Path("/usr/lib/postgresql/15/bin"),
+            *sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True),
+        ]
+    )
+    for candidate in candidates:
         if (candidate / "pg_ctl").exists() and (candidate / "initdb").exists():
             return candidate
-    raise StackError("PostgreSQL server binaries (initdb, pg_ctl) were not found", hint=APT_HINT)
+    where = f" in {configured} (GEOMLOPS_DB_BINDIR)" if configured else ""
+    raise StackError(
+        f"PostgreSQL server binaries (initdb, pg_ctl) were not found{where}", hint=APT_HINT
+    )
 
 
 def _check_postgis() -> None:
@@ -59,7 +70,7 @@ class PostgresService:
 
     # --- helpers ---------------------------------------------------------------------
     def _run(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        cmd = [str(bindir() / argv[0]), *argv[1:]]
+        cmd = [str(bindir(self.ctx.settings.db.bindir) / argv[0]), *argv[1:]]
         if _as_root():
             cmd = ["runuser", "-u", SERVER_USER, "--", *cmd]
         return subprocess.run(cmd, capture_output=True, text=True, check=check, timeout=120)
@@ -120,6 +131,7 @@ class PostgresService:
 
     def initialise(self) -> None:
         """Create the cluster once; refuse to touch a data directory that is not one."""
+        bindir(self.ctx.settings.db.bindir)
         _check_postgis()
         self.dir.mkdir(parents=True, exist_ok=True)
         self._grant_traverse()

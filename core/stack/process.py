@@ -7,6 +7,7 @@ instead of being trusted (and that program killed).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -65,21 +66,33 @@ def spawn(
     env: Mapping[str, str],
     cwd: Path,
 ) -> PidRecord:
-    """Start ``argv`` in its own session (so `down` can stop its whole group)."""
+    """Start ``argv`` detached: in a new session, and not as our child.
+
+    A short-lived ``sh`` starts the service in the background and prints its PID, so the
+    service is re-parented to init. It then outlives the command that started it and is
+    never left as a zombie of a long-lived caller (a test session, a notebook).
+    """
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("ab") as log:
         log.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(argv)}\n".encode())
-        log.flush()
-        proc = subprocess.Popen(
-            list(argv),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=dict(env),
-            cwd=cwd,
-            start_new_session=True,
-        )
-    record = PidRecord(pid=proc.pid, create_time=psutil.Process(proc.pid).create_time())
+    launcher = 'exec "$@" </dev/null >>"$GEOMLOPS_SPAWN_LOG" 2>&1 & echo $!'
+    done = subprocess.run(
+        ["sh", "-c", launcher, "sh", *argv],
+        env={**env, "GEOMLOPS_SPAWN_LOG": str(log_file)},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        start_new_session=True,
+        check=True,
+        timeout=30,
+    )
+    pid = int(done.stdout.strip())
+    try:
+        record = PidRecord(pid=pid, create_time=psutil.Process(pid).create_time())
+    except psutil.NoSuchProcess:
+        raise StackError(
+            f"{argv[0]} exited at once. Last lines of {log_file}:\n{log_tail(log_file)}"
+        ) from None
     tmp = pid_file.with_suffix(".tmp")
     tmp.write_text(json.dumps({"pid": record.pid, "create_time": record.create_time}))
     os.replace(tmp, pid_file)
@@ -94,10 +107,8 @@ def stop(pid_file: Path, *, timeout: float = 20.0) -> bool:
     procs = _group(record)
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for proc in procs:
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 proc.send_signal(sig)
-            except psutil.NoSuchProcess:
-                pass
         _, alive = psutil.wait_procs(procs, timeout=timeout if sig == signal.SIGTERM else 5)
         if not alive:
             break

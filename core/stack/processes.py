@@ -165,11 +165,11 @@ class SeaweedService(ProcessService):
             return problem
         try:
             self.client().list_buckets()
-        except Exception as exc:  # noqa: BLE001 - any failure means "not ready yet"
+        except Exception as exc:
             return f"S3 not ready: {exc.__class__.__name__}: {exc}"
         return None
 
-    def client(self):  # noqa: ANN201 - boto3 clients have no importable type
+    def client(self):
         import boto3
         from botocore.config import Config
 

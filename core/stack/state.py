@@ -43,6 +43,11 @@ class StatePaths:
     def run_dir(self) -> Path:
         return self.home / "run"
 
+    @property
+    def outputs_dir(self) -> Path:
+        """Where the demo and local runs leave files for a person to open (QGIS, a browser)."""
+        return self.home / "outputs"
+
     def service_dir(self, name: str) -> Path:
         return self.home / name
 

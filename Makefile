@@ -1,0 +1,51 @@
+# geomlops: two commands on a fresh Debian machine with Python 3.11.
+#   make demo   install everything, start the local stack, run the main job end to end
+#   make test   install everything, lint, run the test suite
+# Re-running either is quick when nothing changed (pip runs only when pyproject.toml did).
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+APT_PACKAGES := postgresql postgresql-15-postgis-3 acl git
+SHARED_DATA := $(abspath ../shared/data)
+
+# Sample data (real scenes, schemas) is never committed: point at the shared copy when
+# there is one; otherwise the sample-data registry downloads what it needs.
+ifneq ($(wildcard $(SHARED_DATA)),)
+export GEOMLOPS_SAMPLE_DATA ?= $(SHARED_DATA)
+endif
+
+.PHONY: demo test lint install system-packages clean-venv
+
+demo: install
+	$(BIN)/geomlops demo
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+install: system-packages $(VENV)/.installed
+
+# Debian packages: checked every time (dpkg is fast), installed only when missing.
+system-packages:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi; \
+	  $$sudo apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+clean-venv:
+	rm -rf $(VENV)
