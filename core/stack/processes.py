@@ -235,6 +235,9 @@ class MLflowService(ProcessService):
                 "AWS_ACCESS_KEY_ID": creds["access_key"],
                 "AWS_SECRET_ACCESS_KEY": creds["secret_key"],
                 "AWS_DEFAULT_REGION": self.ctx.settings.s3.region,
+                # MLflow 3's server otherwise starts a job runner with seven huey consumers
+                # (~1.4 GB) for GenAI evaluation jobs the platform does not use.
+                "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
             }
         )
 
