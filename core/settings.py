@@ -228,6 +228,12 @@ class SampleDataSettings(BaseSettings):
         return value.expanduser().absolute() if value is not None else None
 
 
+def _repo_dir(name: str) -> Path | None:
+    """``name`` at the root of this checkout, when it exists (editable installs)."""
+    candidate = Path(__file__).resolve().parents[1] / name
+    return candidate if candidate.is_dir() else None
+
+
 def _default_argo_schema_dir() -> Path | None:
     """``../shared/data/schemas/argo-workflows`` next to the repository, when it exists."""
     candidate = Path(__file__).resolve().parents[2] / "shared/data/schemas/argo-workflows"
@@ -273,6 +279,85 @@ class WorkflowSettings(BaseSettings):
     )
 
 
+class DatasetSettings(BaseSettings):
+    """The git+DVC repository that versions training datasets (`geomlops dataset ...`)."""
+
+    model_config = _config("GEOMLOPS_DATASETS_")
+
+    repo: Path | None = Field(
+        default=None,
+        description="Working copy of the dataset repository; unset means "
+        "`$GEOMLOPS_HOME/datasets/repo` (created on first `geomlops dataset add`).",
+    )
+    git_remote: str | None = Field(
+        default=None,
+        description="Git remote the dataset repository pushes its commits and tags to, and that "
+        "workflow pods read it from (production); unset means the local repository only.",
+    )
+    remote_prefix: str = Field(
+        default="datasets",
+        description="Key prefix of the DVC remote inside the `dvc` bucket.",
+    )
+
+
+class ArgoSettings(BaseSettings):
+    """An Argo Workflows server; when set, `geomlops workflows submit` goes there."""
+
+    model_config = _config("GEOMLOPS_ARGO_")
+
+    server: str | None = Field(
+        default=None,
+        description="Argo server URL (`GEOMLOPS_ARGO_SERVER`), e.g. `https://argo.example.org`; "
+        "unset means the local executor.",
+    )
+    token: SecretStr | None = Field(
+        default=None, description="Bearer token for the Argo server (`GEOMLOPS_ARGO_TOKEN`)."
+    )
+    namespace: str = Field(default="geomlops", description="Namespace workflows run in.")
+    verify_ssl: bool = Field(default=True, description="Verify the server's TLS certificate.")
+
+
+class TrainingSettings(BaseSettings):
+    """How training pods are scheduled on a cluster (recorded, without effect, locally)."""
+
+    model_config = _config("GEOMLOPS_TRAIN_")
+
+    gpus: int = Field(
+        default=1, ge=0, description="GPUs the train and evaluate pods request; 0 = CPU only."
+    )
+    gpu_resource: str = Field(
+        default="nvidia.com/gpu", description="Extended resource name of a GPU."
+    )
+    gpu_tolerations: list[dict[str, str]] = Field(
+        default_factory=lambda: [
+            {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+        ],
+        description="Tolerations of GPU pods (JSON list of Kubernetes tolerations).",
+    )
+    gpu_node_selector: dict[str, str] = Field(
+        default_factory=dict, description="Node selector of GPU pods (JSON object)."
+    )
+    image_dir: str = Field(
+        default="/opt/package",
+        description="Where a package image holds the package (its Dockerfile WORKDIR).",
+    )
+    local_packages: Path | None = Field(
+        default_factory=lambda: _repo_dir("model_packages"),
+        description="Folder of model packages by name, used when a step runs outside the "
+        "package's image (the local executor); unset means `model_packages/` of this checkout.",
+    )
+    experiment: str = Field(default="geomlops-train", description="MLflow experiment of runs.")
+    platform_image: str = Field(
+        default="ghcr.io/geomlops/geomlops:0.1.0",
+        description="Image of the platform's own steps (resolve, materialise, register).",
+    )
+    platform_secret: str = Field(
+        default="geomlops-platform",
+        description="Kubernetes Secret whose keys give workflow pods the service URLs and "
+        "credentials (each optional: a local run inherits them from the executor).",
+    )
+
+
 class Settings(BaseModel):
     """All settings, one attribute per concern."""
 
@@ -285,11 +370,19 @@ class Settings(BaseModel):
     catalog: CatalogSettings = Field(default_factory=CatalogSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     workflows: WorkflowSettings = Field(default_factory=WorkflowSettings)
+    datasets: DatasetSettings = Field(default_factory=DatasetSettings)
+    argo: ArgoSettings = Field(default_factory=ArgoSettings)
+    training: TrainingSettings = Field(default_factory=TrainingSettings)
 
     @property
     def workflows_state_dir(self) -> Path:
         """Where local workflow runs live (the one place this default is computed)."""
         return self.workflows.state_dir or self.stack.home / "workflows"
+
+    @property
+    def datasets_repo(self) -> Path:
+        """The dataset repository's working copy (the one place this default is computed)."""
+        return self.datasets.repo or self.stack.home / "datasets" / "repo"
 
 
 @lru_cache(maxsize=1)

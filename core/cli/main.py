@@ -16,7 +16,10 @@ from typer.core import TyperGroup
 from geomlops.catalog import cli as catalog_cli
 from geomlops.catalog import imagery_cli, keys_cli
 from geomlops.cli import stack
+from geomlops.datasets import cli as dataset_cli
 from geomlops.errors import GeomlopsError
+from geomlops.workflows import cli as workflows_cli
+from geomlops.workflows.steps import cli as train_step_cli
 
 
 class GeomlopsGroup(TyperGroup):
@@ -53,3 +56,6 @@ stack.register(app)
 app.add_typer(catalog_cli.app, name="catalog")
 app.add_typer(keys_cli.app, name="keys")
 app.add_typer(imagery_cli.app, name="imagery")
+app.add_typer(dataset_cli.app, name="dataset")
+app.add_typer(workflows_cli.app, name="workflows")
+app.add_typer(train_step_cli.app, name="train-step")

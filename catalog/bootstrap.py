@@ -1,0 +1,42 @@
+"""Prepare the catalog once the stack is up: collections, queryables, key tables, admin key.
+
+``geomlops up`` calls :func:`bootstrap` after every service is healthy, on every start, so
+each step is idempotent: collections are upserted (their definitions in
+:mod:`geomlops.catalog.collections` win), queryables re-registered, tables created if
+missing, and the administrator key generated only the first time (kept in the state
+directory's ``secrets/``, only its hash in PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from geomlops.catalog.collections import collection_dicts
+from geomlops.catalog.db import pgstac_connection
+from geomlops.catalog.keys import ensure_admin_key, ensure_schema
+from geomlops.catalog.queryables import register_mlm_queryables
+from geomlops.settings import Settings, get_settings
+from geomlops.stack.state import StatePaths, secret
+
+log = logging.getLogger(__name__)
+
+ADMIN_KEY_SECRET = "admin_api_key"  # noqa: S105 - the name of a secrets/ file, not a secret
+
+
+def admin_key(settings: Settings) -> str:
+    """The administrator key from the state directory, generated on first use."""
+    return secret(StatePaths(settings.stack.home), ADMIN_KEY_SECRET, {"key": 48})["key"]
+
+
+def bootstrap(settings: Settings | None = None) -> None:
+    """Create what the catalog needs, if missing; safe to run on every ``geomlops up``."""
+    settings = settings or get_settings()
+    key = admin_key(settings)
+    with pgstac_connection(settings) as conn:
+        for collection in collection_dicts():
+            conn.execute("SELECT pgstac.upsert_collection(%s::jsonb)", (json.dumps(collection),))
+        register_mlm_queryables(conn)
+        ensure_schema(conn)
+        if ensure_admin_key(conn, key):
+            log.info("administrator API key stored (hash only)")
