@@ -16,6 +16,7 @@ from geomlops.catalog.collections import collection_dicts
 from geomlops.catalog.db import pgstac_connection
 from geomlops.catalog.keys import ensure_admin_key, ensure_schema
 from geomlops.catalog.queryables import register_mlm_queryables
+from geomlops.governance import audit
 from geomlops.settings import Settings, get_settings
 from geomlops.stack.state import StatePaths, secret
 
@@ -38,5 +39,6 @@ def bootstrap(settings: Settings | None = None) -> None:
             conn.execute("SELECT pgstac.upsert_collection(%s::jsonb)", (json.dumps(collection),))
         register_mlm_queryables(conn)
         ensure_schema(conn)
+        audit.ensure_schema(conn)
         if ensure_admin_key(conn, key):
             log.info("administrator API key stored (hash only)")

@@ -1,0 +1,1 @@
+"""Governance: the audit trail, promotion rules and lineage of model versions."""
