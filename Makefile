@@ -6,6 +6,9 @@
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
+# Seldon Core 1.17.1 (its last Apache-2.0 release) pins numpy<2, protobuf<4, Flask<3 and
+# needs setuptools<81: the serving components get an environment of their own.
+VENV_SERVING := .venv-serving
 APT_PACKAGES := postgresql postgresql-15-postgis-3 acl git
 SHARED_DATA := $(abspath ../shared/data)
 
@@ -28,7 +31,7 @@ test: install
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
-install: system-packages $(VENV)/.installed
+install: system-packages $(VENV)/.installed $(VENV_SERVING)/.installed
 
 # Debian packages: checked every time (dpkg is fast), installed only when missing.
 system-packages:
@@ -47,5 +50,12 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $@
 
+$(VENV_SERVING)/.installed: requirements/serving.txt pyproject.toml
+	test -x $(VENV_SERVING)/bin/python || $(PYTHON) -m venv $(VENV_SERVING)
+	$(VENV_SERVING)/bin/python -m pip install -q --upgrade pip
+	$(VENV_SERVING)/bin/python -m pip install -q -r requirements/serving.txt
+	$(VENV_SERVING)/bin/python -m pip install -q --no-deps -e .
+	touch $@
+
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(VENV_SERVING)

@@ -1,0 +1,109 @@
+r"""The Seldon OUTPUT_TRANSFORMER that turns the model component's mask into GeoJSON.
+
+Runs under the seldon-core 1.17.1 Python wrapper, in the serving environment
+(``requirements/serving.txt``), as::
+
+    seldon-core-microservice \
+        geomlops.transformers.seldon_raster_to_vector.RasterToVector \
+        --service-type TRANSFORMER
+
+(locally through :mod:`geomlops.transformers.microservice`, which binds 127.0.0.1).
+The wrapper passes the model's answer to :meth:`RasterToVector.transform_output` at
+``/transform-output``: its ``jsonData`` is a mask payload (:mod:`.raster_to_vector.payload`)
+and the answer's ``jsonData`` is an RFC 7946 FeatureCollection. The model's ``meta.tags``
+(model name, version, STAC item) pass through unchanged, so every answer stays traceable.
+
+Options come from the graph's ``parameters`` (strings in the SeldonDeployment), e.g.
+``{"name": "min_area_m2", "value": "1000", "type": "FLOAT"}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from seldon_core.flask_utils import SeldonMicroserviceException
+
+from geomlops import __version__
+from geomlops.errors import ValidationFailed
+from geomlops.transformers.raster_to_vector import VectorizeOptions, mask_to_geojson, payload
+
+COMPONENT_NAME = "raster-to-vector"
+
+
+def _skip_values(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.replace(";", ",").split(",") if part.strip()]
+    except ValueError:
+        raise ValidationFailed(
+            f"parameter skip_values: {text!r} is not a comma-separated list of integers"
+        ) from None
+
+
+class RasterToVector:
+    """Seldon output transformer: mask payload in ``jsonData`` → GeoJSON in ``jsonData``."""
+
+    def __init__(
+        self,
+        min_area_m2: float = 0.0,
+        simplify_tolerance_m: float = 0.0,
+        skip_values: str = "",
+        precision: int = 6,
+        max_pixels: int = payload.DEFAULT_MAX_PIXELS,
+    ) -> None:
+        # Bad parameters stop the component at start, where the deployment shows it,
+        # rather than failing every request.
+        self.options = VectorizeOptions.parse(
+            {
+                "min_area_m2": min_area_m2,
+                "simplify_tolerance_m": simplify_tolerance_m,
+                "skip_values": _skip_values(skip_values),
+                "precision": precision,
+            }
+        )
+        if max_pixels <= 0:
+            raise ValidationFailed(f"parameter max_pixels: {max_pixels} must be positive")
+        self.max_pixels = max_pixels
+
+    def transform_output(
+        self, X: Any, features_names: Any, meta: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The GeoJSON FeatureCollection of the mask in ``X`` (the ``jsonData`` object)."""
+        try:
+            decoded = payload.decode(X, max_pixels=self.max_pixels)
+            return mask_to_geojson(
+                decoded.mask,
+                decoded.transform,
+                decoded.crs,
+                classes=decoded.classes,
+                probabilities=decoded.probabilities,
+                nodata=decoded.nodata,
+                options=self.options,
+            )
+        except ValidationFailed as error:
+            raise SeldonMicroserviceException(
+                str(error), status_code=400, reason="BAD_MASK_PAYLOAD"
+            ) from error
+
+    def init_metadata(self) -> dict[str, Any]:
+        """What ``/metadata`` reports: the contract in and out, and the options in force."""
+        return {
+            "name": COMPONENT_NAME,
+            "versions": [__version__],
+            "platform": "geomlops",
+            "inputs": [
+                {"messagetype": "jsonData", "schema": payload.MaskPayload.model_json_schema()}
+            ],
+            "outputs": [
+                {
+                    "messagetype": "jsonData",
+                    "schema": {
+                        "description": "RFC 7946 GeoJSON FeatureCollection, one feature per "
+                        "class: class_name, class_value, area_m2, mean_confidence"
+                    },
+                }
+            ],
+            "custom": {
+                key: str(value) for key, value in self.options.model_dump(mode="json").items()
+            }
+            | {"max_pixels": str(self.max_pixels)},
+        }
