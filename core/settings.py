@@ -315,6 +315,9 @@ class ArgoSettings(BaseSettings):
     )
     namespace: str = Field(default="geomlops", description="Namespace workflows run in.")
     verify_ssl: bool = Field(default=True, description="Verify the server's TLS certificate.")
+    poll_interval: float = Field(
+        default=5.0, gt=0, description="Seconds between status checks while waiting on a run."
+    )
 
 
 class TrainingSettings(BaseSettings):
@@ -358,6 +361,27 @@ class TrainingSettings(BaseSettings):
     )
 
 
+class RegistrationSettings(BaseSettings):
+    """Limits and defaults of `geomlops package validate|register`."""
+
+    model_config = _config("GEOMLOPS_REGISTRATION_")
+
+    max_file_bytes: int = Field(
+        default=10 * 1024**2,
+        gt=0,
+        description="Largest file a model package may hold (weights and data do not belong "
+        "in a package: training writes weights to MLflow, data comes from the registry).",
+    )
+    max_package_bytes: int = Field(
+        default=50 * 1024**2, gt=0, description="Largest total size of a model package."
+    )
+    image_repository: str = Field(
+        default="ghcr.io/geomlops",
+        description="Registry prefix of package images; without --image, registration records "
+        "`<image_repository>/<package>:<git sha>`, the tag CI pushes.",
+    )
+
+
 class Settings(BaseModel):
     """All settings, one attribute per concern."""
 
@@ -373,6 +397,7 @@ class Settings(BaseModel):
     datasets: DatasetSettings = Field(default_factory=DatasetSettings)
     argo: ArgoSettings = Field(default_factory=ArgoSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
+    registration: RegistrationSettings = Field(default_factory=RegistrationSettings)
 
     @property
     def workflows_state_dir(self) -> Path:

@@ -1,0 +1,44 @@
+"""Segmentation metrics with the names every package logs to MLflow.
+
+Names are ``<prefix>_<metric>_<class name>`` (``val_iou_water``, ``val_f1_not_water``) plus
+``<prefix>_miou`` and ``<prefix>_accuracy``; promotion gates and the catalog read them by
+these names, so they are built here only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from geomlops.ml.data import IGNORE
+
+
+def confusion(prediction: np.ndarray, target: np.ndarray, n_classes: int) -> np.ndarray:
+    """Confusion matrix (rows = truth, columns = prediction), skipping ``IGNORE`` pixels."""
+    valid = target != IGNORE
+    index = target[valid].astype("int64") * n_classes + prediction[valid].astype("int64")
+    return np.bincount(index, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+
+
+def segmentation_metrics(
+    prediction: np.ndarray, target: np.ndarray, class_names: list[str], prefix: str = "val"
+) -> dict[str, float]:
+    """IoU and F1 per class, mean IoU and pixel accuracy over the labelled pixels.
+
+    A class absent from both truth and prediction has an undefined IoU; it is reported as
+    NaN rather than 1.0 so it cannot flatter a model.
+    """
+    matrix = confusion(prediction, target, len(class_names)).astype("float64")
+    true_positive = np.diag(matrix)
+    predicted = matrix.sum(axis=0)
+    actual = matrix.sum(axis=1)
+    union = predicted + actual - true_positive
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou = np.where(union > 0, true_positive / union, np.nan)
+        f1 = np.where(predicted + actual > 0, 2 * true_positive / (predicted + actual), np.nan)
+    total = matrix.sum()
+    metrics = {f"{prefix}_accuracy": float(true_positive.sum() / total) if total else np.nan}
+    metrics[f"{prefix}_miou"] = float(np.nanmean(iou)) if not np.isnan(iou).all() else np.nan
+    for name, class_iou, class_f1 in zip(class_names, iou, f1, strict=True):
+        metrics[f"{prefix}_iou_{name}"] = float(class_iou)
+        metrics[f"{prefix}_f1_{name}"] = float(class_f1)
+    return metrics
