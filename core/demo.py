@@ -34,8 +34,30 @@ def _start_stack(settings: Settings) -> None:
         raise RuntimeError(f"unhealthy after up: {unhealthy}")
 
 
+DEMO_PACKAGES = ("flood-water-s2", "flood-water-s1")
+
+
+def _register_packages(settings: Settings) -> None:
+    """Validate and register the example packages (a second run reports them unchanged)."""
+    from geomlops.registration.register import register_package
+    from geomlops.registration.validate import validate_or_raise
+
+    folder = settings.training.local_packages
+    if folder is None:
+        raise RuntimeError("no model_packages/ folder: set GEOMLOPS_TRAIN_LOCAL_PACKAGES")
+    for name in DEMO_PACKAGES:
+        validate_or_raise(folder / name, settings)
+        console.print(f"  [green]valid[/] {name}")
+        result = register_package(folder / name, settings=settings)
+        for line in result.summary():
+            console.print(f"  {line}")
+        for note in result.notes:
+            console.print(f"  [dim]note: {note}[/]")
+
+
 STEPS: list[DemoStep] = [
     DemoStep("Start the local stack", _start_stack),
+    DemoStep("Register the model packages", _register_packages),
 ]
 
 
@@ -57,7 +79,7 @@ def summarise(settings: Settings) -> None:
         console.print(f"  {status.name:9} {status.url}  ({status.detail})")
     console.print(f"  STAC API      {conn.stac_url}  (browse: {conn.stac_url}/api.html)")
     console.print(f"  MLflow UI     {conn.mlflow_tracking_uri}")
-    console.print(f"  S3 endpoint   {conn.s3_endpoint_url}  (keys: eval \"$(geomlops env)\")")
+    console.print(f'  S3 endpoint   {conn.s3_endpoint_url}  (keys: eval "$(geomlops env)")')
     console.print(f"  outputs       {stack.paths.outputs_dir}")
     console.print(f"  logs          {stack.paths.logs_dir}")
     console.print("  stop with     geomlops down   (data is kept for the next `geomlops up`)")

@@ -18,6 +18,7 @@ from geomlops.catalog import imagery_cli, keys_cli
 from geomlops.cli import stack
 from geomlops.datasets import cli as dataset_cli
 from geomlops.errors import GeomlopsError
+from geomlops.registration import cli as registration_cli
 from geomlops.workflows import cli as workflows_cli
 from geomlops.workflows.steps import cli as train_step_cli
 
@@ -59,3 +60,4 @@ app.add_typer(imagery_cli.app, name="imagery")
 app.add_typer(dataset_cli.app, name="dataset")
 app.add_typer(workflows_cli.app, name="workflows")
 app.add_typer(train_step_cli.app, name="train-step")
+app.add_typer(registration_cli.app, name="package")

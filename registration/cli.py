@@ -1,0 +1,93 @@
+"""`geomlops package validate|register`: check a model package, then register it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from geomlops.registration.problems import validation_error
+from geomlops.registration.register import SHA_PATTERN, register_package
+from geomlops.registration.validate import validate_package
+
+app = typer.Typer(
+    name="package",
+    help="Validate and register model packages (model_packages/<name>/).",
+    no_args_is_help=True,
+)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+# Not `exists=True`: a missing folder is a problem validation reports like any other.
+PACKAGE_ARG = typer.Argument(..., help="The package folder, e.g. model_packages/flood-water-s2.")
+JSON_OPTION = typer.Option(False, "--json", help="Print the result as JSON on stdout.")
+
+
+@app.command()
+def validate(path: Path = PACKAGE_ARG, as_json: bool = JSON_OPTION) -> None:
+    """Check a package against the contract; list every problem with file, place and hint.
+
+    Checks the folder, required files, sizes and links, package.yaml, mlm.json (offline,
+    MLM v1.6.0), their agreement (bands, classes, shapes), MLproject (entry points, typed
+    parameters, the files commands run) and the Dockerfile. Exit 1 if there is a problem.
+
+    Examples:
+        geomlops package validate model_packages/flood-water-s2
+        geomlops package validate model_packages/flood-water-s1 --json
+    """
+    result = validate_package(path)
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "package": str(path),
+                    "valid": result.ok,
+                    "problems": [p.as_dict() for p in result.problems],
+                },
+                indent=2,
+            )
+        )
+    if result.problems:
+        raise validation_error(path, result.problems)
+    if not as_json:
+        typer.echo(f"valid: {path} ({result.name} {result.spec.version if result.spec else ''})")
+
+
+@app.command()
+def register(
+    path: Path = PACKAGE_ARG,
+    image: str | None = typer.Option(
+        None,
+        "--image",
+        help="Container image of the package, ideally by digest (ghcr.io/o/p@sha256:...); "
+        "default: the tag CI pushes, <GEOMLOPS_REGISTRATION_IMAGE_REPOSITORY>/<name>:<sha>.",
+    ),
+    git_sha: str | None = typer.Option(
+        None, "--git-sha", help="Commit the package comes from; default: HEAD of its repository."
+    ),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    r"""Validate, then create the MLflow registered model and the `registered` catalog item.
+
+    Idempotent: the same content registered again changes nothing. The same name and version
+    with different content is refused (raise the version instead). Needs a writer key
+    (GEOMLOPS_API_KEY, or the local stack's administrator key).
+
+    Examples:
+        geomlops package register model_packages/flood-water-s2
+        geomlops package register model_packages/flood-water-s1 \
+            --image ghcr.io/acme/flood-water-s1@sha256:0123... --git-sha "$GITHUB_SHA"
+    """
+    if git_sha is not None and not SHA_PATTERN.match(git_sha):
+        raise typer.BadParameter(
+            "not a git commit hash (hex, 7 to 64 digits)", param_hint="--git-sha"
+        )
+    result = register_package(path, image=image, git_sha=git_sha)
+    for note in result.notes:
+        err.print(f"[yellow]note:[/] {note}")
+    if as_json:
+        typer.echo(json.dumps(result.as_dict(), indent=2))
+        return
+    for line in result.summary():
+        typer.echo(line)

@@ -1,0 +1,351 @@
+"""``geomlops package validate``: every problem of a model package, each located and explained.
+
+The checks, in the order a contributor would fix them: the folder (not a symbolic link),
+required files, sizes and links, ``package.yaml`` (what the code reads), ``mlm.json``
+(offline against the MLM v1.6.0 schema, through the catalog's validator), the two agreeing
+(:func:`geomlops.ml.spec.consistency_problems`, the same check the entry points run),
+``MLproject`` (entry points, typed parameters, the files commands run, hyperparameter
+defaults), the code loading ``package.yaml``, and the ``Dockerfile``. Nothing is imported
+from or executed in the package: validation runs in CI on untrusted contributions.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from geomlops.catalog.extensions import MLM_SCHEMA
+from geomlops.catalog.validation import stac_problems
+from geomlops.errors import ValidationFailed
+from geomlops.ml.spec import (
+    MLM_FILE,
+    PACKAGE_FILE,
+    ModelPackage,
+    PackageSpec,
+    consistency_problems,
+    read_spec,
+)
+from geomlops.registration.contract import (
+    ENTRY_POINTS,
+    HYPERPARAMETERS,
+    NAME_PATTERN,
+    REQUIRED_FILES,
+    SPEC_LOADER_MODULE,
+)
+from geomlops.registration.dockerfile import dockerfile_problems
+from geomlops.registration.files import content_problems, folder_problems, reference_problem
+from geomlops.registration.mlproject import (
+    MLProject,
+    mlflow_load_problem,
+    mlproject_problems,
+    read_mlproject,
+)
+from geomlops.registration.problems import Problem, validation_error
+from geomlops.registration.source import repository_root
+from geomlops.settings import Settings, get_settings
+
+
+@dataclass
+class ValidationResult:
+    """The outcome: the problems found and, when they could be read, the parsed files."""
+
+    path: Path
+    repo_root: Path | None
+    problems: list[Problem] = field(default_factory=list)
+    spec: PackageSpec | None = None
+    mlm: dict[str, Any] | None = None
+    project: MLProject | None = None
+
+    @property
+    def ok(self) -> bool:
+        """No problem found."""
+        return not self.problems
+
+    @property
+    def name(self) -> str:
+        """The package name (its folder's name until ``package.yaml`` is read)."""
+        return self.spec.name if self.spec else self.path.name
+
+    def raise_for_problems(self) -> None:
+        """Raise :class:`ValidationFailed` listing every problem, if there is one."""
+        if self.problems:
+            raise validation_error(self.path, self.problems)
+
+
+def validate_package(path: Path | str, settings: Settings | None = None) -> ValidationResult:
+    """Check a package folder against the contract; never raises for a bad package."""
+    settings = settings or get_settings()
+    path = Path(path).absolute()
+    result = ValidationResult(path=path, repo_root=repository_root(path))
+    result.problems += folder_problems(path, result.repo_root)
+    if result.problems:
+        return result  # a missing folder or a link out: reading through it is the danger
+    for name, why in REQUIRED_FILES.items():
+        if not (path / name).is_file():
+            result.problems.append(Problem(name, "", "the file is missing", why))
+    result.problems += content_problems(path, settings.registration)
+    result.spec = _read_spec(path, result.problems)
+    result.mlm = _read_mlm(path, result.problems)
+    result.problems += _name_problems(path, result.spec, result.mlm)
+    if result.mlm is not None:
+        result.problems += _mlm_problems(path, result.mlm)
+    if result.spec is not None and result.mlm is not None:
+        package = ModelPackage(path=path, spec=result.spec, mlm=result.mlm)
+        result.problems += [
+            _explained(_converted(p), package) for p in consistency_problems(package)
+        ]
+    result.project, found = read_mlproject(path)
+    result.problems += found
+    if result.project is not None:
+        result.problems += _project_problems(path, result.project, result)
+    result.problems += dockerfile_problems(path, result.repo_root)
+    return result
+
+
+def validate_or_raise(path: Path | str, settings: Settings | None = None) -> ValidationResult:
+    """:func:`validate_package`, raising :class:`ValidationFailed` when there is a problem."""
+    result = validate_package(path, settings)
+    result.raise_for_problems()
+    return result
+
+
+# --- package.yaml and mlm.json ------------------------------------------------------------
+def _read_spec(path: Path, problems: list[Problem]) -> PackageSpec | None:
+    if not (path / PACKAGE_FILE).is_file():
+        return None
+    try:
+        return read_spec(path)
+    except ValidationFailed as error:
+        details = [p.removeprefix(f"{PACKAGE_FILE}: ") for p in error.problems]
+        for detail in details or [error.message]:
+            location, _, message = detail.partition(": ")
+            if not message:
+                location, message = "", detail
+            problems.append(
+                Problem(PACKAGE_FILE, location, message, "see model_packages/README.md section 2")
+            )
+        return None
+
+
+def _read_mlm(path: Path, problems: list[Problem]) -> dict[str, Any] | None:
+    file = path / MLM_FILE
+    if not file.is_file():
+        return None
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        problems.append(
+            Problem(
+                MLM_FILE,
+                f"line {error.lineno}, column {error.colno}",
+                f"is not valid JSON: {error.msg}",
+                "fix the JSON syntax at that line",
+            )
+        )
+        return None
+    except UnicodeDecodeError as error:
+        problems.append(Problem(MLM_FILE, "", f"is not UTF-8 text: {error}"))
+        return None
+    if not isinstance(data, dict):
+        problems.append(Problem(MLM_FILE, "", "must be a JSON object (a STAC Item)"))
+        return None
+    return data
+
+
+def _name_problems(
+    path: Path, spec: PackageSpec | None, mlm: dict[str, Any] | None
+) -> list[Problem]:
+    problems: list[Problem] = []
+    name = path.name
+    if not NAME_PATTERN.match(name):
+        problems.append(
+            Problem(
+                str(path),
+                "",
+                f"the folder name {name!r} is not a package name ({NAME_PATTERN.pattern})",
+                "use lower-case letters, digits and hyphens, starting with a letter",
+            )
+        )
+    if spec is not None and spec.name != name:
+        problems.append(
+            Problem(
+                PACKAGE_FILE, "name", f"is {spec.name!r}, the folder is {name!r}", "use one name"
+            )
+        )
+    if mlm is not None and mlm.get("id") != name:
+        problems.append(
+            Problem(
+                MLM_FILE, "id", f"is {mlm.get('id')!r}, the package is {name!r}", "use one name"
+            )
+        )
+    return problems
+
+
+def _mlm_problems(path: Path, mlm: dict[str, Any]) -> list[Problem]:
+    """The item against its schemas (offline), the MLM version, and its code asset."""
+    problems = [
+        Problem(
+            MLM_FILE,
+            p.path,
+            f"{p.message} (rule: {p.rule})",
+            "`geomlops catalog validate` explains schema rules; README section 5 lists fields",
+        )
+        for p in stac_problems(mlm)
+    ]
+    extensions = mlm.get("stac_extensions")
+    if isinstance(extensions, list) and MLM_SCHEMA not in extensions:
+        problems.append(
+            Problem(
+                MLM_FILE,
+                "$.stac_extensions",
+                f"does not declare the MLM extension the platform writes ({MLM_SCHEMA})",
+                "list that schema URL in stac_extensions and use MLM v1.6.0 fields",
+            )
+        )
+    assets = mlm.get("assets") if isinstance(mlm.get("assets"), dict) else {}
+    code = {k: a for k, a in assets.items() if "mlm:source_code" in (a or {}).get("roles", [])}
+    if not code:
+        problems.append(
+            Problem(
+                MLM_FILE,
+                "$.assets",
+                "no asset has the role mlm:source_code",
+                'add {"href": "./main.py", "roles": ["mlm:source_code", "code"]}',
+            )
+        )
+    for key, asset in code.items():
+        href = asset.get("href")
+        if isinstance(href, str) and "://" not in href:
+            found = reference_problem(path, href, MLM_FILE, f"$.assets.{key}.href", "the href")
+            if found:
+                problems.append(found)
+    return problems
+
+
+def _converted(problem: Any) -> Problem:
+    return Problem(problem.file, problem.field, problem.message, problem.hint)
+
+
+def _explained(problem: Problem, package: ModelPackage) -> Problem:
+    """Name the bands or classes that differ, not only the two lists."""
+    spec = package.spec
+    if problem.location == "properties.mlm:input[0].bands":
+        given = package.mlm_input.get("bands", [])
+        named = [b if isinstance(b, str) else b.get("name") for b in given]
+        extra = [b for b in named if b not in spec.input.bands]
+        missing = [b for b in spec.input.bands if b not in named]
+        parts = []
+        if extra:
+            parts.append(
+                f"declares band(s) {', '.join(map(str, extra))} that the code does not read"
+            )
+        if missing:
+            parts.append(f"lacks band(s) {', '.join(missing)} that the code reads")
+        if not parts:
+            parts.append("lists the bands the code reads in another order")
+        return Problem(
+            problem.file,
+            problem.location,
+            f"{'; '.join(parts)} ({problem.message})",
+            "mlm:input bands must equal package.yaml input.bands, in the same order",
+        )
+    if problem.location == "properties.mlm:output[0].classification:classes":
+        outputs = package.mlm["properties"]["mlm:output"][0].get("classification:classes", [])
+        declared = [f"{c.get('value')}={c.get('name')}" for c in outputs if isinstance(c, dict)]
+        code = [f"{c.value}={c.name}" for c in spec.output.classes]
+        return Problem(
+            problem.file,
+            problem.location,
+            f"classes {declared} differ from the classes the code writes {code}",
+            "classification:classes must equal package.yaml output.classes (value and name)",
+        )
+    return problem
+
+
+# --- MLproject and the code ---------------------------------------------------------------
+def _project_problems(path: Path, project: MLProject, result: ValidationResult) -> list[Problem]:
+    problems = mlproject_problems(project, path, result.name)
+    if result.mlm is not None:
+        problems += _hyperparameter_problems(project, result.mlm)
+    problems += _loader_problems(path, project)
+    if not any(p.file == "MLproject" for p in problems):
+        found = mlflow_load_problem(path)
+        if found:
+            problems.append(found)
+    return problems
+
+
+def _hyperparameter_problems(project: MLProject, mlm: dict[str, Any]) -> list[Problem]:
+    props = mlm.get("properties") if isinstance(mlm.get("properties"), dict) else {}
+    hyper = props.get("mlm:hyperparameters")
+    if not isinstance(hyper, dict) or "train" not in ENTRY_POINTS:
+        return []
+    train = project.parameters("train")
+    problems = []
+    for name in HYPERPARAMETERS:
+        if name not in train or "default" not in train[name]:
+            continue
+        default, recorded = train[name]["default"], hyper.get(name)
+        if not _same_number(default, recorded):
+            problems.append(
+                Problem(
+                    "MLproject",
+                    project.where(f"entry_points.train.parameters.{name}"),
+                    f"default {default!r} differs from mlm.json "
+                    f"properties.mlm:hyperparameters.{name} = {recorded!r}",
+                    "the catalog describes the defaults training uses: make them equal",
+                )
+            )
+    return problems
+
+
+def _same_number(a: Any, b: Any) -> bool:
+    try:
+        return float(a) == float(b)
+    except (TypeError, ValueError):
+        return a == b
+
+
+def _loader_problems(path: Path, project: MLProject) -> list[Problem]:
+    """The entry points must read package.yaml through geomlops.ml, not constants of their own.
+
+    Checked statically (imports of the scripts the commands run, parsed, never executed).
+    """
+    scripts = [path / s for s in project.scripts if s.endswith(".py")]
+    if not scripts:
+        return []
+    for script in scripts:
+        try:
+            tree = ast.parse(script.read_text(encoding="utf-8"), filename=str(script))
+        except (SyntaxError, UnicodeDecodeError) as error:
+            return [
+                Problem(
+                    str(script.relative_to(path)),
+                    f"line {getattr(error, 'lineno', '?')}",
+                    f"is not valid Python: {error}",
+                )
+            ]
+        if any(_imports(node, SPEC_LOADER_MODULE) for node in ast.walk(tree)):
+            return []
+    names = ", ".join(str(s.relative_to(path)) for s in scripts)
+    return [
+        Problem(
+            names,
+            "imports",
+            f"no entry point script imports {SPEC_LOADER_MODULE}, so nothing shows the code "
+            f"reads its bands and classes from {PACKAGE_FILE}",
+            "build the entry points with geomlops.ml.cli.package_app, or load the declaration "
+            "with geomlops.ml.spec.load_package (README section 2)",
+        )
+    ]
+
+
+def _imports(node: ast.AST, module: str) -> bool:
+    if isinstance(node, ast.ImportFrom) and node.module:
+        return node.module == module or node.module.startswith(module + ".")
+    if isinstance(node, ast.Import):
+        return any(a.name == module or a.name.startswith(module + ".") for a in node.names)
+    return False
