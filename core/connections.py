@@ -7,7 +7,7 @@ Every component asks :func:`get_connections` instead of building a URL itself.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
 from geomlops.errors import StackNotRunning
@@ -18,18 +18,57 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 
+def _missing(service: str) -> StackNotRunning:
+    return StackNotRunning(
+        f"no address for the {service} service: the local stack has not started it",
+        hint="run `geomlops up` first (or set the URL of an external service)",
+    )
+
+
 @dataclass(frozen=True)
 class Connections:
-    """URLs and credentials of the platform's services."""
+    """URLs and credentials of the platform's services.
 
-    stac_url: str
-    mlflow_tracking_uri: str
-    s3_endpoint_url: str
-    s3_access_key: str
-    s3_secret_key: str
-    s3_region: str
-    db_dsn: str
-    """``postgresql://user:password@host:port`` without a database name."""
+    Each address is resolved when it is asked for, so a command that needs only the STAC
+    API and MLflow (registration from CI, say) works without database or S3 settings.
+    """
+
+    resolved: dict[str, str | None]
+
+    def _get(self, key: str, service: str) -> str:
+        value = self.resolved.get(key)
+        if value is None:
+            raise _missing(service)
+        return value
+
+    @property
+    def stac_url(self) -> str:
+        return self._get("stac_url", "STAC API")
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        return self._get("mlflow_tracking_uri", "MLflow")
+
+    @property
+    def s3_endpoint_url(self) -> str:
+        return self._get("s3_endpoint_url", "S3")
+
+    @property
+    def s3_access_key(self) -> str:
+        return self._get("s3_access_key", "S3 (access key)")
+
+    @property
+    def s3_secret_key(self) -> str:
+        return self._get("s3_secret_key", "S3 (secret key)")
+
+    @property
+    def s3_region(self) -> str:
+        return self._get("s3_region", "S3 (region)")
+
+    @property
+    def db_dsn(self) -> str:
+        """``postgresql://user:password@host:port`` without a database name."""
+        return self._get("db_dsn", "PostgreSQL")
 
     def db_url(self, database: str, driver: str = "postgresql") -> str:
         """A SQLAlchemy/libpq URL for ``database`` on the platform's PostgreSQL."""
@@ -70,59 +109,47 @@ class Connections:
         }
 
 
-def _local(ports: dict[str, int], service: str) -> int:
-    try:
-        return ports[service]
-    except KeyError:
-        raise StackNotRunning(
-            f"the local stack has no {service} service yet",
-            hint="run `geomlops up` first (or set the URL of an external service)",
-        ) from None
-
-
 def get_connections(settings: Settings | None = None) -> Connections:
-    """Resolve every service's URL and credentials, preferring explicit settings."""
+    """Resolve every service's URL and credentials, preferring explicit settings.
+
+    Nothing here fails for a service that is neither configured nor started; asking the
+    result for that service's address does, with a message saying to run `geomlops up`.
+    """
     settings = settings or get_settings()
     paths = StatePaths(settings.stack.home)
-    ports: dict[str, int] = {}
-    if not (
-        settings.stac.url
-        and settings.mlflow.tracking_uri
-        and settings.s3.endpoint_url
-        and settings.db.dsn
-    ):
-        ports = load_ports(paths)
+    external = (settings.stac.url, settings.mlflow.tracking_uri, settings.s3.endpoint_url)
+    ports = {} if all(external) and settings.db.dsn else load_ports(paths)
 
-    s3_creds: dict[str, Any] = {}
+    def local(service: str, scheme: str = "http") -> str | None:
+        return f"{scheme}://{LOOPBACK}:{ports[service]}" if service in ports else None
+
     if settings.s3.access_key is not None and settings.s3.secret_key is not None:
-        s3_creds = {
+        s3_creds: dict[str, str] = {
             "access_key": settings.s3.access_key.get_secret_value(),
             "secret_key": settings.s3.secret_key.get_secret_value(),
         }
     else:
         s3_creds = existing_secret(paths, "s3") or {}
-        if not s3_creds:
-            raise StackNotRunning(
-                f"no S3 credentials: none set and none generated under {paths.secrets_dir}",
-                hint="run `geomlops up` first, or set GEOMLOPS_S3_ACCESS_KEY/SECRET_KEY",
-            )
 
     if settings.db.dsn is not None:
-        db_dsn = settings.db.dsn.get_secret_value().rstrip("/")
-    else:
+        db_dsn: str | None = settings.db.dsn.get_secret_value().rstrip("/")
+    elif "postgres" in ports:
         password = (existing_secret(paths, "postgres") or {}).get("password", "")
         db_dsn = (
             f"postgresql://{quote(settings.db.user)}:{quote(password)}"
-            f"@{LOOPBACK}:{_local(ports, 'postgres')}"
+            f"@{LOOPBACK}:{ports['postgres']}"
         )
+    else:
+        db_dsn = None
 
     return Connections(
-        stac_url=settings.stac.url or f"http://{LOOPBACK}:{_local(ports, 'stac')}",
-        mlflow_tracking_uri=settings.mlflow.tracking_uri
-        or f"http://{LOOPBACK}:{_local(ports, 'mlflow')}",
-        s3_endpoint_url=settings.s3.endpoint_url or f"http://{LOOPBACK}:{_local(ports, 's3')}",
-        s3_access_key=s3_creds["access_key"],
-        s3_secret_key=s3_creds["secret_key"],
-        s3_region=settings.s3.region,
-        db_dsn=db_dsn,
+        resolved={
+            "stac_url": settings.stac.url or local("stac"),
+            "mlflow_tracking_uri": settings.mlflow.tracking_uri or local("mlflow"),
+            "s3_endpoint_url": settings.s3.endpoint_url or local("s3"),
+            "s3_access_key": s3_creds.get("access_key"),
+            "s3_secret_key": s3_creds.get("secret_key"),
+            "s3_region": settings.s3.region,
+            "db_dsn": db_dsn,
+        }
     )

@@ -187,13 +187,7 @@ def _version_key(text: str) -> tuple[int, ...]:
 
 
 def _service_urls(settings: Settings) -> tuple[str, str]:
-    """STAC API and MLflow URLs; registration needs no other service.
-
-    When both are set explicitly (CI against a deployed platform) they are used as given;
-    resolving every connection would also demand the database and object store.
-    """
-    if settings.stac.url and settings.mlflow.tracking_uri:
-        return settings.stac.url, settings.mlflow.tracking_uri
+    """STAC API and MLflow URLs: registration needs no other service."""
     conn = get_connections(settings)
     return conn.stac_url, conn.mlflow_tracking_uri
 

@@ -97,3 +97,19 @@ def test_env_before_up_says_to_run_up(
     result = CliRunner().invoke(app, ["env"])
     assert result.exit_code == 1
     assert "geomlops up" in result.stderr
+
+
+def test_external_services_resolve_without_a_local_stack(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fresh_settings: None
+) -> None:
+    from geomlops.connections import get_connections
+    from geomlops.errors import StackNotRunning
+
+    monkeypatch.setenv("GEOMLOPS_HOME", str(tmp_path / "never-started"))
+    monkeypatch.setenv("GEOMLOPS_STAC_URL", "https://stac.example.org")
+    monkeypatch.setenv("GEOMLOPS_MLFLOW_TRACKING_URI", "https://mlflow.example.org")
+    conn = get_connections()
+    assert conn.stac_url == "https://stac.example.org"
+    assert conn.mlflow_tracking_uri == "https://mlflow.example.org"
+    with pytest.raises(StackNotRunning, match="geomlops up"):
+        conn.db_url("pgstac")
