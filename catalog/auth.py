@@ -39,6 +39,9 @@ WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 WRITE_ROLES = (Role.WRITER,)
 # Liveness probes stay open even when reads are closed.
 ALWAYS_OPEN = ("/_mgmt/ping", "/_mgmt/health")
+# Answers with the identity behind the credential sent: how the CLI learns, from the one
+# place that checks credentials, who is approving, training or registering.
+WHOAMI_PATH = "/auth/whoami"
 
 
 class AuthFailed(Exception):
@@ -70,6 +73,9 @@ class CatalogAuthMiddleware:
             return
         method = scope["method"]
         path = scope["path"][len(scope.get("root_path", "")) :] or "/"
+        if path == WHOAMI_PATH and method == "GET":
+            await self._whoami(scope, send)
+            return
         write = is_write(method, path)
         needs_identity = write or (
             not self.settings.public_reads and method != "OPTIONS" and path not in ALWAYS_OPEN
@@ -107,6 +113,18 @@ class CatalogAuthMiddleware:
             await self.app(scope, receive, remember_status)
         finally:
             await self._log_write(scope, identity, method, path, status)
+
+    async def _whoami(self, scope: Scope, send: Send) -> None:
+        try:
+            identity = await self._authenticate(scope)
+        except AuthFailed as exc:
+            await _refuse(send, exc)
+            return
+        await _send_json(
+            send,
+            200,
+            {"name": identity.name, "roles": sorted(identity.roles), "via": identity.via},
+        )
 
     async def _authenticate(self, scope: Scope) -> Identity:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
@@ -153,13 +171,25 @@ class CatalogAuthMiddleware:
             log.exception("could not record %s %s by %s in the write log", method, path, identity)
 
 
-async def _refuse(send: Send, error: AuthFailed) -> None:
-    body = json.dumps({"code": error.code, "description": error.description}).encode()
+async def _send_json(
+    send: Send, status: int, data: object, extra_headers: list[tuple[bytes, bytes]] = ()
+) -> None:
+    body = json.dumps(data).encode()
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
+        *extra_headers,
     ]
-    if error.status == 401:
-        headers.append((b"www-authenticate", b'Bearer realm="geomlops", ApiKey header="X-API-Key"'))
-    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+async def _refuse(send: Send, error: AuthFailed) -> None:
+    challenge = (
+        [(b"www-authenticate", b'Bearer realm="geomlops", ApiKey header="X-API-Key"')]
+        if error.status == 401
+        else []
+    )
+    await _send_json(
+        send, error.status, {"code": error.code, "description": error.description}, challenge
+    )

@@ -19,6 +19,7 @@ from urllib.parse import quote
 import httpx
 import pystac
 
+from geomlops.catalog.identity import Identity, parse_roles
 from geomlops.catalog.mlm import with_derived_fields
 from geomlops.catalog.schemas import SchemaStore
 from geomlops.catalog.validation import validate_stac
@@ -173,6 +174,18 @@ class CatalogClient:
         return GeomlopsError(f"{where}: HTTP {status}: {description}")
 
     # --- reads ----------------------------------------------------------------------------
+    def whoami(self) -> Identity:
+        """The identity the API sees behind this client's credential."""
+        from geomlops.catalog.auth import WHOAMI_PATH
+
+        if not self.api_key:
+            raise AuthError(
+                "no credential: the platform cannot tell who you are",
+                hint="set GEOMLOPS_API_KEY to a key from `geomlops keys create NAME --role …`",
+            )
+        data = self._request("GET", WHOAMI_PATH).json()
+        return Identity(data["name"], parse_roles(data["roles"]), via=data["via"])
+
     def get_item_dict(self, collection: str, item_id: str) -> dict[str, Any]:
         """The stored item as JSON (raises NotFoundError)."""
         return self._request("GET", _item_path(collection, item_id)).json()

@@ -18,6 +18,7 @@ from geomlops.catalog import imagery_cli, keys_cli
 from geomlops.cli import stack
 from geomlops.datasets import cli as dataset_cli
 from geomlops.errors import GeomlopsError
+from geomlops.governance import cli as governance_cli
 from geomlops.registration import cli as registration_cli
 from geomlops.workflows import cli as workflows_cli
 from geomlops.workflows.steps import cli as train_step_cli
@@ -52,6 +53,7 @@ app = typer.Typer(
 )
 
 stack.register(app)
+governance_cli.register(app)
 
 # --- component verb groups (one add_typer line per group) -------------------------------
 app.add_typer(catalog_cli.app, name="catalog")

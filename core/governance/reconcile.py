@@ -1,0 +1,163 @@
+"""Make MLflow and the catalog agree with the audit log, or report where they do not.
+
+Every decision is applied by this one routine, and so is every repair: after a crash
+between moving the MLflow alias and updating the STAC items, the next governance command
+finds the difference here and finishes the decision the log records.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from geomlops.catalog.client import CatalogClient, comparable, without_server_links
+from geomlops.catalog.collections import MODELS
+from geomlops.errors import NotFoundError
+from geomlops.governance.stages import PRODUCTION_ALIAS, STAGE_PROPERTY, STAGE_TAG, Stage
+from geomlops.governance.state import DesiredState
+from geomlops.workflows.steps.register import model_item_id
+
+VERSION_LINKS = ("latest-version", "predecessor-version", "successor-version")
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One place where MLflow or the catalog disagrees with the record."""
+
+    where: str
+    found: str
+    expected: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: found {self.found}, the audit log says {self.expected}"
+
+
+class Reconciler:
+    """Compares (and optionally repairs) one model against its desired state."""
+
+    def __init__(self, model: str, mlflow_client: Any, catalog: CatalogClient) -> None:
+        self.model = model
+        self.mlflow = mlflow_client
+        self.catalog = catalog
+
+    # --- what the record implies -----------------------------------------------------------
+    def _item_href(self, version: str) -> str:
+        item_id = model_item_id(self.model, version)
+        return f"{self.catalog.stac_url}/collections/{MODELS}/items/{quote(item_id)}"
+
+    def _version_link(self, rel: str, version: str) -> dict[str, str]:
+        return {
+            "rel": rel,
+            "href": self._item_href(version),
+            "type": "application/geo+json",
+            "title": f"{self.model} version {version}",
+        }
+
+    def expected_item(
+        self, item: dict[str, Any], version: str, desired: DesiredState
+    ) -> dict[str, Any]:
+        """``item`` as the record says it should be (a copy; unchanged if it says nothing)."""
+        stage = desired.stage_of(version)
+        if stage is None:
+            return item
+        new = copy.deepcopy(without_server_links(item))
+        props = new["properties"]
+        links = [link for link in new.get("links", []) if link.get("rel") not in VERSION_LINKS]
+        for key in ("geomlops:rejected_by", "geomlops:rejected_at", "geomlops:rejection_reason"):
+            props.pop(key, None)
+        props[STAGE_PROPERTY] = str(stage)
+        production = desired.production
+        if stage is Stage.PRODUCTION and production is not None:
+            props["deprecated"] = False
+            props["geomlops:approved_by"] = production.approver
+            props["geomlops:approved_at"] = production.at.isoformat() if production.at else None
+            props["geomlops:approval_reason"] = production.reason
+            props["geomlops:approval_action"] = str(production.action)
+            if production.predecessor:
+                links.append(self._version_link("predecessor-version", production.predecessor))
+        elif stage is Stage.DEPRECATED:
+            props["deprecated"] = True
+            links.append(self._version_link("successor-version", desired.deprecated[version]))
+            if production is not None:
+                links.append(self._version_link("latest-version", production.version))
+        elif stage is Stage.REJECTED:
+            entry = desired.rejected[version]
+            props["geomlops:rejected_by"] = entry.actor
+            props["geomlops:rejected_at"] = entry.at.isoformat() if entry.at else None
+            props["geomlops:rejection_reason"] = entry.reason
+        new["links"] = links
+        return new
+
+    # --- comparing and repairing -----------------------------------------------------------
+    def _alias_version(self) -> str | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return str(self.mlflow.get_model_version_by_alias(self.model, PRODUCTION_ALIAS).version)
+        except MlflowException:
+            return None
+
+    def _versions(self, desired: DesiredState) -> set[str]:
+        versions = set(desired.deprecated) | set(desired.rejected)
+        if desired.production:
+            versions.add(desired.production.version)
+        return versions
+
+    def run(self, desired: DesiredState, *, repair: bool) -> list[Difference]:
+        """Every difference found; with ``repair``, each is fixed as it is found."""
+        differences: list[Difference] = []
+        expected_alias = desired.production.version if desired.production else None
+        alias = self._alias_version()
+        if alias != expected_alias:
+            differences.append(
+                Difference(
+                    f"MLflow alias {self.model}@{PRODUCTION_ALIAS}",
+                    f"version {alias}" if alias else "no alias",
+                    f"version {expected_alias}" if expected_alias else "no alias",
+                )
+            )
+            if repair:
+                if expected_alias is None:
+                    self.mlflow.delete_registered_model_alias(self.model, PRODUCTION_ALIAS)
+                else:
+                    self.mlflow.set_registered_model_alias(
+                        self.model, PRODUCTION_ALIAS, expected_alias
+                    )
+        for version in sorted(self._versions(desired), key=_version_key):
+            stage = str(desired.stage_of(version))
+            mv = self.mlflow.get_model_version(self.model, version)
+            if mv.tags.get(STAGE_TAG) != stage:
+                differences.append(
+                    Difference(
+                        f"MLflow tag {STAGE_TAG} of {self.model} v{version}",
+                        mv.tags.get(STAGE_TAG) or "no tag",
+                        stage,
+                    )
+                )
+                if repair:
+                    self.mlflow.set_model_version_tag(self.model, version, STAGE_TAG, stage)
+            item_id = model_item_id(self.model, version)
+            try:
+                item = self.catalog.get_item_dict(MODELS, item_id)
+            except NotFoundError:
+                differences.append(Difference(f"STAC item {item_id}", "no item", stage))
+                continue
+            expected = self.expected_item(item, version, desired)
+            if comparable(expected) != comparable(item):
+                found = item.get("properties", {}).get(STAGE_PROPERTY)
+                differences.append(
+                    Difference(
+                        f"STAC item {item_id}",
+                        f"stage {found}" + (" (stale links or approval)" if found == stage else ""),
+                        stage,
+                    )
+                )
+                if repair:
+                    self.catalog.upsert_item(expected, MODELS)
+        return differences
+
+
+def _version_key(version: str) -> tuple[int, str]:
+    return (int(version), version) if version.isdigit() else (1 << 30, version)
