@@ -382,6 +382,98 @@ class RegistrationSettings(BaseSettings):
     )
 
 
+def _default_seldon_schema() -> Path | None:
+    """The SeldonDeployment CRD schema in ``../shared/data/schemas``, when that exists."""
+    candidate = (
+        Path(__file__).resolve().parents[2]
+        / "shared/data/schemas/seldon-core-v1/seldondeployment-v1.openAPIV3Schema.json"
+    )
+    return candidate if candidate.is_file() else None
+
+
+class ServingSettings(BaseSettings):
+    """Online inference: the Seldon graph, its images and resources, and input limits."""
+
+    model_config = _config("GEOMLOPS_SERVING_")
+
+    model_image: str = Field(
+        default="ghcr.io/geomlops/serving-model:0.1.0",
+        description="Image of the model component (built from serving/Dockerfile).",
+    )
+    transformer_image: str = Field(
+        default="ghcr.io/geomlops/serving-raster-to-vector:0.1.0",
+        description="Image of the raster-to-vector transformer (transformers/Dockerfile).",
+    )
+    namespace: str = Field(default="geomlops", description="Namespace of SeldonDeployments.")
+    secret: str = Field(
+        default="geomlops-platform",
+        description="Kubernetes Secret (by reference, envFrom) holding the MLflow and S3 URLs "
+        "and credentials the model component reads as GEOMLOPS_* variables.",
+    )
+    replicas: int = Field(default=1, ge=1, description="Predictor replicas.")
+    gpus: int = Field(
+        default=0,
+        ge=0,
+        description="GPUs the model component requests (0 = CPU only); the resource name "
+        "and tolerations are the training settings' (GEOMLOPS_TRAIN_GPU_*).",
+    )
+    model_cpu: str = Field(default="1", description="CPU request of the model component.")
+    model_memory: str = Field(default="2Gi", description="Memory request and limit (model).")
+    transformer_cpu: str = Field(default="500m", description="CPU request (transformer).")
+    transformer_memory: str = Field(default="1Gi", description="Memory request and limit.")
+    allowed_s3_buckets: list[str] | None = Field(
+        default=None,
+        description="Buckets of the platform's object store a request may point to by "
+        "`s3://bucket/key` (JSON list); unset means the imagery bucket only.",
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts (`host` or `host:port`) a request may point to by `https://` URL "
+        "(JSON list); empty means none. No other scheme, host or redirect is followed.",
+    )
+    max_input_bytes: int = Field(
+        default=64 * 1024**2,
+        gt=0,
+        description="Largest GeoTIFF accepted, inline (binData) or by reference.",
+    )
+    max_input_pixels: int = Field(
+        default=4096 * 4096, gt=0, description="Largest input raster (height x width)."
+    )
+    overlap: int = Field(default=16, ge=0, description="Pixels shared by neighbouring tiles.")
+    batch_size: int = Field(default=8, ge=1, description="Tiles per forward pass.")
+    min_area_m2: float = Field(
+        default=0.0, ge=0, description="Polygons and holes smaller than this are dropped."
+    )
+    simplify_tolerance_m: float = Field(
+        default=0.0, ge=0, description="Topology-preserving simplification tolerance."
+    )
+    skip_values: str = Field(
+        default="",
+        description="Comma-separated class values that get no polygons (e.g. `0` for a "
+        "background class).",
+    )
+    ready_timeout: float = Field(
+        default=120.0, gt=0, description="Seconds `geomlops serve` waits for its components."
+    )
+    venv_bin: Path | None = Field(
+        default_factory=lambda: _repo_dir(".venv-serving/bin"),
+        description="bin/ folder of the serving environment (seldon-core 1.17.1) that "
+        "`geomlops serve` runs the components from; unset means this checkout's "
+        "`.venv-serving/bin` when it exists (`make install` builds it).",
+    )
+    seldon_schema: Path | None = Field(
+        default_factory=_default_seldon_schema,
+        description="SeldonDeployment openAPIV3Schema (JSON) that generated manifests are "
+        "validated against; unset means the copy in ../shared/data when it exists.",
+    )
+
+    def s3_buckets(self, s3: S3Settings) -> list[str]:
+        """Buckets a request may reference: the configured list, else the imagery bucket."""
+        return (
+            self.allowed_s3_buckets if self.allowed_s3_buckets is not None else [s3.bucket_imagery]
+        )
+
+
 class Settings(BaseModel):
     """All settings, one attribute per concern."""
 
@@ -398,6 +490,7 @@ class Settings(BaseModel):
     argo: ArgoSettings = Field(default_factory=ArgoSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     registration: RegistrationSettings = Field(default_factory=RegistrationSettings)
+    serving: ServingSettings = Field(default_factory=ServingSettings)
 
     @property
     def workflows_state_dir(self) -> Path:

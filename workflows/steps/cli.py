@@ -1,0 +1,121 @@
+"""`geomlops train-step …`: the commands the ``geomlops-train`` workflow's pods run.
+
+One command per step. ``resolve`` takes the workflow's parameters and prints the URI of the
+run's saved config (the step's ``outputs.result``); every other step takes only that URI.
+Logs go to stderr, the step's result (JSON) to stdout.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from geomlops.workflows.steps.config import TrainParams
+
+app = typer.Typer(
+    name="train-step",
+    help="Steps of the geomlops-train workflow (run by its pods; one command per step).",
+    no_args_is_help=True,
+)
+ConfigArg = Annotated[str, typer.Option("--config", help="s3:// URI of the run's config.")]
+
+
+def _print(result: Any) -> None:
+    typer.echo(json.dumps(result, sort_keys=True))
+
+
+@app.command()
+def resolve(
+    workflow: Annotated[str, typer.Option(help="Name of the workflow run.")],
+    run_uri: Annotated[str, typer.Option(help="s3:// folder for the run's documents.")],
+    package: Annotated[str, typer.Option(help="Registered model package name.")],
+    dataset: Annotated[str, typer.Option(help="Dataset NAME or NAME@vN.")],
+    package_version: Annotated[str, typer.Option(help="Package version; '' = newest.")] = "",
+    epochs: Annotated[int, typer.Option(min=1)] = 6,
+    batch_size: Annotated[int, typer.Option(min=1)] = 16,
+    learning_rate: Annotated[float, typer.Option(min=0)] = 0.001,
+    seed: Annotated[int, typer.Option(min=0)] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
+    outputs: Annotated[
+        Path | None,
+        typer.Option(help="Also write `config` (its URI) and `image` files here (Argo outputs)."),
+    ] = None,
+) -> None:
+    r"""Pin package and dataset versions; save the run's config; print its URI.
+
+    Examples:
+        geomlops train-step resolve --workflow t1 --run-uri s3://mlflow/workflow-runs/t1 \
+            --package flood-water-s2 --dataset sen1floods11@v1
+    """
+    from geomlops.workflows.steps.train import resolve as resolve_run
+
+    uri, image = resolve_run(
+        workflow=workflow,
+        run_uri=run_uri,
+        package=package,
+        package_version=package_version or None,
+        dataset=dataset,
+        train=TrainParams(
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            seed=seed,
+            device=device,
+        ),
+    )
+    if outputs is not None:
+        outputs.mkdir(parents=True, exist_ok=True)
+        (outputs / "config").write_text(uri)
+        (outputs / "image").write_text(image)
+    typer.echo(uri)
+
+
+@app.command()
+def materialise(config: ConfigArg) -> None:
+    """Fetch and verify the dataset version; copy it to the run's folder.
+
+    Examples:
+        geomlops train-step materialise --config s3://mlflow/workflow-runs/t1/config.json
+    """
+    from geomlops.workflows.steps.train import materialise_step
+
+    _print(materialise_step(config))
+
+
+@app.command()
+def train(config: ConfigArg) -> None:
+    """Run the package's `train` entry point (mlflow run) on the dataset.
+
+    Examples:
+        geomlops train-step train --config s3://mlflow/workflow-runs/t1/config.json
+    """
+    from geomlops.workflows.steps.train import train_step
+
+    _print(train_step(config))
+
+
+@app.command()
+def evaluate(config: ConfigArg) -> None:
+    """Run the package's `evaluate` entry point on the held-out block.
+
+    Examples:
+        geomlops train-step evaluate --config s3://mlflow/workflow-runs/t1/config.json
+    """
+    from geomlops.workflows.steps.train import evaluate_step
+
+    _print(evaluate_step(config))
+
+
+@app.command()
+def register(config: ConfigArg) -> None:
+    """Create the MLflow model version and its candidate item in `models`.
+
+    Examples:
+        geomlops train-step register --config s3://mlflow/workflow-runs/t1/config.json
+    """
+    from geomlops.workflows.steps.register import register_step
+
+    _print(register_step(config))

@@ -1,0 +1,203 @@
+"""The register step: an MLflow model version and its ``candidate`` item in ``models``.
+
+Both or neither: the model version is created first (MLflow assigns the number the item's id
+carries), then the item; if the item cannot be written the model version is deleted again,
+so a failed run never leaves a model anyone could promote. Both carry the full lineage:
+dataset name, version, checksum and git revision; package commit; image; workflow; runs.
+A retried step finds the model version it created before (by its workflow tag) and reuses it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from geomlops.connections import Connections, get_connections
+from geomlops.errors import GeomlopsError
+from geomlops.settings import Settings, get_settings
+from geomlops.workflows.steps import objects
+from geomlops.workflows.steps.config import TrainRunConfig
+from geomlops.workflows.steps.train import (
+    CANDIDATE,
+    STAGE,
+    StepFailed,
+    _cached,
+    _catalog,
+    _lineage_tags,
+    _record,
+    package_dir,
+)
+
+log = logging.getLogger(__name__)
+
+
+def model_item_id(package: str, model_version: str) -> str:
+    """Id of a model version's item in ``models``: the one place its format is written."""
+    return f"{package}-mv{model_version}"
+
+
+def register_step(config_uri: str, settings: Settings | None = None) -> dict[str, Any]:
+    """Create (or find) the model version, then write its candidate item."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    settings = settings or get_settings()
+    conn = get_connections(settings)
+    config = TrainRunConfig.load(conn, config_uri)
+    if (done := _cached(conn, config, "register")) is not None:
+        return done
+    trained = objects.read_json(conn, config.uri("train.json"))
+    evaluated = objects.read_json(conn, config.uri("evaluate.json"))
+    client = MlflowClient(conn.mlflow_tracking_uri)
+    name = config.package.name
+    tags = {
+        **_lineage_tags(config),
+        "geomlops.train_run_id": trained["run_id"],
+        "geomlops.evaluate_run_id": evaluated["run_id"],
+        "geomlops.stage": CANDIDATE,
+    }
+    try:
+        try:
+            client.get_registered_model(name)
+        except MlflowException:
+            client.create_registered_model(name, tags={"geomlops.package": name})
+        existing = client.search_model_versions(
+            f"name = '{name}' and tags.`geomlops.workflow` = '{config.workflow}'"
+        )
+        version = (
+            existing[0]
+            if existing
+            else client.create_model_version(
+                name, trained["model_uri"], run_id=trained["run_id"], tags=tags
+            )
+        )
+        artifact_uri = client.get_run(trained["run_id"]).info.artifact_uri
+    except MlflowException as exc:
+        raise StepFailed(f"MLflow refused the model version of {name}: {exc}") from exc
+    try:
+        item = candidate_item(config, settings, conn, trained, evaluated, str(version.version),
+                              artifact_uri)  # fmt: skip
+        from geomlops.catalog.collections import MODELS
+
+        with _catalog(settings) as catalog:
+            catalog.upsert_item(item, MODELS)
+    except BaseException:
+        log.error(
+            "catalog write failed: deleting MLflow model version %s %s", name, version.version
+        )
+        try:
+            client.delete_model_version(name, str(version.version))
+        except MlflowException as exc:  # pragma: no cover - the original error is reported
+            log.error("could not delete model version %s: %s", version.version, exc)
+        raise
+    result = {
+        "registered_model": name,
+        "model_version": str(version.version),
+        "item_id": item["id"],
+        "stage": CANDIDATE,
+    }
+    _record(conn, config, "register", result)
+    return result
+
+
+def _mlm_template(run_id: str, config: TrainRunConfig, settings: Settings) -> dict[str, Any]:
+    """``mlm.json`` as the train run logged it beside the model, else the package's own."""
+    import mlflow
+
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path="model/mlm.json", dst_path=tmp
+            )
+            return json.loads(Path(path).read_text())
+    except (OSError, mlflow.exceptions.MlflowException):
+        log.info("train run %s logged no model/mlm.json; using the package's", run_id)
+    return json.loads((package_dir(config, settings) / "mlm.json").read_text())
+
+
+def candidate_item(
+    config: TrainRunConfig,
+    settings: Settings,
+    conn: Connections,
+    trained: dict[str, Any],
+    evaluated: dict[str, Any],
+    model_version: str,
+    artifact_uri: str,
+) -> dict[str, Any]:
+    """The model version's item: the package's MLM template plus lineage and stage."""
+    from geomlops.catalog.collections import DATASETS
+    from geomlops.catalog.extensions import VERSION_SCHEMA
+
+    item = copy.deepcopy(_mlm_template(trained["run_id"], config, settings))
+    item["id"] = model_item_id(config.package.name, model_version)
+    item["collection"] = "models"
+    if VERSION_SCHEMA not in item.setdefault("stac_extensions", []):
+        item["stac_extensions"].append(VERSION_SCHEMA)
+    props = item["properties"]
+    if props.get("datetime") is None and not (
+        props.get("start_datetime") and props.get("end_datetime")
+    ):
+        props["datetime"] = datetime.now(UTC).isoformat()
+    metrics = {k: v for k, v in evaluated.get("metrics", {}).items() if k.startswith("val_")}
+    props.update(
+        {
+            "version": model_version,
+            STAGE: CANDIDATE,
+            "geomlops:package": config.package.name,
+            "geomlops:package_version": config.package.version,
+            "geomlops:package_item": config.package.item_id,
+            "geomlops:git_commit": config.package.git_commit,
+            "geomlops:image": config.package.image,
+            "geomlops:dataset": config.dataset.name,
+            "geomlops:dataset_version": f"v{config.dataset.number}",
+            "geomlops:dataset_md5": config.dataset.md5,
+            "geomlops:dataset_git_rev": config.dataset.git_rev,
+            "geomlops:workflow": config.workflow,
+            "geomlops:mlflow_model": config.package.name,
+            "geomlops:mlflow_model_version": model_version,
+            "geomlops:mlflow_run_id": trained["run_id"],
+            "geomlops:evaluate_run_id": evaluated["run_id"],
+            "geomlops:metrics": metrics,
+        }
+    )
+    model_asset = next(
+        (a for a in item.get("assets", {}).values() if "mlm:model" in a.get("roles", [])), None
+    )
+    if model_asset is None:
+        raise GeomlopsError(f"the MLM template of {config.package.name} has no mlm:model asset")
+    model_asset["href"] = f"{artifact_uri.rstrip('/')}/model/data/model.pt2"
+    for asset in item.get("assets", {}).values():
+        if "mlm:source_code" in asset.get("roles", []):
+            asset["href"] = config.package.source
+    stac = conn.stac_url.rstrip("/")
+    mlflow_ui = conn.mlflow_tracking_uri.rstrip("/")
+    item["links"] = [
+        link for link in item.get("links", []) if link.get("rel") not in ("self", "collection")
+    ] + [
+        {
+            "rel": "derived_from",
+            "href": f"{stac}/collections/{DATASETS}/items/{quote(config.dataset.item_id)}",
+            "type": "application/geo+json",
+            "title": f"Training dataset {config.dataset.tag}",
+        },
+        {
+            "rel": "derived_from",
+            "href": f"{stac}/collections/models/items/{quote(config.package.item_id)}",
+            "type": "application/geo+json",
+            "title": f"Model package {config.package.name} {config.package.version}",
+        },
+        {
+            "rel": "via",
+            "href": f"{mlflow_ui}/#/experiments/{trained['experiment_id']}"
+            f"/runs/{trained['run_id']}",
+            "type": "text/html",
+            "title": "MLflow training run",
+        },
+    ]
+    return item

@@ -1,0 +1,319 @@
+"""The steps of ``geomlops-train``, each one function behind one ``geomlops train-step`` call.
+
+resolve → materialise → train → evaluate → register (→ suspend, in the manifest). Every step
+after ``resolve`` reads the run's saved config (:mod:`.config`) and writes its result as
+``<step>.json`` in the run's folder; a step whose result is already there returns it
+without doing the work again, so a retried or resumed step never trains or registers twice.
+
+What the catalog must hold for a package (written by ``geomlops package register``): an item
+in ``models`` with ``mlm:name`` = the package, ``version``, ``geomlops:stage`` =
+``registered``, ``geomlops:git_commit``, ``geomlops:image`` and an asset with role
+``mlm:source_code``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from geomlops.connections import Connections, get_connections
+from geomlops.datasets.materialise import materialise
+from geomlops.datasets.refs import DatasetRef, item_id_for
+from geomlops.datasets.registry import DatasetRegistry
+from geomlops.errors import GeomlopsError, NotFoundError
+from geomlops.settings import Settings, get_settings
+from geomlops.workflows.steps import objects
+from geomlops.workflows.steps.config import (
+    DatasetPin,
+    PackagePin,
+    TrainParams,
+    TrainRunConfig,
+)
+
+log = logging.getLogger(__name__)
+
+STAGE = "geomlops:stage"
+REGISTERED = "registered"
+CANDIDATE = "candidate"
+
+
+class StepFailed(GeomlopsError):
+    """A step's own work (a package entry point, a registration) failed."""
+
+
+# --- shared -------------------------------------------------------------------------------
+def _cached(conn: Connections, config: TrainRunConfig, step: str) -> dict[str, Any] | None:
+    uri = config.uri(f"{step}.json")
+    if objects.exists(conn, uri):
+        log.info("%s: already done in this run (%s), not repeated", step, uri)
+        return objects.read_json(conn, uri)
+    return None
+
+
+def _record(conn: Connections, config: TrainRunConfig, step: str, result: dict[str, Any]) -> None:
+    objects.write_json(conn, config.uri(f"{step}.json"), result)
+
+
+def _catalog(settings: Settings) -> Any:
+    from geomlops.catalog.client import CatalogClient
+
+    return CatalogClient.from_settings(settings)
+
+
+# --- resolve ------------------------------------------------------------------------------
+def find_package(catalog: Any, name: str, version: str | None) -> PackagePin:
+    """The registered package ``name`` (its newest version unless ``version``)."""
+    from geomlops.catalog.collections import MODELS
+
+    clauses: list[dict[str, Any]] = [
+        {"op": "=", "args": [{"property": "mlm:name"}, name]},
+        {"op": "=", "args": [{"property": STAGE}, REGISTERED]},
+    ]
+    if version:
+        clauses.append({"op": "=", "args": [{"property": "version"}, version]})
+    found = list(catalog.iter_search(collections=[MODELS], filter={"op": "and", "args": clauses}))
+    if not found:
+        what = f"{name} {version}" if version else name
+        raise NotFoundError(
+            f"model package {what!r} is not registered in the catalog",
+            hint=f"register it first: `geomlops package register model_packages/{name}`",
+        )
+    item = max(found, key=lambda i: _version_key(i["properties"].get("version", "")))
+    props = item["properties"]
+    sources = [
+        a["href"]
+        for a in item.get("assets", {}).values()
+        if "mlm:source_code" in a.get("roles", [])
+    ]
+    missing = [
+        key for key in ("version", "geomlops:git_commit", "geomlops:image") if not props.get(key)
+    ]
+    if missing or not sources:
+        raise GeomlopsError(
+            f"catalog item {item['id']!r} of package {name!r} lacks "
+            f"{', '.join(missing + ([] if sources else ['a mlm:source_code asset']))}",
+            hint="register the package again with `geomlops package register`",
+        )
+    return PackagePin(
+        name=name,
+        version=str(props["version"]),
+        git_commit=str(props["geomlops:git_commit"]),
+        image=str(props["geomlops:image"]),
+        source=sources[0],
+        item_id=item["id"],
+    )
+
+
+def _version_key(text: str) -> tuple[int, ...]:
+    return tuple(int(p) if p.isdigit() else -1 for p in str(text).split("."))
+
+
+def resolve(
+    *,
+    workflow: str,
+    run_uri: str,
+    package: str,
+    package_version: str | None,
+    dataset: str,
+    train: TrainParams,
+    settings: Settings | None = None,
+) -> tuple[str, str]:
+    """Pin the package and dataset, save the run's config; returns its URI and the image."""
+    settings = settings or get_settings()
+    conn = get_connections(settings)
+    with _catalog(settings) as catalog:
+        pin = find_package(catalog, package, package_version)
+    version = DatasetRegistry(settings).resolve(DatasetRef.parse(dataset))
+    config = TrainRunConfig(
+        workflow=workflow,
+        run_uri=run_uri,
+        package=pin,
+        dataset=DatasetPin(
+            name=version.name,
+            number=version.number,
+            tag=version.tag,
+            git_rev=version.git_rev,
+            md5=version.md5,
+            repo_url=version.repo_url,
+            item_id=item_id_for(version.name, version.number),
+        ),
+        train=train,
+        experiment=settings.training.experiment,
+    )
+    return config.save(conn), pin.image
+
+
+# --- materialise --------------------------------------------------------------------------
+def materialise_step(config_uri: str, settings: Settings | None = None) -> dict[str, Any]:
+    """Fetch the pinned dataset version, verify it, and put it in the run's folder in S3."""
+    settings = settings or get_settings()
+    conn = get_connections(settings)
+    config = TrainRunConfig.load(conn, config_uri)
+    if (done := _cached(conn, config, "materialise")) is not None:
+        return done
+    pin = config.dataset
+    with tempfile.TemporaryDirectory(prefix="geomlops-materialise-") as tmp:
+        dest = Path(tmp) / "data"
+        materialise(DatasetRef(pin.name, pin.number), dest, settings=settings, expected_md5=pin.md5)
+        count = objects.upload_folder(conn, dest, config.data_uri)
+    result = {"data_uri": config.data_uri, "files": count, "md5": pin.md5, "tag": pin.tag}
+    _record(conn, config, "materialise", result)
+    return result
+
+
+# --- train and evaluate -------------------------------------------------------------------
+def package_dir(config: TrainRunConfig, settings: Settings) -> Path:
+    """The package's folder: in its image (the contract's WORKDIR), else this checkout's."""
+    candidates = [Path(settings.training.image_dir)]
+    if settings.training.local_packages is not None:
+        candidates.append(settings.training.local_packages / config.package.name)
+    for candidate in candidates:
+        declared = candidate / "package.yaml"
+        if not declared.is_file():
+            continue
+        spec = yaml.safe_load(declared.read_text()) or {}
+        if spec.get("name") != config.package.name:
+            continue
+        if str(spec.get("version")) != config.package.version:
+            raise StepFailed(
+                f"{candidate} holds {config.package.name} {spec.get('version')}, but the run "
+                f"resolved version {config.package.version}",
+                hint="run the step in the image the run resolved "
+                f"({config.package.image}), or check out that version",
+            )
+        return candidate
+    raise NotFoundError(
+        f"model package {config.package.name!r} not found in "
+        f"{', '.join(str(c) for c in candidates)}",
+        hint=f"run the step in the package's image {config.package.image}",
+    )
+
+
+def _lineage_tags(config: TrainRunConfig) -> dict[str, str]:
+    return {
+        "geomlops.workflow": config.workflow,
+        "geomlops.package": config.package.name,
+        "geomlops.package_version": config.package.version,
+        "geomlops.package_git_commit": config.package.git_commit,
+        "geomlops.image": config.package.image,
+        "geomlops.dataset": config.dataset.name,
+        "geomlops.dataset_version": f"v{config.dataset.number}",
+        "geomlops.dataset_md5": config.dataset.md5,
+        "geomlops.dataset_git_rev": config.dataset.git_rev,
+    }
+
+
+def _mlflow_run(
+    config: TrainRunConfig,
+    settings: Settings,
+    entry_point: str,
+    parameters: dict[str, str],
+    tags: dict[str, str],
+) -> tuple[str, str]:
+    """Run an MLproject entry point in an MLflow run created here.
+
+    Returns the run's id and its experiment's id.
+    """
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    conn = get_connections(settings)
+    env = {**os.environ, **conn.env()}
+    mlflow.set_tracking_uri(conn.mlflow_tracking_uri)
+    client = MlflowClient(conn.mlflow_tracking_uri)
+    experiment = client.get_experiment_by_name(config.experiment)
+    experiment_id = (
+        experiment.experiment_id if experiment else client.create_experiment(config.experiment)
+    )
+    run = client.create_run(
+        experiment_id,
+        tags={**_lineage_tags(config), **tags},
+        run_name=f"{config.workflow}-{entry_point}",
+    )
+    folder = package_dir(config, settings)
+    command = [
+        sys.executable, "-m", "mlflow", "run", str(folder),
+        "-e", entry_point,
+        "--env-manager", "local",
+        "--experiment-id", experiment_id,
+        "--run-id", run.info.run_id,
+    ]  # fmt: skip
+    for key, value in parameters.items():
+        command += ["-P", f"{key}={value}"]
+    log.info("running %s", " ".join(command))
+    done = subprocess.run(command, env=env, stdout=sys.stderr, check=False)
+    if done.returncode != 0:
+        client.set_terminated(run.info.run_id, "FAILED")
+        raise StepFailed(
+            f"{config.package.name} `{entry_point}` exited with status {done.returncode} "
+            f"(MLflow run {run.info.run_id})",
+            hint="its output is in this step's log (`geomlops workflows logs RUN`)",
+        )
+    return run.info.run_id, experiment_id
+
+
+def train_step(config_uri: str, settings: Settings | None = None) -> dict[str, Any]:
+    """``mlflow run <package> -e train`` on the materialised dataset."""
+    settings = settings or get_settings()
+    conn = get_connections(settings)
+    config = TrainRunConfig.load(conn, config_uri)
+    if (done := _cached(conn, config, "train")) is not None:
+        return done
+    materialised = objects.read_json(conn, config.uri("materialise.json"))
+    params = config.train
+    run_id, experiment_id = _mlflow_run(
+        config,
+        settings,
+        "train",
+        {
+            "data": materialised["data_uri"],
+            "epochs": str(params.epochs),
+            "batch_size": str(params.batch_size),
+            "learning_rate": str(params.learning_rate),
+            "seed": str(params.seed),
+            "device": params.device,
+        },
+        {},
+    )
+    result = {
+        "run_id": run_id,
+        "experiment_id": experiment_id,
+        "model_uri": f"runs:/{run_id}/model",
+    }
+    _record(conn, config, "train", result)
+    return result
+
+
+def evaluate_step(config_uri: str, settings: Settings | None = None) -> dict[str, Any]:
+    """``mlflow run <package> -e evaluate`` of the trained model on the held-out block."""
+    from mlflow.tracking import MlflowClient
+
+    settings = settings or get_settings()
+    conn = get_connections(settings)
+    config = TrainRunConfig.load(conn, config_uri)
+    if (done := _cached(conn, config, "evaluate")) is not None:
+        return done
+    trained = objects.read_json(conn, config.uri("train.json"))
+    materialised = objects.read_json(conn, config.uri("materialise.json"))
+    run_id, _ = _mlflow_run(
+        config,
+        settings,
+        "evaluate",
+        {
+            "model": trained["model_uri"],
+            "data": materialised["data_uri"],
+            "device": config.train.device,
+        },
+        {"mlflow.parentRunId": trained["run_id"]},
+    )
+    metrics = MlflowClient(conn.mlflow_tracking_uri).get_run(run_id).data.metrics
+    result = {"run_id": run_id, "metrics": dict(sorted(metrics.items()))}
+    _record(conn, config, "evaluate", result)
+    return result
