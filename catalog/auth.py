@@ -37,6 +37,18 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 WRITE_ROLES = (Role.WRITER,)
+# Approvers record their decisions (stage, approval, version links) on model items.
+DECISION_METHODS = frozenset({"PUT", "PATCH"})
+DECISION_PATH = "/collections/models/items/"
+
+
+def roles_for_write(method: str, path: str) -> tuple[Role, ...]:
+    """The roles (besides admin) that may make this write."""
+    if method in DECISION_METHODS and path.startswith(DECISION_PATH):
+        return (Role.WRITER, Role.APPROVER)
+    return WRITE_ROLES
+
+
 # Liveness probes stay open even when reads are closed.
 ALWAYS_OPEN = ("/_mgmt/ping", "/_mgmt/health")
 # Answers with the identity behind the credential sent: how the CLI learns, from the one
@@ -85,13 +97,14 @@ class CatalogAuthMiddleware:
             return
         try:
             identity = await self._authenticate(scope)
-            if write and not identity.has_any(*WRITE_ROLES):
+            allowed = roles_for_write(method, path)
+            if write and not identity.has_any(*allowed):
                 raise AuthFailed(
                     403,
                     "Forbidden",
-                    f"identity {identity.name!r} has roles {sorted(identity.roles) or 'none'}; "
-                    f"writing to the catalog needs one of {[r.value for r in WRITE_ROLES]} "
-                    "or admin",
+                    f"identity {identity.name!r} has roles "
+                    f"{sorted(r.value for r in identity.roles) or 'none'}; this write needs "
+                    f"one of {[r.value for r in allowed]} or admin",
                 )
         except AuthFailed as exc:
             await _refuse(send, exc)

@@ -7,14 +7,21 @@ running at the end so a person can explore what the demo made.
 
 from __future__ import annotations
 
+import json
+import os
+import shlex
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from rich.console import Console
 
 from geomlops.connections import get_connections
 from geomlops.settings import Settings
 from geomlops.stack.manager import LocalStack
+from geomlops.stack.state import existing_secret
 
 console = Console(stderr=True)
 
@@ -55,9 +62,168 @@ def _register_packages(settings: Settings) -> None:
             console.print(f"  [dim]note: {note}[/]")
 
 
+SEN1FLOODS11 = (
+    "imagery/sen1floods11/Spain_7370579_S2Hand.tif",
+    "imagery/sen1floods11/Spain_7370579_S1Hand.tif",
+    "imagery/sen1floods11/Spain_7370579_LabelHand.tif",
+)
+DEMO_DATASET = "sen1floods11"
+DEMO_MODEL = "flood-water-s2"
+DEMO_IDENTITIES = {"demo-trainer": ("writer", "approver"), "demo-approver": ("approver",)}
+
+
+def _geomlops(*args: str, key: str | None = None, ok: tuple[int, ...] = (0,)) -> str:
+    """Run a `geomlops` command as a person would, showing it; return its stdout."""
+    env = dict(os.environ)
+    if key is not None:
+        env["GEOMLOPS_API_KEY"] = key
+    console.print(f"  [bold cyan]$ geomlops {' '.join(shlex.quote(a) for a in args)}[/]")
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "geomlops"), *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
+    if done.returncode not in ok:
+        raise RuntimeError(f"`geomlops {' '.join(args)}` exited {done.returncode}")
+    return done.stdout
+
+
+def _demo_keys(settings: Settings) -> dict[str, str]:
+    """API keys of the demo's two people, created once and kept in the state directory."""
+    from geomlops.catalog.db import pgstac_connection
+    from geomlops.catalog.keys import create_key
+
+    paths = LocalStack(settings).paths
+    stored = existing_secret(paths, "demo_keys") or {}
+    missing = {name: roles for name, roles in DEMO_IDENTITIES.items() if name not in stored}
+    if missing:
+        with pgstac_connection(settings) as conn:
+            for name, roles in missing.items():
+                stored[name], _ = create_key(conn, name, roles)
+        path = paths.secrets_dir / "demo_keys.json"
+        path.touch(mode=0o600)
+        path.write_text(json.dumps(stored))
+    return stored
+
+
+def _version_dataset(settings: Settings) -> None:
+    """Put the Sen1Floods11 chip under DVC as a dataset version (unchanged data: same one)."""
+    from geomlops.datasets.registry import DatasetRegistry, staged
+    from geomlops.sample_data import fetch, sample_data_root
+
+    files = [fetch(key, settings=settings) for key in SEN1FLOODS11]
+    root = sample_data_root(settings)
+    with staged([files[0].parent], root) as staged_root:
+        version, new = DatasetRegistry(settings).add(
+            staged_root, DEMO_DATASET, description="Sen1Floods11 Spain chip with hand label"
+        )
+    state = "new version" if new else "unchanged, same version"
+    console.print(f"  dataset {version.tag}: md5 {version.md5} ({state})")
+
+
+def _train(settings: Settings) -> None:
+    """Train the S2 model through `geomlops-train`, as the trainer; it ends awaiting approval."""
+    keys = _demo_keys(settings)
+    run = _geomlops(
+        "workflows", "submit", "geomlops-train",
+        "-p", f"package={DEMO_MODEL}", "-p", f"dataset={DEMO_DATASET}",
+        "-p", "epochs=12",
+        key=keys["demo-trainer"], ok=(2,),
+    ).strip()  # fmt: skip
+    (LocalStack(settings).paths.outputs_dir / "last-training-run.txt").write_text(run + "\n")
+
+
+def _promote(settings: Settings) -> None:
+    """The trainer may not approve; a second person, an approver, promotes the candidate."""
+    keys = _demo_keys(settings)
+    paths = LocalStack(settings).paths
+    run = (paths.outputs_dir / "last-training-run.txt").read_text().strip()
+    reason = "held-out water IoU meets the gate on the Sen1Floods11 Spain block"
+    _geomlops("workflows", "resume", run, "--reason", reason, key=keys["demo-trainer"], ok=(1,))
+    console.print("  [yellow]refused, as it should be: nobody approves a model they trained[/]")
+    _geomlops("workflows", "resume", run, "--reason", reason, key=keys["demo-approver"])
+    _geomlops("audit", DEMO_MODEL)
+
+
+def _lineage(settings: Settings) -> None:
+    """Print the full chain behind the production version, every link resolved."""
+    from geomlops.governance.production import resolve_model
+
+    model = resolve_model(DEMO_MODEL, settings=settings)
+    console.print(_geomlops("lineage", model.item_id), end="")
+    lineage = _geomlops("lineage", model.item_id, "--json")
+    (LocalStack(settings).paths.outputs_dir / f"lineage-{model.item_id}.json").write_text(lineage)
+
+
+def _serve_chip(settings: Settings) -> None:
+    """Start the Seldon graph, send the Sen1Floods11 chip, keep the GeoJSON, stop the graph.
+
+    Runs only when the model has a production version (the approval step makes one); the
+    graph itself would answer 404 without one, which is no demo.
+    """
+    import base64
+    import signal
+
+    import httpx
+
+    from geomlops.errors import NotFoundError
+    from geomlops.sample_data import fetch
+    from geomlops.serving.resolve import resolve_model
+
+    try:
+        model = resolve_model(DEMO_MODEL, settings=settings)
+    except NotFoundError as error:
+        console.print(f"  [yellow]skipped: {error.message}[/]")
+        return
+    console.print(f"  [bold cyan]$ geomlops serve {DEMO_MODEL}[/]")
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "geomlops"), "serve", DEMO_MODEL],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = server.stdout.readline() if server.stdout else ""
+        if not line:
+            raise RuntimeError("`geomlops serve` did not start (see its messages above)")
+        url = json.loads(line)["url"]
+        chip = fetch(SEN1FLOODS11[0])
+        console.print(f"  POST {url}/api/v1.0/predictions  (binData: {chip.name})")
+        response = httpx.post(
+            f"{url}/api/v1.0/predictions",
+            json={"binData": base64.b64encode(chip.read_bytes()).decode()},
+            timeout=300,
+        )
+        if response.status_code != 200:
+            raise RuntimeError(f"the graph answered {response.status_code}: {response.text}")
+        answer = response.json()
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+        if server.stdout:
+            server.stdout.close()
+    outputs = LocalStack(settings).paths.outputs_dir
+    outputs.mkdir(parents=True, exist_ok=True)
+    target = outputs / f"{DEMO_MODEL}-v{model.version}-{chip.stem}.geojson"
+    partial = target.with_name(target.name + ".part")
+    partial.write_text(json.dumps(answer["jsonData"]))
+    partial.replace(target)
+    for feature in answer["jsonData"]["features"]:
+        props = feature["properties"]
+        console.print(f"  {props['class_name']:10} {props['area_m2'] / 1e6:8.2f} km²")
+    console.print(f"  tags {answer['meta']['tags']}")
+    console.print(f"  [green]wrote[/] {target}  (open it in QGIS)")
+
+
 STEPS: list[DemoStep] = [
     DemoStep("Start the local stack", _start_stack),
     DemoStep("Register the model packages", _register_packages),
+    DemoStep("Version the Sen1Floods11 data with DVC", _version_dataset),
+    DemoStep("Train flood-water-s2 with the geomlops-train workflow", _train),
+    DemoStep("Approve it as a second person", _promote),
+    DemoStep("Show the lineage of the production model", _lineage),
+    DemoStep("Serve it: a Seldon graph answers with GeoJSON", _serve_chip),
 ]
 
 

@@ -474,6 +474,71 @@ class ServingSettings(BaseSettings):
         )
 
 
+class InferenceSettings(BaseSettings):
+    """Batch inference (`geomlops infer`): how work is cut, bounded, retried and published."""
+
+    model_config = _config("GEOMLOPS_INFER_")
+
+    stac_url: str | None = Field(
+        default=None,
+        description="STAC API the planner searches for imagery; unset means the platform's "
+        "own catalog (the same code path either way).",
+    )
+    imagery_collection: str = Field(
+        default="imagery", description="Collection of source scenes the planner searches."
+    )
+    tile_patches: int = Field(
+        default=8,
+        ge=1,
+        description="Side of one planned tile in model patches (tile = patches x the model "
+        "input size, e.g. 8 x 64 = 512 px): the unit of work, retry and output.",
+    )
+    overlap: int = Field(
+        default=16,
+        ge=0,
+        description="Pixels shared by neighbouring model patches and read around each tile, "
+        "blended with weights that fall towards the edges (capped at half a patch).",
+    )
+    max_shards: int = Field(
+        default=16,
+        ge=1,
+        description="Most shards (pods) one run fans out to: one pod or Argo node per tile "
+        "breaks Argo at scale (its workflow object hits etcd's size limit).",
+    )
+    min_tiles_per_shard: int = Field(
+        default=4, ge=1, description="Fewer tiles than this per shard are not worth a pod."
+    )
+    batch_size: int = Field(default=16, ge=1, description="Model patches per forward pass.")
+    tile_retries: int = Field(
+        default=2, ge=0, description="Times a tile is retried inside its shard before the shard fails."
+    )
+    shard_retries: int = Field(
+        default=1, ge=0, description="Times Argo re-runs a failed shard pod (done tiles are kept)."
+    )
+    max_outside_fraction: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="Share of the AOI's area that may lie outside the model's footprint (its "
+        "MLM item geometry) before the request is refused without --allow-outside-region.",
+    )
+    device: str = Field(default="auto", description="auto (CUDA when present), cpu, cuda, cuda:N.")
+    gpus: int = Field(
+        default=1, ge=0, description="GPUs each predict pod requests on a cluster; 0 = CPU only."
+    )
+    min_area_m2: float = Field(
+        default=0.0, ge=0, description="Polygons and holes smaller than this are not published."
+    )
+    simplify_tolerance_m: float = Field(
+        default=0.0, ge=0, description="Topology-preserving simplification of the polygons."
+    )
+    skip_values: list[int] = Field(
+        default_factory=lambda: [0],
+        description="Class values that get no polygons in the run's GeoJSON (JSON list); "
+        "default: class 0, the background class of the platform's models.",
+    )
+
+
 class Settings(BaseModel):
     """All settings, one attribute per concern."""
 
@@ -491,6 +556,7 @@ class Settings(BaseModel):
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     registration: RegistrationSettings = Field(default_factory=RegistrationSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
+    inference: InferenceSettings = Field(default_factory=InferenceSettings)
 
     @property
     def workflows_state_dir(self) -> Path:

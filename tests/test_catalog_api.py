@@ -178,6 +178,24 @@ def test_wrong_role_is_403_and_revoked_key_stops_working(stack: Connections) -> 
         assert reader.get_item("models", "t-by-writer").id == "t-by-writer"
 
 
+def test_approvers_may_only_update_existing_model_items(
+    stack: Connections, admin: CatalogClient
+) -> None:
+    """Approvers record decisions on model items; they create and delete nothing."""
+    with pgstac_connection() as conn:
+        approver_key, _ = create_key(conn, "t-approver-2", ["approver"])
+    admin.upsert_item(model_dict("t-decided"))
+    with CatalogClient(stack.stac_url, approver_key) as approver:
+        item = approver.get_item_dict("models", "t-decided")
+        item["properties"]["geomlops:stage"] = "production"
+        assert approver.upsert_item(item) == "updated"
+        with pytest.raises(AuthError, match="not allowed"):
+            approver.delete_item("models", "t-decided")
+        with pytest.raises(AuthError, match="not allowed"):
+            approver.upsert_item(model_dict("t-new-by-approver"))
+    assert admin.get_item("models", "t-decided").properties["geomlops:stage"] == "production"
+
+
 def test_upsert_is_idempotent_and_deprecate_delete_work(admin: CatalogClient) -> None:
     item = model_dict("t-upsert")
     assert admin.upsert_item(item) == "created"

@@ -101,7 +101,15 @@ def test_every_pod_runs_one_geomlops_command() -> None:
         assert pod["container"]["args"][:2] == ["train-step", name]
     dag = next(t for t in manifest["spec"]["templates"] if t["name"] == "main")["dag"]
     order = [task["name"] for task in dag["tasks"]]
-    assert order == ["resolve", "materialise", "train", "evaluate", "register", "approve"]
+    assert order == [
+        "resolve",
+        "materialise",
+        "train",
+        "evaluate",
+        "register",
+        "approve",
+        "approved",
+    ]
     params = {p["name"]: p for p in manifest["spec"]["arguments"]["parameters"]}
     assert all(p.get("description") for p in params.values())
     assert "value" not in params["package"] and "value" not in params["dataset"]

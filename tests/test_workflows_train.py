@@ -102,9 +102,15 @@ def test_train_ends_suspended_with_candidate(registered: str, stack: Connections
     assert json.loads(again.stdout)["model_version"] == str(version.version)
     assert len([v for v in _versions(stack) if v.tags.get("geomlops.workflow") == run]) == 1
 
+    # Who submitted is who trained: taken from the credential (here the admin key).
+    assert props["geomlops:trained_by"] == "admin"
+    assert version.tags["geomlops.trained_by"] == "admin"
+    # Resuming approves the candidate, so it needs a reason (and another identity: see
+    # tests/test_governance.py); without one nothing happens and the run stays suspended.
     resumed = runner.invoke(app, ["workflows", "resume", run])
-    assert resumed.exit_code == 0, resumed.output
-    assert _status(run)["phase"] == "Succeeded"
+    assert resumed.exit_code == 2, resumed.output
+    assert "--reason" in resumed.stderr
+    assert _status(run)["suspended"]
 
 
 def _step_config(run: str) -> str:

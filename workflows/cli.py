@@ -128,6 +128,7 @@ def submit(
                 f"no WorkflowTemplate named {template!r}",
                 hint=f"the platform's templates: {', '.join(sorted(templates))}",
             )
+        params = _with_submitter(templates[template], params, settings)
         if settings.argo.server:
             name = backend.submit_template(template, params)
         else:
@@ -150,6 +151,28 @@ def submit(
         return
     status = backend.wait(name) if settings.argo.server else _drive(backend, name)
     _report(status, as_json)
+
+
+SUBMITTER = "submitted-by"
+
+
+def _with_submitter(template: Any, params: dict[str, str], settings: Settings) -> dict[str, str]:
+    """Set the ``submitted-by`` parameter from the credential, never from the command line.
+
+    Who trained a model may not approve it; that rule is only as good as this name, so it
+    comes from the identity the catalog sees behind the key in use.
+    """
+    declared = {p.name for p in (template.arguments or [])}
+    if SUBMITTER not in declared:
+        return params
+    if SUBMITTER in params:
+        raise typer.BadParameter(
+            f"{SUBMITTER} is set from your credential, not given", param_hint="-p"
+        )
+    from geomlops.catalog.client import CatalogClient
+
+    with CatalogClient.from_settings(settings) as catalog:
+        return {**params, SUBMITTER: catalog.whoami().name}
 
 
 def _drive(executor: Any, name: str) -> dict[str, Any]:
@@ -242,10 +265,15 @@ def resume(
 ) -> None:
     """Resume a suspended run and wait for it, as `submit` does.
 
+    A `geomlops-train` run waits for approval: resuming it with --reason promotes its model
+    version as the identity behind your credential (the same rules as `geomlops promote`),
+    then lets the run finish.
+
     Examples:
-        geomlops workflows resume geomlops-train-x7k2p
+        geomlops workflows resume geomlops-train-x7k2p --reason "IoU 0.80 on the held-out block"
     """
     settings = get_settings()
+    _approve_training(run, reason, settings)
     if settings.argo.server:
         _argo(settings).resume(run, node)
         _report(_argo(settings).wait(run), as_json)
@@ -273,3 +301,30 @@ def stop(
     else:
         data = _local(settings).stop(run, terminate=terminate, reason=reason)
     typer.echo(f"{data['name']}: {data['phase']}")
+
+
+def _approve_training(run: str, reason: str | None, settings: Settings) -> None:
+    """If ``run`` is a training run with a registered candidate, promote that candidate."""
+    from geomlops.connections import get_connections
+    from geomlops.governance.decisions import Governance
+    from geomlops.governance.stages import STAGE_PROPERTY, Stage
+    from geomlops.workflows.steps import objects
+    from geomlops.workflows.templates.train import run_uri
+
+    conn = get_connections(settings)
+    try:
+        registered = objects.read_json(conn, f"{run_uri(settings, run)}/register.json")
+    except NotFoundError:  # not a training run, or it has not registered a version yet
+        return
+    model, version = registered["registered_model"], registered["model_version"]
+    with Governance(settings) as governance:
+        item = governance.catalog.get_item_dict("models", registered["item_id"])
+        if item["properties"].get(STAGE_PROPERTY) != Stage.CANDIDATE:
+            return
+        if not reason:
+            raise typer.BadParameter(
+                f"resuming {run} approves {model} version {version}: say why with --reason",
+                param_hint="--reason",
+            )
+        outcome = governance.promote(model, version, reason)
+    err.print(f"promoted {model} version {version} (by {outcome.actor})")

@@ -42,7 +42,8 @@ def promote(
     Examples:
         GEOMLOPS_API_KEY=$APPROVER_KEY geomlops promote flood-water-s2 3 --reason "IoU 0.80"
     """
-    _report(Governance(get_settings()).promote(model, version, reason), "promoted")
+    with Governance(get_settings()) as governance:
+        _report(governance.promote(model, version, reason), "promoted")
 
 
 def reject(
@@ -55,7 +56,8 @@ def reject(
     Examples:
         geomlops reject flood-water-s2 4 --reason "misses small channels in the Ebro delta"
     """
-    _report(Governance(get_settings()).reject(model, version, reason), "rejected")
+    with Governance(get_settings()) as governance:
+        _report(governance.reject(model, version, reason), "rejected")
 
 
 def rollback(
@@ -67,7 +69,8 @@ def rollback(
     Examples:
         geomlops rollback flood-water-s2 --reason "false water over new solar farms"
     """
-    _report(Governance(get_settings()).rollback(model, reason), "rolled back to")
+    with Governance(get_settings()) as governance:
+        _report(governance.rollback(model, reason), "rolled back to")
 
 
 def reconcile(
@@ -80,7 +83,8 @@ def reconcile(
         geomlops reconcile flood-water-s2
         geomlops reconcile flood-water-s2 --repair
     """
-    differences = Governance(get_settings()).reconcile(model, repair=repair)
+    with Governance(get_settings()) as governance:
+        differences = governance.reconcile(model, repair=repair)
     for difference in differences:
         out.print(("fixed: " if repair else "differs: ") + str(difference), markup=False)
     if not differences:
@@ -155,7 +159,8 @@ def lineage(
         geomlops lineage flood-water-s2-mv1
         geomlops lineage flood-water-s2-mv1 --json | jq '.children[] | select(.ok | not)'
     """
-    root = LineageResolver(get_settings()).resolve(item_id)
+    with LineageResolver(get_settings()) as resolver:
+        root = resolver.resolve(item_id)
     if as_json:
         typer.echo(json.dumps(root.as_dict(), indent=2, default=str))
     else:

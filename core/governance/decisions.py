@@ -76,6 +76,16 @@ class Governance:
             mlflow_client = MlflowClient(tracking_uri=uri, registry_uri=uri)
         self.mlflow = mlflow_client
 
+    def close(self) -> None:
+        """Release the catalog client's connections."""
+        self.catalog.close()
+
+    def __enter__(self) -> Governance:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # --- shared machinery ------------------------------------------------------------------
     @contextmanager
     def _model_lock(self, model: str) -> Iterator[psycopg.Connection]:

@@ -75,6 +75,16 @@ class LineageResolver:
             mlflow_client = MlflowClient(tracking_uri=uri, registry_uri=uri)
         self.mlflow = mlflow_client
 
+    def close(self) -> None:
+        """Release the catalog client's connections."""
+        self.catalog.close()
+
+    def __enter__(self) -> LineageResolver:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def resolve(self, item_id: str) -> Link:
         """Lineage of a model version item (``models``) by its id."""
         try:

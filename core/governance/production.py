@@ -53,7 +53,11 @@ def resolve_model(
 
         uri = get_connections(settings).mlflow_tracking_uri
         mlflow_client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    catalog = catalog or CatalogClient.from_settings(settings)
+    if catalog is None:
+        with CatalogClient.from_settings(settings) as own:
+            return resolve_model(
+                name, version, settings=settings, catalog=own, mlflow_client=mlflow_client
+            )
     try:
         if version is None:
             mv = mlflow_client.get_model_version_by_alias(name, PRODUCTION_ALIAS)

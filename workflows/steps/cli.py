@@ -39,6 +39,9 @@ def resolve(
     learning_rate: Annotated[float, typer.Option(min=0)] = 0.001,
     seed: Annotated[int, typer.Option(min=0)] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
+    submitted_by: Annotated[
+        str, typer.Option(help="Identity that submitted the run (recorded as its trainer).")
+    ] = "",
     outputs: Annotated[
         Path | None,
         typer.Option(help="Also write `config` (its URI) and `image` files here (Argo outputs)."),
@@ -58,6 +61,7 @@ def resolve(
         package=package,
         package_version=package_version or None,
         dataset=dataset,
+        submitted_by=submitted_by,
         train=TrainParams(
             epochs=epochs,
             batch_size=batch_size,
@@ -119,3 +123,15 @@ def register(config: ConfigArg) -> None:
     from geomlops.workflows.steps.register import register_step
 
     _print(register_step(config))
+
+
+@app.command()
+def approved(config: ConfigArg) -> None:
+    """Succeed only if the run's model version was promoted (fail if rejected or undecided).
+
+    Examples:
+        geomlops train-step approved --config s3://mlflow/workflow-runs/t1/config.json
+    """
+    from geomlops.workflows.steps.register import approved_step
+
+    _print(approved_step(config))

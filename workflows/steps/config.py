@@ -67,6 +67,9 @@ class TrainRunConfig(_Strict):
     dataset: DatasetPin
     train: TrainParams
     experiment: str = Field(description="MLflow experiment of the run's MLflow runs.")
+    submitted_by: str = Field(
+        default="", description="Identity that submitted the run: its trainer, never its approver."
+    )
 
     def uri(self, name: str) -> str:
         """URI of a document or folder in this run's folder."""

@@ -61,6 +61,7 @@ def register_step(config_uri: str, settings: Settings | None = None) -> dict[str
         "geomlops.train_run_id": trained["run_id"],
         "geomlops.evaluate_run_id": evaluated["run_id"],
         "geomlops.stage": CANDIDATE,
+        **({"geomlops.trained_by": config.submitted_by} if config.submitted_by else {}),
     }
     try:
         try:
@@ -96,6 +97,7 @@ def register_step(config_uri: str, settings: Settings | None = None) -> dict[str
         except MlflowException as exc:  # pragma: no cover - the original error is reported
             log.error("could not delete model version %s: %s", version.version, exc)
         raise
+    _audit_training(settings, config, name, str(version.version), trained, evaluated)
     result = {
         "registered_model": name,
         "model_version": str(version.version),
@@ -104,6 +106,85 @@ def register_step(config_uri: str, settings: Settings | None = None) -> dict[str
     }
     _record(conn, config, "register", result)
     return result
+
+
+def _audit_training(
+    settings: Settings,
+    config: TrainRunConfig,
+    model: str,
+    version: str,
+    trained: dict[str, Any],
+    evaluated: dict[str, Any],
+) -> None:
+    """Append the training run to the audit trail, once even if the step is retried."""
+    from geomlops.catalog.db import pgstac_connection
+    from geomlops.governance import audit
+    from geomlops.governance.audit import Action, AuditEntry
+
+    with pgstac_connection(settings) as db:
+        for entry in audit.entries(db, model, version):
+            if entry.action == Action.TRAIN and entry.details.get("workflow") == config.workflow:
+                return
+        audit.append(
+            db,
+            AuditEntry(
+                config.submitted_by or "unknown",
+                Action.TRAIN,
+                model,
+                version,
+                details={
+                    "workflow": config.workflow,
+                    "dataset": config.dataset.tag,
+                    "dataset_md5": config.dataset.md5,
+                    "git_commit": config.package.git_commit,
+                    "image": config.package.image,
+                    "train_run_id": trained["run_id"],
+                    "evaluate_run_id": evaluated["run_id"],
+                    "metrics": {
+                        k: v
+                        for k, v in evaluated.get("metrics", {}).items()
+                        if k.startswith("val_")
+                    },
+                },
+            ),
+        )
+
+
+def approved_step(config_uri: str, settings: Settings | None = None) -> dict[str, Any]:
+    """Succeed once the run's model version has been promoted; fail if it was not.
+
+    Resuming the workflow is not itself an approval: the decision, with who took it and
+    why, is made by `geomlops promote` (which `geomlops workflows resume --reason` calls)
+    and recorded in the audit log; this step only checks the outcome.
+    """
+    from geomlops.catalog.collections import MODELS
+    from geomlops.governance.stages import STAGE_PROPERTY, Stage
+
+    settings = settings or get_settings()
+    conn = get_connections(settings)
+    config = TrainRunConfig.load(conn, config_uri)
+    registered = objects.read_json(conn, config.uri("register.json"))
+    with _catalog(settings) as catalog:
+        item = catalog.get_item_dict(MODELS, registered["item_id"])
+    props = item["properties"]
+    stage = props.get(STAGE_PROPERTY)
+    label = f"{registered['registered_model']} version {registered['model_version']}"
+    if stage in (Stage.PRODUCTION, Stage.DEPRECATED):
+        return {
+            "item_id": item["id"],
+            "stage": stage,
+            "approved_by": props.get("geomlops:approved_by"),
+        }
+    if stage == Stage.REJECTED:
+        raise StepFailed(
+            f"{label} was rejected by {props.get('geomlops:rejected_by')}: "
+            f"{props.get('geomlops:rejection_reason')}"
+        )
+    raise StepFailed(
+        f"{label} is {stage}: resuming does not approve it. An approver runs "
+        f"`geomlops workflows resume {config.workflow} --reason …` or `geomlops promote "
+        f"{registered['registered_model']} {registered['model_version']} --reason …`"
+    )
 
 
 def _mlm_template(run_id: str, config: TrainRunConfig, settings: Settings) -> dict[str, Any]:
@@ -145,6 +226,8 @@ def candidate_item(
     ):
         props["datetime"] = datetime.now(UTC).isoformat()
     metrics = {k: v for k, v in evaluated.get("metrics", {}).items() if k.startswith("val_")}
+    if config.submitted_by:
+        props["geomlops:trained_by"] = config.submitted_by
     props.update(
         {
             "version": model_version,

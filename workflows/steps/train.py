@@ -123,6 +123,7 @@ def resolve(
     package_version: str | None,
     dataset: str,
     train: TrainParams,
+    submitted_by: str = "",
     settings: Settings | None = None,
 ) -> tuple[str, str]:
     """Pin the package and dataset, save the run's config; returns its URI and the image."""
@@ -146,6 +147,7 @@ def resolve(
         ),
         train=train,
         experiment=settings.training.experiment,
+        submitted_by=submitted_by,
     )
     return config.save(conn), pin.image
 

@@ -1,6 +1,7 @@
 """``geomlops-train``: train a registered model package on a dataset version, then wait.
 
-resolve → materialise → train → evaluate → register → approve (suspend). Every pod runs one
+resolve → materialise → train → evaluate → register → approve (suspend) → approved (the
+version must have been promoted by an approver: resuming alone approves nothing). Every pod runs one
 ``geomlops train-step`` command; ``resolve`` saves the run's config in S3 and hands its URI
 (and the package's image) to the rest through output parameters, so no step depends on a
 disk another pod wrote. Train and evaluate run in the package's own image and ask for GPUs
@@ -41,6 +42,11 @@ PARAMETERS: dict[str, tuple[str | None, str]] = {
     "learning-rate": ("0.001", "AdamW learning rate (number > 0)."),
     "seed": ("0", "Seed of Python, NumPy and torch (integer >= 0)."),
     "device": ("auto", "auto (CUDA when present), cpu, cuda or cuda:N."),
+    "submitted-by": (
+        "",
+        "Identity that submitted the run, who may not approve it; `geomlops workflows "
+        "submit` sets it from the credential in use.",
+    ),
 }
 
 # (environment variable, key in the platform Secret)
@@ -52,6 +58,8 @@ _SECRET_ENV = (
     ("GEOMLOPS_S3_ACCESS_KEY", "s3-access-key"),
     ("GEOMLOPS_S3_SECRET_KEY", "s3-secret-key"),
     ("GEOMLOPS_DATASETS_GIT_REMOTE", "datasets-git-remote"),
+    # The register step appends to the audit log, which lives in the platform's database.
+    ("GEOMLOPS_DB_DSN", "db-dsn"),
 )
 
 
@@ -107,9 +115,13 @@ def _step(
     )
 
 
+def run_uri(settings: Settings, workflow: str = "{{workflow.name}}") -> str:
+    """The S3 folder of a ``geomlops-train`` run's documents (config, step records)."""
+    return f"s3://{settings.s3.bucket_mlflow}/workflow-runs/{workflow}"
+
+
 def train_template(settings: Settings) -> WorkflowTemplate:
     """Build ``geomlops-train`` for the given settings (GPU scheduling, images, buckets)."""
-    run_uri = f"s3://{settings.s3.bucket_mlflow}/workflow-runs/{{{{workflow.name}}}}"
     with WorkflowTemplate(
         name=TRAIN,
         entrypoint="main",
@@ -130,7 +142,7 @@ def train_template(settings: Settings) -> WorkflowTemplate:
         resolve_args = [
             "train-step", "resolve",
             "--workflow", "{{workflow.name}}",
-            "--run-uri", run_uri,
+            "--run-uri", run_uri(settings),
             "--package", "{{workflow.parameters.package}}",
             "--package-version", "{{workflow.parameters.package-version}}",
             "--dataset", "{{workflow.parameters.dataset}}",
@@ -139,6 +151,7 @@ def train_template(settings: Settings) -> WorkflowTemplate:
             "--learning-rate", "{{workflow.parameters.learning-rate}}",
             "--seed", "{{workflow.parameters.seed}}",
             "--device", "{{workflow.parameters.device}}",
+            "--submitted-by", "{{workflow.parameters.submitted-by}}",
             "--outputs", OUTPUTS,
         ]
         # fmt: on
@@ -170,6 +183,7 @@ def train_template(settings: Settings) -> WorkflowTemplate:
         )
         register = _step("register", settings, image=platform, retries=2)
         approve = Suspend(name="approve")
+        approved = _step("approved", settings, image=platform, retries=0)
 
         with DAG(name="main"):
             config = {"config": "{{tasks.resolve.outputs.parameters.config}}"}
@@ -181,5 +195,6 @@ def train_template(settings: Settings) -> WorkflowTemplate:
                 >> evaluate(name="evaluate", arguments={**config, **image})
                 >> register(name="register", arguments=config)
                 >> approve(name="approve")
+                >> approved(name="approved", arguments=config)
             )
     return template
