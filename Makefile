@@ -50,10 +50,10 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $@
 
-$(VENV_SERVING)/.installed: requirements/serving.txt pyproject.toml
+$(VENV_SERVING)/.installed: requirements/serving.txt requirements/serving-model.txt pyproject.toml
 	test -x $(VENV_SERVING)/bin/python || $(PYTHON) -m venv $(VENV_SERVING)
 	$(VENV_SERVING)/bin/python -m pip install -q --upgrade pip
-	$(VENV_SERVING)/bin/python -m pip install -q -r requirements/serving.txt
+	$(VENV_SERVING)/bin/python -m pip install -q -r requirements/serving-model.txt
 	$(VENV_SERVING)/bin/python -m pip install -q --no-deps -e .
 	touch $@
 

@@ -37,6 +37,7 @@ from geomlops.catalog.collections import MODELS
 from geomlops.catalog.extensions import VERSION_SCHEMA
 from geomlops.connections import get_connections
 from geomlops.errors import ConflictError, GeomlopsError, NotFoundError
+from geomlops.governance.stages import STAGE_PROPERTY, Stage
 from geomlops.registration.source import SourceInfo, package_digest, source_info
 from geomlops.registration.validate import ValidationResult, validate_or_raise
 from geomlops.settings import Settings, get_settings
@@ -45,8 +46,8 @@ log = logging.getLogger(__name__)
 
 Action = Literal["created", "updated", "unchanged"]
 
-STAGE = "geomlops:stage"
-REGISTERED = "registered"
+STAGE = STAGE_PROPERTY
+REGISTERED = Stage.REGISTERED.value
 PACKAGE = "geomlops:package"
 PACKAGE_VERSION = "geomlops:package_version"
 DIGEST = "geomlops:package_digest"

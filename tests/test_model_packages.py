@@ -14,32 +14,13 @@ from geomlops.catalog.validation import stac_problems
 from geomlops.errors import ValidationFailed
 from geomlops.ml.scaling import training_statistics
 from geomlops.ml.spec import ModelPackage, consistency_problems, load_package, read_spec
+from geomlops.registration.contract import ENTRY_POINTS as CONTRACT_PARAMETERS
+from geomlops.registration.contract import HYPERPARAMETERS
 from geomlops.sample_data import sample_data_root
 
 PACKAGES_DIR = Path(__file__).resolve().parents[1] / "model_packages"
 PACKAGES = ["flood-water-s1", "flood-water-s2"]
 REQUIRED_FILES = ["MLproject", "Dockerfile", "mlm.json", "package.yaml", "README.md", "main.py"]
-CONTRACT_PARAMETERS = {
-    "train": {
-        "data": "string",
-        "output": "string",
-        "epochs": "float",
-        "batch_size": "float",
-        "learning_rate": "float",
-        "stride": "float",
-        "seed": "float",
-        "device": "string",
-    },
-    "evaluate": {"model": "string", "data": "string", "output": "string", "device": "string"},
-    "predict": {
-        "model": "string",
-        "input": "path",
-        "output": "string",
-        "overlap": "float",
-        "device": "string",
-    },
-}
-HYPERPARAMETERS = ["epochs", "batch_size", "learning_rate", "stride", "seed"]
 
 
 @pytest.fixture(params=PACKAGES)

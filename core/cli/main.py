@@ -20,6 +20,7 @@ from geomlops.datasets import cli as dataset_cli
 from geomlops.errors import GeomlopsError
 from geomlops.governance import cli as governance_cli
 from geomlops.registration import cli as registration_cli
+from geomlops.serving import cli as serving_cli
 from geomlops.workflows import cli as workflows_cli
 from geomlops.workflows.steps import cli as train_step_cli
 
@@ -63,3 +64,4 @@ app.add_typer(dataset_cli.app, name="dataset")
 app.add_typer(workflows_cli.app, name="workflows")
 app.add_typer(train_step_cli.app, name="train-step")
 app.add_typer(registration_cli.app, name="package")
+app.add_typer(serving_cli.app, name="serve")

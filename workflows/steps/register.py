@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 from geomlops.connections import Connections, get_connections
 from geomlops.errors import GeomlopsError
+from geomlops.governance.stages import STAGE_TAG
 from geomlops.settings import Settings, get_settings
 from geomlops.workflows.steps import objects
 from geomlops.workflows.steps.config import TrainRunConfig
@@ -60,7 +61,7 @@ def register_step(config_uri: str, settings: Settings | None = None) -> dict[str
         **_lineage_tags(config),
         "geomlops.train_run_id": trained["run_id"],
         "geomlops.evaluate_run_id": evaluated["run_id"],
-        "geomlops.stage": CANDIDATE,
+        STAGE_TAG: CANDIDATE,
         **({"geomlops.trained_by": config.submitted_by} if config.submitted_by else {}),
     }
     try:

@@ -28,6 +28,7 @@ from geomlops.datasets.materialise import materialise
 from geomlops.datasets.refs import DatasetRef, item_id_for
 from geomlops.datasets.registry import DatasetRegistry
 from geomlops.errors import GeomlopsError, NotFoundError
+from geomlops.governance.stages import STAGE_PROPERTY, Stage
 from geomlops.settings import Settings, get_settings
 from geomlops.workflows.steps import objects
 from geomlops.workflows.steps.config import (
@@ -39,9 +40,9 @@ from geomlops.workflows.steps.config import (
 
 log = logging.getLogger(__name__)
 
-STAGE = "geomlops:stage"
-REGISTERED = "registered"
-CANDIDATE = "candidate"
+STAGE = STAGE_PROPERTY
+REGISTERED = Stage.REGISTERED.value
+CANDIDATE = Stage.CANDIDATE.value
 
 
 class StepFailed(GeomlopsError):

@@ -1,0 +1,155 @@
+r"""The Seldon MODEL component: a GeoTIFF in, the class mask with its georeferencing out.
+
+Runs under the seldon-core 1.17.1 Python wrapper in the serving environment::
+
+    seldon-core-microservice geomlops.serving.seldon_model.SegmentationModel \
+        --service-type MODEL --parameters '[{"name": "model_name", "value": "flood-water-s2",
+                                            "type": "STRING"}]'
+
+(locally through :mod:`geomlops.transformers.microservice`, which binds 127.0.0.1). It
+answers ``/api/v1.0/predictions`` with the mask payload (:mod:`geomlops.transformers.
+raster_to_vector.payload`) in ``jsonData`` — what the raster-to-vector output transformer
+turns into GeoJSON — and ``meta.tags`` naming the model, its version and its STAC item.
+
+The version is the ``production`` one unless ``model_version`` names one
+(:func:`geomlops.serving.resolve.resolve_model`, injectable for the promotion issue's
+helper). A model with nothing promoted does not stop the component: it starts, answers 404
+with what to do, and looks again (at most every ``retry_seconds``), so promoting a version
+is enough to bring the service to life.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from seldon_core.flask_utils import SeldonMicroserviceException
+
+from geomlops.errors import GeomlopsError
+from geomlops.serving.inputs import InputPolicy, InputRejected, read_image, request_image
+from geomlops.serving.predictor import Predictor
+from geomlops.serving.resolve import NoProductionVersion, Resolver, resolve_model
+from geomlops.settings import get_settings
+
+log = logging.getLogger(__name__)
+COMPONENT_NAME = "model"
+
+
+def _default_resolver(name: str, version: str | None) -> Any:
+    return resolve_model(name, version)
+
+
+class SegmentationModel:
+    """Seldon model component serving one registered segmentation model."""
+
+    def __init__(
+        self,
+        model_name: str = "",
+        model_version: str = "",
+        probabilities: bool = True,
+        retry_seconds: float = 5.0,
+        resolver: Resolver | None = None,
+    ) -> None:
+        if not model_name:
+            raise GeomlopsError("parameter model_name is required (the registered model name)")
+        self.model_name = model_name
+        self.model_version = model_version or None
+        self.probabilities = probabilities
+        self.retry_seconds = retry_seconds
+        self.resolver = resolver or _default_resolver
+        self.settings = get_settings()
+        self.policy = InputPolicy.from_settings(self.settings)
+        self.predictor: Predictor | None = None
+        self._problem: GeomlopsError | None = None
+        self._last_attempt = float("-inf")
+        self._lock = threading.Lock()
+
+    def load(self) -> None:
+        """Resolve and load the model (called by the wrapper in each worker)."""
+        self._try_load()
+
+    def _try_load(self) -> Predictor | None:
+        with self._lock:
+            if self.predictor is not None:
+                return self.predictor
+            if time.monotonic() - self._last_attempt < self.retry_seconds:
+                return None
+            self._last_attempt = time.monotonic()
+            try:
+                resolved = self.resolver(self.model_name, self.model_version)
+                self.predictor = Predictor.load(
+                    resolved, self.settings, with_probabilities=self.probabilities
+                )
+                self._problem = None
+                log.info("serving %s version %s", resolved.name, resolved.version)
+            except GeomlopsError as error:
+                self._problem = error
+                log.warning("model not available: %s", error)
+            return self.predictor
+
+    def _predictor(self) -> Predictor:
+        predictor = self._try_load()
+        if predictor is not None:
+            return predictor
+        problem = self._problem
+        if isinstance(problem, NoProductionVersion):
+            raise SeldonMicroserviceException(
+                str(problem), status_code=404, reason="NO_PRODUCTION_VERSION"
+            )
+        raise SeldonMicroserviceException(
+            f"model {self.model_name} is not available: {problem}",
+            status_code=503,
+            reason="MODEL_UNAVAILABLE",
+        )
+
+    def predict_raw(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Answer one Seldon message: the mask payload in ``jsonData``, tags in ``meta``."""
+        predictor = self._predictor()
+        try:
+            image = request_image(request, self.policy, self.settings)
+            raster = read_image(image, predictor.spec.bands, self.policy)
+        except InputRejected as error:
+            raise SeldonMicroserviceException(
+                str(error), status_code=error.status, reason=error.reason
+            ) from error
+        meta = request.get("meta") if isinstance(request.get("meta"), dict) else {}
+        tags = {**(meta.get("tags") or {}), **predictor.tags}
+        return {"jsonData": predictor.predict(raster), "meta": {**meta, "tags": tags}}
+
+    def init_metadata(self) -> dict[str, Any]:
+        """``/metadata``: what the component takes and gives, and which version it asks for.
+
+        The wrapper computes this once, in the server's master process before it forks its
+        workers, so it must not load the model (torch thread pools do not survive a fork);
+        the version actually served is in every answer's ``meta.tags``.
+        """
+        return {
+            "name": self.model_name,
+            "versions": [self.model_version or "production"],
+            "platform": "geomlops",
+            "inputs": [
+                # The wrapper's metadata schema allows no schema for binData: a GeoTIFF whose
+                # band descriptions name the model's mlm:input bands.
+                {"messagetype": "binData"},
+                {
+                    "messagetype": "jsonData",
+                    "schema": {
+                        "type": "object",
+                        "properties": {"url": {"type": "string", "format": "uri"}},
+                        "required": ["url"],
+                    },
+                },
+            ],
+            "outputs": [
+                {
+                    "messagetype": "jsonData",
+                    "schema": {
+                        "description": "mask payload (geomlops.transformers."
+                        "raster_to_vector.payload) with transform, crs and classes"
+                    },
+                }
+            ],
+            "custom": {"alias": "" if self.model_version else "production"},
+        }
