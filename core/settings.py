@@ -510,7 +510,9 @@ class InferenceSettings(BaseSettings):
     )
     batch_size: int = Field(default=16, ge=1, description="Model patches per forward pass.")
     tile_retries: int = Field(
-        default=2, ge=0, description="Times a tile is retried inside its shard before the shard fails."
+        default=2,
+        ge=0,
+        description="Times a tile is retried inside its shard before the shard fails.",
     )
     shard_retries: int = Field(
         default=1, ge=0, description="Times Argo re-runs a failed shard pod (done tiles are kept)."
