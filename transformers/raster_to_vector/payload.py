@@ -116,9 +116,10 @@ def encode(
         "classes": None if classes is None else [dict(c) for c in classes],
     }
     if probabilities is not None:
-        payload["probabilities"] = _array_to_payload(
-            probabilities.astype(np.float32, copy=False), compress=compress
-        )
+        # Confidence travels as uint8 steps of 1/255 (within 0.2 %, ample for the mean
+        # confidence a polygon carries): a quarter of float32's bytes, and it compresses.
+        quantised = np.rint(np.clip(probabilities, 0.0, 1.0) * 255.0).astype(np.uint8)
+        payload["probabilities"] = _array_to_payload(quantised, compress=compress, scale=1 / 255)
     return payload
 
 
@@ -156,7 +157,7 @@ def _decode_array(
         )
     array = np.frombuffer(raw, dtype=dtype).reshape(payload.shape)
     if payload.scale is not None:
-        array = array.astype(np.float32) * np.float32(payload.scale)
+        return array.astype(np.float32) * np.float32(payload.scale)
     return array.astype(dtype.newbyteorder("="), copy=False)
 
 
