@@ -144,7 +144,7 @@ def _promote(settings: Settings) -> None:
     _geomlops("workflows", "resume", run, "--reason", reason, key=keys["demo-trainer"], ok=(1,))
     console.print("  [yellow]refused, as it should be: nobody approves a model they trained[/]")
     _geomlops("workflows", "resume", run, "--reason", reason, key=keys["demo-approver"])
-    _geomlops("audit", DEMO_MODEL)
+    console.print(_geomlops("audit", DEMO_MODEL), end="")
 
 
 def _lineage(settings: Settings) -> None:

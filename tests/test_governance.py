@@ -58,6 +58,14 @@ def keys(stack: Connections) -> dict[str, str]:
     }
 
 
+@pytest.fixture(autouse=True)
+def _settings_follow_the_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Undo this test's `GEOMLOPS_API_KEY`, then forget the settings read with it."""
+    yield
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
 def _as(monkeypatch: pytest.MonkeyPatch, key: str) -> None:
     monkeypatch.setenv("GEOMLOPS_API_KEY", key)
     get_settings.cache_clear()
