@@ -17,6 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from geomlops.cli.main import app
+from geomlops.connections import Connections
 
 NAMESPACE = "flood-team"
 
@@ -122,7 +123,22 @@ SUSPENDED = {
 }
 
 
-def test_submit_template_sends_name_and_parameters(argo: FakeArgo) -> None:
+def test_submitter_comes_from_the_credential_not_the_command_line(argo: FakeArgo) -> None:
+    result = CliRunner().invoke(
+        app,
+        [
+            "workflows", "submit", "geomlops-train",
+            "-p", "package=flood-water-s2", "-p", "dataset=x", "-p", "submitted-by=someone",
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert "submitted-by is set from your credential" in result.stderr
+    assert argo.requests == []
+
+
+@pytest.mark.stack
+def test_submit_template_sends_name_and_parameters(argo: FakeArgo, stack: Connections) -> None:
+    """The platform's catalog says who is submitting (here: the stack's admin key)."""
     argo.phases["geomlops-train-abcde"] = [{"phase": "Running", "nodes": {}}, SUSPENDED]
     result = CliRunner().invoke(
         app,
@@ -142,7 +158,13 @@ def test_submit_template_sends_name_and_parameters(argo: FakeArgo) -> None:
         "namespace": NAMESPACE,
         "resourceKind": "WorkflowTemplate",
         "resourceName": "geomlops-train",
-        "submitOptions": {"parameters": ["package=flood-water-s2", "dataset=sen1floods11@v1"]},
+        "submitOptions": {
+            "parameters": [
+                "package=flood-water-s2",
+                "dataset=sen1floods11@v1",
+                "submitted-by=admin",
+            ]
+        },  # fmt: skip
     }
     polls = [r for r in argo.requests if r["method"] == "GET"]
     assert polls and all(

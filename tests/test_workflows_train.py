@@ -7,6 +7,7 @@ as a DVC dataset; then the workflow trains, evaluates, registers and waits for a
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +26,18 @@ from geomlops.settings import get_settings
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = "flood-water-s2"
-GIT_SHA = "0123456789abcdef0123456789abcdef01234567"
+# Registered at this checkout's commit, as every test module does: the first registration
+# of a package version wins, so all must agree on what it is.
+GIT_SHA = subprocess.run(
+    ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+).stdout.strip()
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
 def registered(stack: Connections) -> str:
     """The S2 package registered, Sen1Floods11 added as a dataset; returns the dataset tag."""
-    register_package(REPO / "model_packages" / PACKAGE, git_sha=GIT_SHA)
+    register_package(REPO / "model_packages" / PACKAGE)
     sample = get_settings().sample_data.sample_data
     assert sample is not None, "the Sen1Floods11 sample is needed (GEOMLOPS_SAMPLE_DATA)"
     with staged([sample / "imagery" / "sen1floods11"], sample) as root:
