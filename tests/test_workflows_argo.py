@@ -164,7 +164,7 @@ def test_submit_template_sends_name_and_parameters(argo: FakeArgo, stack: Connec
                 "dataset=sen1floods11@v1",
                 "submitted-by=admin",
             ]
-        },  # fmt: skip
+        },
     }
     polls = [r for r in argo.requests if r["method"] == "GET"]
     assert polls and all(
