@@ -15,6 +15,7 @@ from geomlops.settings import LOOPBACK, Settings, get_settings
 from geomlops.stack.state import StatePaths, existing_secret, load_ports
 
 if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
     from mypy_boto3_s3 import S3Client
 
 
@@ -88,6 +89,13 @@ class Connections:
             region_name=self.s3_region,
             config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3}),
         )
+
+    def mlflow_client(self) -> MlflowClient:
+        """An MLflow client for tracking and the model registry (the same server)."""
+        from mlflow.tracking import MlflowClient
+
+        uri = self.mlflow_tracking_uri
+        return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
     def env(self) -> dict[str, str]:
         """Environment variables that point standard tools (mlflow, aws, dvc, GDAL) here."""

@@ -69,12 +69,7 @@ class Governance:
     ) -> None:
         self.settings = settings or get_settings()
         self.catalog = catalog or CatalogClient.from_settings(self.settings)
-        if mlflow_client is None:
-            from mlflow.tracking import MlflowClient
-
-            uri = get_connections(self.settings).mlflow_tracking_uri
-            mlflow_client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-        self.mlflow = mlflow_client
+        self.mlflow = mlflow_client or get_connections(self.settings).mlflow_client()
 
     def close(self) -> None:
         """Release the catalog client's connections."""

@@ -49,10 +49,7 @@ def resolve_model(
 
     settings = settings or get_settings()
     if mlflow_client is None:
-        from mlflow.tracking import MlflowClient
-
-        uri = get_connections(settings).mlflow_tracking_uri
-        mlflow_client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        mlflow_client = get_connections(settings).mlflow_client()
     if catalog is None:
         with CatalogClient.from_settings(settings) as own:
             return resolve_model(
