@@ -227,14 +227,35 @@ def status(run: RunArg, as_json: JsonOption = False) -> None:
         geomlops workflows status geomlops-train-x7k2p --json
     """
     data = _backend().status(run)
+    tasks = _inference_tasks(data)
+    if tasks is not None:
+        data["tasks"] = tasks
     if as_json:
         typer.echo(json.dumps(data, indent=2))
         return
     suspended = " (suspended)" if data.get("suspended") else ""
     typer.echo(f"{data['name']}: {data['phase']}{suspended} {data.get('message') or ''}")
+    if tasks:
+        typer.echo(
+            f"  tiles: {tasks['tasks_count_total']} total, {tasks['tasks_count_success']} "
+            f"succeeded, {tasks['tasks_count_failed']} failed, {tasks['tasks_count_waiting']} "
+            "waiting"
+        )
     for node in data.get("nodes", []):
         if node.get("type") in ("Pod", "Suspend", "Retry"):
             typer.echo(f"  {node.get('displayName', ''):24} {node.get('phase', '')}")
+
+
+def _inference_tasks(data: dict[str, Any]) -> dict[str, Any] | None:
+    """Tile counts of a batch-inference run (Geospatial Studio's tasks), else None."""
+    from geomlops.workflows.templates.infer import INFER
+
+    if data.get("workflowTemplate") != INFER:
+        return None
+    from geomlops.workflows.inference.progress import run_summary
+
+    run = (data.get("parameters") or {}).get("resume-from") or data["name"]
+    return run_summary(run, get_settings()).get("tasks") or {}
 
 
 @app.command()

@@ -22,6 +22,7 @@ from geomlops.governance import cli as governance_cli
 from geomlops.registration import cli as registration_cli
 from geomlops.serving import cli as serving_cli
 from geomlops.workflows import cli as workflows_cli
+from geomlops.workflows.inference import cli as infer_cli
 from geomlops.workflows.steps import cli as train_step_cli
 
 
@@ -65,3 +66,5 @@ app.add_typer(workflows_cli.app, name="workflows")
 app.add_typer(train_step_cli.app, name="train-step")
 app.add_typer(registration_cli.app, name="package")
 app.add_typer(serving_cli.app, name="serve")
+app.add_typer(infer_cli.app, name="infer")
+app.add_typer(infer_cli.step_app, name="infer-step")

@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 
 from geomlops.catalog.client import CatalogClient
-from geomlops.catalog.collections import DATASETS, MODELS
+from geomlops.catalog.collections import DATASETS, IMAGERY, MODELS, PREDICTIONS
 from geomlops.catalog.db import pgstac_url
 from geomlops.connections import get_connections
 from geomlops.errors import GeomlopsError, NotFoundError
@@ -67,13 +67,9 @@ class LineageResolver:
         mlflow_client: Any = None,
     ) -> None:
         self.settings = settings or get_settings()
-        self.catalog = catalog or CatalogClient(get_connections(self.settings).stac_url)
-        if mlflow_client is None:
-            from mlflow.tracking import MlflowClient
-
-            uri = get_connections(self.settings).mlflow_tracking_uri
-            mlflow_client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-        self.mlflow = mlflow_client
+        conn = get_connections(self.settings)
+        self.catalog = catalog or CatalogClient(conn.stac_url)
+        self.mlflow = mlflow_client or conn.mlflow_client()
 
     def close(self) -> None:
         """Release the catalog client's connections."""
@@ -86,15 +82,118 @@ class LineageResolver:
         self.close()
 
     def resolve(self, item_id: str) -> Link:
-        """Lineage of a model version item (``models``) by its id."""
+        """Lineage of a model version item (``models``) or a prediction item, by its id."""
         try:
             item = self.catalog.get_item_dict(MODELS, item_id)
         except NotFoundError:
+            try:
+                return self.prediction(self.catalog.get_item_dict(PREDICTIONS, item_id))
+            except NotFoundError:
+                pass
             raise NotFoundError(
-                f"no model version item {item_id!r} in the catalog",
-                hint="ids look like flood-water-s2-mv3; search with `geomlops catalog search`",
+                f"no model version or prediction item {item_id!r} in the catalog",
+                hint="ids look like flood-water-s2-mv3 or a batch-inference run name; search "
+                "with `geomlops catalog search`",
             ) from None
         return self.model_version(item)
+
+    # --- prediction ------------------------------------------------------------------------
+    def prediction(self, item: dict[str, Any]) -> Link:
+        """Lineage of a prediction item, each link checked.
+
+        Its model version (with that version's whole lineage), every source scene, the
+        workflow run that made it, and its output objects.
+        """
+        props = item["properties"]
+        root = Link(
+            "prediction",
+            item["id"],
+            facts={
+                "model": props.get("geomlops:model"),
+                "model_version": props.get("geomlops:model_version"),
+                "workflow": props.get("geomlops:workflow"),
+                "outside_region": props.get("geomlops:outside_region"),
+                "stats": props.get("geomlops:stats"),
+                "software": props.get("processing:software"),
+            },
+        )
+        sources = [
+            link["href"].rstrip("/").rsplit("/", 1)[-1]
+            for link in item.get("links", [])
+            if link.get("rel") == "derived_from"
+        ]
+        model_ids = [i for i in sources if i == props.get("geomlops:model_item")]
+        if not model_ids:
+            root.children.append(
+                _broken("model version", str(props.get("geomlops:model_item")),
+                        "no derived_from link to the model version item")
+            )  # fmt: skip
+        for source in sources:
+            if source in model_ids:
+                try:
+                    model = self.catalog.get_item_dict(MODELS, source)
+                except NotFoundError:
+                    root.children.append(
+                        _broken("model version", source, "model version item not in catalog")
+                    )
+                    continue
+                root.children.append(self.model_version(model))
+            else:
+                root.children.append(self._scene(source))
+        if not any(c.kind == "scene" for c in root.children):
+            root.children.append(_broken("scene", "?", "no derived_from link to source imagery"))
+        root.children.append(self._workflow_run(props))
+        root.children += [self._output(key, asset) for key, asset in item["assets"].items()]
+        return root
+
+    def _scene(self, item_id: str) -> Link:
+        try:
+            scene = self.catalog.get_item_dict(IMAGERY, item_id)
+        except NotFoundError:
+            return _broken("scene", item_id, "imagery item not in the catalog")
+        asset = (scene.get("assets") or {}).get("image") or {}
+        link = self._output("image", asset)
+        link.kind, link.label = "scene", item_id
+        link.facts["datetime"] = scene["properties"].get("datetime")
+        return link
+
+    def _workflow_run(self, props: dict[str, Any]) -> Link:
+        from geomlops.workflows.steps import objects
+
+        run = props.get("geomlops:workflow")
+        if not run:
+            return _broken("workflow run", "?", "no workflow run recorded")
+        uri = f"s3://{self.settings.s3.bucket_predictions}/{run}/plan/config.json"
+        conn = get_connections(self.settings)
+        if not objects.exists(conn, uri):
+            return _broken("workflow run", run, f"its plan {uri} is not in the object store")
+        return Link(
+            "workflow run",
+            run,
+            facts={"plan": uri, "runs": props.get("geomlops:workflow_runs")},
+        )
+
+    def _output(self, key: str, asset: dict[str, Any]) -> Link:
+        from botocore.exceptions import ClientError
+
+        from geomlops.workflows.steps.objects import split
+
+        href = asset.get("href", "")
+        if not href.startswith("s3://"):
+            return Link("output", f"{key}: {href}", facts={"checked": False})
+        bucket, key_name = split(href)
+        try:
+            head = (
+                get_connections(self.settings).s3_client().head_object(Bucket=bucket, Key=key_name)
+            )
+        except ClientError:
+            return _broken("output", f"{key}: {href}", "object not in the object store")
+        size = asset.get("file:size")
+        if size is not None and head["ContentLength"] != size:
+            return _broken(
+                "output", f"{key}: {href}", f"{head['ContentLength']} bytes, item says {size}"
+            )
+        return Link("output", f"{key}: {href}", facts={"bytes": head["ContentLength"]})
 
     # --- model version ---------------------------------------------------------------------
     def model_version(self, item: dict[str, Any]) -> Link:

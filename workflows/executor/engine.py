@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import queue
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -1305,5 +1306,14 @@ def suspend_outputs(
 
 
 def default_base_env() -> dict[str, str]:
-    """The executor's own environment, which local pods inherit (PATH, HOME, …)."""
-    return dict(os.environ)
+    """The executor's own environment, which local pods inherit (PATH, HOME, …).
+
+    The interpreter's own ``bin`` folder goes first on PATH: a pod's ``command`` names a
+    program the way its image would (``geomlops``), and locally that program lives beside
+    this interpreter even when the executor was started without the venv activated.
+    """
+    env = dict(os.environ)
+    bindir = str(Path(sys.executable).parent)
+    if bindir not in env.get("PATH", "").split(os.pathsep):
+        env["PATH"] = os.pathsep.join(filter(None, [bindir, env.get("PATH", "")]))
+    return env

@@ -12,9 +12,13 @@ from typing import Any
 from hera.workflows import WorkflowTemplate
 
 from geomlops.settings import Settings, get_settings
+from geomlops.workflows.templates.infer import INFER, infer_template
 from geomlops.workflows.templates.train import TRAIN, train_template
 
-BUILDERS: dict[str, Callable[[Settings], WorkflowTemplate]] = {TRAIN: train_template}
+BUILDERS: dict[str, Callable[[Settings], WorkflowTemplate]] = {
+    TRAIN: train_template,
+    INFER: infer_template,
+}
 
 
 def all_templates(settings: Settings | None = None) -> dict[str, WorkflowTemplate]:

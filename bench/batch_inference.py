@@ -1,0 +1,189 @@
+"""Batch inference shard worker: pipeline throughput vs the model alone, and peak memory.
+
+Makes a synthetic 13-band Sentinel-2-like mosaic (tiled, deflate GeoTIFF on local disk, as
+big as asked), then, in a fresh process per size, runs the shard worker over all of it —
+windowed reads with prefetch, z-score, batched forward passes, overlap blending, masks, one
+COG per tile — and afterwards the model's own forward passes on batches of the same shapes.
+Prints tiles/s of both, their ratio (goal >= 0.85) and the process's peak RSS (goal < 2 GB,
+flat as the mosaic grows). The model is the flood-water-s2 package's network (random
+weights: the speed does not depend on them).
+
+    .venv/bin/python bench/batch_inference.py          # 1024, 2048 px: minutes on 2 cores
+    .venv/bin/python bench/batch_inference.py --full   # 10,000 and 20,000 px (GPU)
+    .venv/bin/python bench/batch_inference.py --sizes 4096
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.transform import from_origin
+from rasterio.windows import Window
+
+REPO = Path(__file__).resolve().parents[1]
+BANDS = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12"]
+
+
+def make_mosaic(path: Path, size: int, block: int = 512) -> None:
+    """A size x size, 13-band int16 mosaic written strip by strip (never whole in memory)."""
+    rng = np.random.default_rng(0)
+    base = rng.integers(500, 3000, size=13).astype("float32")
+    with rasterio.open(
+        path, "w", driver="GTiff", width=size, height=size, count=13, dtype="int16",
+        crs="EPSG:32630", transform=from_origin(700000, 4300000, 10, 10), nodata=0,
+        tiled=True, blockxsize=block, blockysize=block, compress="deflate", BIGTIFF="IF_SAFER",
+    ) as dst:  # fmt: skip
+        cols = np.arange(size, dtype="float32")
+        for top in range(0, size, block):
+            rows = np.arange(top, min(top + block, size), dtype="float32")[:, None]
+            field = np.sin(rows / 97.0) * np.cos(cols / 131.0)  # smooth: compresses, has edges
+            strip = base[:, None, None] * (1 + 0.3 * field[None])
+            strip += rng.normal(0, 20, size=strip.shape).astype("float32")
+            dst.write(strip.astype("int16"), window=Window(0, top, size, len(rows)))
+        for index, name in enumerate(BANDS, start=1):
+            dst.set_band_description(index, name)
+
+
+def _model():  # type: ignore[no-untyped-def]
+    import importlib.util
+
+    import torch
+
+    spec = importlib.util.spec_from_file_location(
+        "s2_model", REPO / "model_packages/flood-water-s2/model.py"
+    )
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    torch.manual_seed(0)
+    return module.build_model(13, 2).eval()
+
+
+def measure(mosaic: Path, tile_patches: int, batch_size: int, overlap: int) -> dict:
+    """In this (fresh) process: pipeline over the mosaic, then the model alone; peak RSS."""
+    import torch
+    from shapely.geometry import box
+
+    from geomlops.ml.mlm import ModelIO, OutputClass
+    from geomlops.ml.split import window_starts
+    from geomlops.workflows.inference.config import ScenePin
+    from geomlops.workflows.inference.planner import scene_tiles
+    from geomlops.workflows.inference.tilestore import LocalTileSink
+    from geomlops.workflows.inference.worker import ShardJob, run_shard
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = _model().to(device)
+    patch = 64
+    with rasterio.open(mosaic) as src:
+        scene = ScenePin(
+            item_id="mosaic", href=str(mosaic), datetime="2020-01-01T00:00:00Z",
+            crs=src.crs.to_string(), transform=list(src.transform)[:6], width=src.width,
+            height=src.height, band_indexes=list(range(1, 14)), nodata=0.0,
+        )  # fmt: skip
+        aoi_native = box(*src.bounds)
+    from rasterio.warp import transform_geom
+    from shapely.geometry import mapping, shape
+
+    aoi = shape(transform_geom(scene.crs, "EPSG:4326", mapping(aoi_native)))
+    tiles = scene_tiles(scene, aoi, patch * tile_patches)
+    io = ModelIO(
+        bands=tuple(BANDS), mean=(1500.0,) * 13, stddev=(500.0,) * 13, patch_size=patch,
+        classes=(OutputClass(0, "not_water"), OutputClass(1, "water")),
+    )  # fmt: skip
+    job = ShardJob(
+        shard=0, tiles=tiles, scenes={"mosaic": scene}, io=io, overlap=overlap,
+        batch_size=batch_size, tile_retries=0,
+    )  # fmt: skip
+    with torch.inference_mode():  # warm-up (first calls allocate and tune)
+        model(torch.zeros(batch_size, 13, patch, patch, device=device))
+    with tempfile.TemporaryDirectory() as out:
+        result = run_shard(job, model, LocalTileSink(Path(out)), device=device)
+    assert not result.failed, result.failed
+
+    # The model alone on batches of exactly the shapes the pipeline fed it.
+    batches: list[int] = []
+    for tile in tiles:
+        h = min(scene.height, tile.row + tile.height + overlap) - max(0, tile.row - overlap)
+        w = min(scene.width, tile.col + tile.width + overlap) - max(0, tile.col - overlap)
+        stride = patch - overlap
+        n = len(window_starts(max(h, patch), patch, stride)) * len(
+            window_starts(max(w, patch), patch, stride)
+        )
+        batches += [batch_size] * (n // batch_size) + ([n % batch_size] if n % batch_size else [])
+    x = torch.randn(batch_size, 13, patch, patch, device=device)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    began = time.perf_counter()
+    with torch.inference_mode():
+        for b in batches:
+            model(x[:b]).float().cpu()
+    model_seconds = time.perf_counter() - began
+    return {
+        "size": scene.width,
+        "tiles": len(tiles),
+        "patches": int(sum(batches)),
+        "device": str(device),
+        "pipeline_s": round(result.seconds, 3),
+        "model_s": round(model_seconds, 3),
+        "pipeline_tiles_per_s": round(len(tiles) / result.seconds, 3),
+        "model_tiles_per_s": round(len(tiles) / model_seconds, 3),
+        "ratio": round(model_seconds / result.seconds, 3),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="1024,2048", help="Mosaic sides, px (comma list).")
+    parser.add_argument("--full", action="store_true", help="Sizes 10000 and 20000 (long).")
+    parser.add_argument("--tile-patches", type=int, default=8, help="Tile side in patches.")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--overlap", type=int, default=16)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        result = measure(Path(args.child), args.tile_patches, args.batch_size, args.overlap)
+        print(json.dumps(result))
+        return
+    sizes = [10000, 20000] if args.full else [int(s) for s in args.sizes.split(",")]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="geomlops-bench-") as tmp:
+        for size in sizes:
+            mosaic = Path(tmp) / f"mosaic-{size}.tif"
+            began = time.perf_counter()
+            make_mosaic(mosaic, size)
+            made = time.perf_counter() - began
+            print(f"made {size}x{size} mosaic ({mosaic.stat().st_size / 1e6:.0f} MB) in "
+                  f"{made:.1f}s", file=sys.stderr)  # fmt: skip
+            child = subprocess.run(
+                [sys.executable, __file__, "--child", str(mosaic),
+                 "--tile-patches", str(args.tile_patches), "--batch-size", str(args.batch_size),
+                 "--overlap", str(args.overlap)],
+                capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            rows.append(json.loads(child.stdout.strip().splitlines()[-1]))
+            mosaic.unlink()
+    header = (
+        f"{'mosaic':>12} {'tiles':>6} {'patches':>8} {'pipeline t/s':>13} {'model t/s':>10} "
+        f"{'ratio':>6} {'peak RSS MB':>12}  device"
+    )
+    print(header)
+    for r in rows:
+        print(
+            f"{r['size']:>6}x{r['size']:<5} {r['tiles']:>6} {r['patches']:>8} "
+            f"{r['pipeline_tiles_per_s']:>13.3f} {r['model_tiles_per_s']:>10.3f} "
+            f"{r['ratio']:>6.3f} {r['peak_rss_mb']:>12.1f}  {r['device']}"
+        )
+    print("goals: ratio >= 0.85 (pipeline vs model alone); peak RSS < 2048 MB and flat with size")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,344 @@
+"""The planner: AOI x dates -> scenes -> tiles -> a bounded number of shards.
+
+1. The model version is resolved (production unless a version is asked for) and its MLM
+   item says which bands it reads and its input size.
+2. An AOI reaching beyond the model's footprint is refused unless the request allows it
+   (then every output is flagged).
+3. The imagery collection (the platform's catalog, or any STAC API set by
+   ``GEOMLOPS_INFER_STAC_URL``: the same search) is searched for scenes intersecting the
+   AOI in the time range; a scene lacking a model band is skipped, with the reason kept.
+4. Each scene's pixel grid is cut into square tiles of ``tile_patches`` model inputs,
+   aligned on the scene's origin so a tile's id is stable across runs; the tiles that
+   intersect the AOI are kept.
+5. Tiles are grouped, in order (neighbours together: they share COG blocks), into at most
+   ``max_shards`` shards: one pod per shard, never one per tile.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import rasterio
+import shapely
+from rasterio.crs import CRS
+from rasterio.errors import RasterioIOError
+from rasterio.warp import transform_geom
+from shapely.geometry import shape
+
+from geomlops.connections import Connections, get_connections
+from geomlops.errors import GeomlopsError, NotFoundError, ValidationFailed
+from geomlops.ml.mlm import ModelIO
+from geomlops.settings import InferenceSettings, Settings, get_settings
+from geomlops.workflows.inference import masks
+from geomlops.workflows.inference.aoi import as_geojson, outside_fraction, parse_aoi
+from geomlops.workflows.inference.config import (
+    ClassPin,
+    CloudBand,
+    InferenceRunConfig,
+    ModelPin,
+    RequestPin,
+    ScenePin,
+    ShardPlan,
+    Tile,
+)
+from geomlops.workflows.inference.storage import gdal_env, raster_path
+from geomlops.workflows.steps import objects
+
+log = logging.getLogger(__name__)
+
+
+class OutsideRegion(ValidationFailed):
+    """The AOI reaches beyond where the model was trained and evaluated."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What ``plan`` hands to the rest of the workflow."""
+
+    config_uri: str
+    config: InferenceRunConfig
+    shards: list[int]
+    """Shards to run: all of them, or on resume those with tiles still missing."""
+
+
+# --- model and region ---------------------------------------------------------------------
+def pin_model(name: str, version: str | None, settings: Settings) -> tuple[ModelPin, dict]:
+    """The model version to use and its catalog item."""
+    from geomlops.governance.production import resolve_model
+
+    resolved = resolve_model(name, version or None, settings=settings)
+    io = ModelIO.from_item(resolved.item)
+    props = resolved.item["properties"]
+    pin = ModelPin(
+        name=resolved.name,
+        version=resolved.version,
+        item_id=resolved.item_id,
+        # The training run's model folder: what `evaluate` loaded, with the exported program
+        # (MLflow 3 resolves `models:/NAME/N` to a logged model that may lack the flavour).
+        model_uri=(
+            f"runs:/{props['geomlops:mlflow_run_id']}/model"
+            if props.get("geomlops:mlflow_run_id")
+            else resolved.model_uri
+        ),
+        stage=resolved.stage,
+        image=str(props.get("geomlops:image") or settings.training.platform_image),
+        bands=list(io.bands),
+        mean=list(io.mean),
+        stddev=list(io.stddev),
+        patch_size=io.patch_size,
+        classes=[ClassPin(value=c.value, name=c.name) for c in io.classes],
+        nodata=io.nodata,
+    )
+    return pin, resolved.item
+
+
+def check_region(
+    aoi: shapely.Geometry,
+    model_item: dict[str, Any],
+    *,
+    allow_outside_region: bool,
+    settings: InferenceSettings,
+) -> float:
+    """The AOI's share outside the model's footprint; raises OutsideRegion unless allowed."""
+    fraction = outside_fraction(aoi, model_item.get("geometry"))
+    if fraction > settings.max_outside_fraction and not allow_outside_region:
+        bbox = model_item.get("bbox")
+        raise OutsideRegion(
+            f"{fraction:.0%} of the AOI lies outside the region model item "
+            f"{model_item['id']!r} was trained and evaluated on (bbox {bbox})",
+            hint="predictions there are unvalidated; pass --allow-outside-region to run anyway "
+            "(every output is then flagged geomlops:outside_region)",
+        )
+    return fraction
+
+
+# --- scenes -------------------------------------------------------------------------------
+def _asset(item: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    assets = item.get("assets") or {}
+    if "image" in assets:
+        return "image", assets["image"]
+    for key, asset in assets.items():
+        if "data" in (asset.get("roles") or []) and "tiff" in str(asset.get("type", "")):
+            return key, asset
+    return None
+
+
+def _band_names(asset: dict[str, Any], item: dict[str, Any], descriptions: list[str]) -> list[str]:
+    for bands in (asset.get("bands"), asset.get("eo:bands"), item["properties"].get("eo:bands")):
+        if bands:
+            return [str(b.get("name", "")) for b in bands]
+    return [d or "" for d in descriptions]
+
+
+def scene_pin(item: dict[str, Any], model: ModelPin, conn: Connections | None) -> ScenePin:
+    """A scene usable by the model; ValidationFailed naming what it lacks otherwise."""
+    found = _asset(item)
+    if found is None:
+        raise ValidationFailed(f"imagery item {item['id']!r} has no GeoTIFF data asset")
+    _, asset = found
+    href = asset["href"]
+    try:
+        with gdal_env(conn), rasterio.open(raster_path(href)) as src:
+            crs, transform = src.crs, src.transform
+            width, height, nodata = src.width, src.height, src.nodata
+            descriptions = list(src.descriptions)
+    except RasterioIOError as error:
+        raise ValidationFailed(
+            f"imagery item {item['id']!r}: cannot open {href}: {error}"
+        ) from None
+    if crs is None:
+        raise ValidationFailed(f"imagery item {item['id']!r}: {href} has no CRS")
+    names = _band_names(asset, item, descriptions)
+    missing = [b for b in model.bands if b not in names]
+    if missing:
+        raise ValidationFailed(
+            f"imagery item {item['id']!r} lacks band(s) {', '.join(missing)} of the model"
+        )
+    cloud = masks.cloud_kind(names)
+    props = item["properties"]
+    return ScenePin(
+        item_id=item["id"],
+        href=href,
+        datetime=str(props.get("datetime") or props.get("start_datetime")),
+        crs=crs.to_string() if crs.to_epsg() else crs.to_wkt(),
+        transform=list(transform)[:6],
+        width=width,
+        height=height,
+        band_indexes=[names.index(b) + 1 for b in model.bands],
+        nodata=None if nodata is None else float(nodata),
+        cloud=CloudBand(index=cloud[0], kind=cloud[1]) if cloud else None,
+    )
+
+
+def find_scenes(
+    aoi: shapely.Geometry,
+    datetime: str,
+    model: ModelPin,
+    settings: Settings,
+) -> tuple[list[ScenePin], dict[str, str]]:
+    """Usable scenes intersecting the AOI in the time range, and those skipped with why."""
+    from geomlops.catalog.client import CatalogClient
+
+    inference = settings.inference
+    client = (
+        CatalogClient(inference.stac_url)
+        if inference.stac_url
+        else CatalogClient.from_settings(settings)
+    )
+    conn = get_connections(settings)
+    scenes, skipped = [], {}
+    with client:
+        items = list(
+            client.iter_search(
+                collections=[inference.imagery_collection],
+                intersects=as_geojson(aoi),
+                datetime=datetime,
+            )
+        )
+    for item in sorted(items, key=lambda i: (i["properties"].get("datetime") or "", i["id"])):
+        try:
+            scenes.append(scene_pin(item, model, conn))
+        except ValidationFailed as error:
+            skipped[item["id"]] = error.message
+            log.warning("skipping %s", error.message)
+    return scenes, skipped
+
+
+# --- tiles and shards ---------------------------------------------------------------------
+def scene_tiles(scene: ScenePin, aoi: shapely.Geometry, tile_size: int) -> list[Tile]:
+    """Tiles of the scene's grid (aligned on its origin) that intersect the AOI."""
+    crs = CRS.from_user_input(scene.crs)
+    native = shape(transform_geom("EPSG:4326", crs, as_geojson(aoi), precision=-1))
+    affine = rasterio.Affine(*scene.transform)
+    rows = math.ceil(scene.height / tile_size)
+    cols = math.ceil(scene.width / tile_size)
+    grid_r, grid_c = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
+    top, left = grid_r.ravel() * tile_size, grid_c.ravel() * tile_size
+    bottom = np.minimum(top + tile_size, scene.height)
+    right = np.minimum(left + tile_size, scene.width)
+    xs0, ys0 = affine * (left, top)
+    xs1, ys1 = affine * (right, bottom)
+    boxes = shapely.box(
+        np.minimum(xs0, xs1), np.minimum(ys0, ys1), np.maximum(xs0, xs1), np.maximum(ys0, ys1)
+    )
+    shapely.prepare(native)
+    keep = shapely.intersects(native, boxes) & ~shapely.touches(native, boxes)
+    return [
+        Tile(
+            id=f"{scene.item_id}_r{t // tile_size:04d}_c{c // tile_size:04d}",
+            scene=scene.item_id,
+            row=int(t),
+            col=int(c),
+            height=int(b - t),
+            width=int(r - c),
+        )
+        for t, c, b, r in zip(top[keep], left[keep], bottom[keep], right[keep], strict=True)
+    ]
+
+
+def shard_tiles(tiles: list[Tile], settings: InferenceSettings) -> list[list[Tile]]:
+    """Consecutive runs of tiles, at most ``max_shards``, each of at least the minimum size."""
+    wanted = max(1, min(settings.max_shards, len(tiles) // settings.min_tiles_per_shard))
+    size = math.ceil(len(tiles) / wanted)
+    return [tiles[i : i + size] for i in range(0, len(tiles), size)]
+
+
+# --- the step -----------------------------------------------------------------------------
+def plan(
+    *,
+    workflow: str,
+    model: str,
+    version: str | None,
+    aoi_uri: str,
+    datetime: str,
+    allow_outside_region: bool,
+    settings: Settings | None = None,
+) -> Plan:
+    """Resolve the request, cut it into tiles and shards, and save the plan in S3."""
+    settings = settings or get_settings()
+    conn = get_connections(settings)
+    inference = settings.inference
+    aoi = load_aoi(conn, aoi_uri)
+    pin, item = pin_model(model, version, settings)
+    fraction = check_region(
+        aoi, item, allow_outside_region=allow_outside_region, settings=inference
+    )
+    scenes, skipped = find_scenes(aoi, datetime, pin, settings)
+    if not scenes:
+        hint = "ingest scenes with `geomlops imagery add FILE --datetime …`, or widen --datetime"
+        where = f"collection {inference.imagery_collection!r} in {datetime}"
+        if skipped:
+            raise ValidationFailed(
+                f"no scene of {where} that intersects the AOI has the bands {pin.name} reads",
+                problems=[f"{k}: {v}" for k, v in skipped.items()],
+                hint=hint,
+            )
+        raise NotFoundError(f"no scene of {where} intersects the AOI", hint=hint)
+    tile_size = pin.patch_size * inference.tile_patches
+    tiles = [t for scene in scenes for t in scene_tiles(scene, aoi, tile_size)]
+    if not tiles:
+        raise GeomlopsError("the AOI touches the scenes found but covers none of their pixels")
+    shards = shard_tiles(tiles, inference)
+    config = InferenceRunConfig(
+        workflow=workflow,
+        run_uri=f"s3://{settings.s3.bucket_predictions}/{workflow}",
+        model=pin,
+        request=RequestPin(
+            aoi=as_geojson(aoi),
+            aoi_uri=aoi_uri,
+            datetime=datetime,
+            allow_outside_region=allow_outside_region,
+            outside_fraction=round(fraction, 6),
+        ),
+        scenes=scenes,
+        skipped_scenes=skipped,
+        tile_size=tile_size,
+        overlap=min(inference.overlap, pin.patch_size // 2),
+        batch_size=inference.batch_size,
+        tile_retries=inference.tile_retries,
+        device=inference.device,
+        tile_count=len(tiles),
+        shard_count=len(shards),
+        vector_skip_values=list(inference.skip_values),
+        min_area_m2=inference.min_area_m2,
+        simplify_tolerance_m=inference.simplify_tolerance_m,
+    )
+    for index, shard in enumerate(shards):
+        objects.write_json(
+            conn, config.shard_uri(index), ShardPlan(shard=index, tiles=shard).model_dump()
+        )
+    uri = config.save(conn)
+    log.info(
+        "planned %d tile(s) of %d px over %d scene(s) in %d shard(s); skipped %d scene(s)",
+        len(tiles), tile_size, len(scenes), len(shards), len(skipped),
+    )  # fmt: skip
+    return Plan(uri, config, list(range(len(shards))))
+
+
+def load_aoi(conn: Connections, uri: str) -> shapely.Geometry:
+    """The AOI document at an ``s3://`` URI (what ``geomlops infer`` uploads)."""
+    return parse_aoi(objects.read_json(conn, uri), uri)
+
+
+def resume_plan(run: str, settings: Settings | None = None) -> Plan:
+    """The saved plan of ``run``, with only the shards that still miss tiles."""
+    from geomlops.workflows.inference.progress import missing_by_shard
+
+    settings = settings or get_settings()
+    conn = get_connections(settings)
+    uri = f"s3://{settings.s3.bucket_predictions}/{run}/plan/config.json"
+    try:
+        config = InferenceRunConfig.load(conn, uri)
+    except NotFoundError:
+        raise NotFoundError(
+            f"run {run!r} has no saved plan ({uri})",
+            hint="resume names the batch-inference run whose plan step succeeded",
+        ) from None
+    missing = missing_by_shard(conn, config)
+    shards = sorted(shard for shard, tiles in missing.items() if tiles)
+    log.info("resuming %s: %d shard(s) still miss tiles", run, len(shards))
+    return Plan(uri, config, shards)

@@ -1,0 +1,128 @@
+"""Progress of a batch-inference run, counted from what is in its S3 folder.
+
+Tasks are tiles, counted as Geospatial Studio reports them: total, succeeded (a record
+exists), failed (a shard gave up on them and they are still not done), waiting (the rest).
+The counts come from the objects themselves, not from a log, so they stay true across
+retries, resumes and crashed pods.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from geomlops.connections import Connections, get_connections
+from geomlops.errors import NotFoundError
+from geomlops.settings import Settings
+from geomlops.workflows.inference.config import CONFIG, InferenceRunConfig, ShardPlan
+from geomlops.workflows.inference.storage import list_keys
+from geomlops.workflows.steps import objects
+
+REPORT = "report.json"
+PUBLISHED = "published.json"
+
+
+def done_tiles(conn: Connections, config: InferenceRunConfig) -> set[str]:
+    """Ids of the tiles whose record exists."""
+    prefix = config.uri("tiles/")
+    return {
+        uri[len(prefix) : -len(".json")]
+        for uri in list_keys(conn, prefix)
+        if uri.endswith(".json") and ".tmp-" not in uri
+    }
+
+
+def shard_plans(conn: Connections, config: InferenceRunConfig) -> list[ShardPlan]:
+    """Every shard's planned tiles."""
+    return [ShardPlan.load(conn, config.shard_uri(i)) for i in range(config.shard_count)]
+
+
+def missing_by_shard(conn: Connections, config: InferenceRunConfig) -> dict[int, list[str]]:
+    """Per shard, the planned tiles without a record."""
+    done = done_tiles(conn, config)
+    return {
+        plan.shard: [t.id for t in plan.tiles if t.id not in done]
+        for plan in shard_plans(conn, config)
+    }
+
+
+def failed_tiles(conn: Connections, config: InferenceRunConfig) -> dict[int, dict[str, str]]:
+    """Per shard that gave up, its failed tiles and why (from ``shards/*.failed.json``)."""
+    failed = {}
+    for shard in range(config.shard_count):
+        try:
+            failed[shard] = objects.read_json(conn, config.failed_uri(shard))["tiles"]
+        except NotFoundError:
+            continue
+    return failed
+
+
+def task_counts(conn: Connections, config: InferenceRunConfig) -> dict[str, Any]:
+    """Tiles total/succeeded/failed/waiting, and the shards still missing tiles."""
+    missing = missing_by_shard(conn, config)
+    not_done = {tile for tiles in missing.values() for tile in tiles}
+    failed = {
+        shard: {t: why for t, why in tiles.items() if t in not_done}
+        for shard, tiles in failed_tiles(conn, config).items()
+    }
+    failed = {shard: tiles for shard, tiles in failed.items() if tiles}
+    n_failed = sum(len(t) for t in failed.values())
+    return {
+        "tasks_count_total": config.tile_count,
+        "tasks_count_success": config.tile_count - len(not_done),
+        "tasks_count_failed": n_failed,
+        "tasks_count_waiting": len(not_done) - n_failed,
+        "shards_total": config.shard_count,
+        "shards_incomplete": sorted(s for s, tiles in missing.items() if tiles),
+        "failed": {str(s): tiles for s, tiles in failed.items()},
+    }
+
+
+def config_uri(bucket: str, run: str) -> str:
+    """Where a run's plan is (the run named by its planning workflow)."""
+    return f"s3://{bucket}/{run}/{CONFIG}"
+
+
+def write_report(conn: Connections, config: InferenceRunConfig, phase: str) -> dict[str, Any]:
+    """Record the run's final counts and outcome in ``report.json``; returns it."""
+    counts = task_counts(conn, config)
+    complete = counts["tasks_count_success"] == counts["tasks_count_total"]
+    published = objects.exists(conn, config.uri(PUBLISHED))
+    report = {
+        "run": config.workflow,
+        "workflow_phase": phase,
+        "status": "COMPLETED" if complete and published else "FAILED",
+        "published": published,
+        **counts,
+    }
+    if not (complete and published):
+        report["note"] = (
+            "partial outputs are withheld: no prediction item is published until every tile "
+            f"is done; `geomlops infer resume {config.workflow}` runs only the missing tiles"
+        )
+    objects.write_json(conn, config.uri(REPORT), report)
+    return report
+
+
+def run_summary(run: str, settings: Settings) -> dict[str, Any]:
+    """What ``geomlops infer status`` shows: counts, outcome and published outputs of ``run``."""
+    conn = get_connections(settings)
+    uri = config_uri(settings.s3.bucket_predictions, run)
+    try:
+        config = InferenceRunConfig.load(conn, uri)
+    except NotFoundError:
+        return {"run": run, "status": "FAILED", "planned": False, "tasks": {}}
+    summary: dict[str, Any] = {"run": run, "planned": True, "tasks": task_counts(conn, config)}
+    try:
+        summary["published"] = objects.read_json(conn, config.uri(PUBLISHED))
+    except NotFoundError:
+        summary["published"] = None
+    counts = summary["tasks"]
+    if summary["published"]:
+        summary["status"] = "COMPLETED"
+    elif counts["tasks_count_failed"]:
+        summary["status"] = "FAILED"
+    else:
+        summary["status"] = "RUNNING" if counts["tasks_count_waiting"] else "PUBLISHING"
+    summary["outside_region"] = config.outside_region
+    summary["skipped_scenes"] = config.skipped_scenes
+    return summary

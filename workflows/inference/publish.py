@@ -1,0 +1,399 @@
+"""Publish a complete run: per-scene mosaic COGs, one GeoJSON, and ``predictions`` items.
+
+Runs only when every planned tile has its record: a run with missing tiles publishes
+nothing (its partial tiles stay in the run's ``tiles/`` folder, withheld, until ``geomlops
+infer resume`` completes them). Mosaics are assembled window by window on local disk, then
+converted to COG; every object goes to S3 under a temporary key and is moved into place;
+the items are written last, and ``published.json`` after them, so the catalog never points
+at an object that is not there.
+
+Each prediction item links ``derived_from`` to the model version item and to every source
+imagery item, and records its lineage with the processing extension (software versions,
+workflow run) plus summary statistics (area per class in km², no-data and cloud area) and
+the outside-region flag under ``geomlops:``.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import rasterio
+import shapely
+from rasterio.crs import CRS
+from rasterio.warp import transform_geom
+from rasterio.windows import Window
+from rio_cogeo.cogeo import cog_translate, cog_validate
+from rio_cogeo.profiles import cog_profiles
+from shapely.geometry import box, mapping, shape
+
+from geomlops.catalog.client import CatalogClient
+from geomlops.catalog.collections import IMAGERY, MODELS, PREDICTIONS
+from geomlops.catalog.extensions import FILE_SCHEMA, PROCESSING_SCHEMA, PROJECTION_SCHEMA
+from geomlops.catalog.imagery import file_checksum
+from geomlops.connections import Connections, get_connections
+from geomlops.errors import GeomlopsError, ValidationFailed
+from geomlops.ml.raster import MASK_NODATA
+from geomlops.settings import Settings, get_settings
+from geomlops.transformers.raster_to_vector import vectorize, write_geojson
+from geomlops.workflows.inference.aoi import area_m2
+from geomlops.workflows.inference.config import InferenceRunConfig, ScenePin, Tile, TileRecord
+from geomlops.workflows.inference.progress import PUBLISHED, missing_by_shard
+from geomlops.workflows.inference.storage import gdal_env, get_file, put_file
+from geomlops.workflows.steps import objects
+
+log = logging.getLogger(__name__)
+
+SOFTWARE = ("geomlops", "torch", "rasterio", "rio-cogeo", "shapely")
+
+
+class OutputsWithheld(GeomlopsError):
+    """The run has tiles missing: nothing is published."""
+
+
+def item_ids(config: InferenceRunConfig) -> dict[str, str]:
+    """Item id of each scene's prediction, and of the run's (key ``""``)."""
+    ids = {scene.item_id: f"{config.workflow}-{scene.item_id}" for scene in config.scenes}
+    ids[""] = config.workflow
+    return ids
+
+
+def software_versions() -> dict[str, str]:
+    """Versions of the software that made a prediction (processing:software)."""
+    versions = {name: metadata.version(name) for name in SOFTWARE}
+    versions["gdal"] = rasterio.__gdal_version__
+    return versions
+
+
+def _scene_window(tiles: list[Tile]) -> Window:
+    top = min(t.row for t in tiles)
+    left = min(t.col for t in tiles)
+    bottom = max(t.row + t.height for t in tiles)
+    right = max(t.col + t.width for t in tiles)
+    return Window(left, top, right - left, bottom - top)
+
+
+def mosaic(
+    conn: Connections, config: InferenceRunConfig, scene: ScenePin, tiles: list[Tile], folder: Path
+) -> tuple[Path, Window]:
+    """Assemble the scene's tile masks into one COG on local disk (window by window)."""
+    window = _scene_window(tiles)
+    transform = rasterio.windows.transform(window, rasterio.Affine(*scene.transform))
+    plain = folder / f"{scene.item_id}.plain.tif"
+    profile = {
+        "driver": "GTiff",
+        "width": int(window.width),
+        "height": int(window.height),
+        "count": 1,
+        "dtype": "uint8",
+        "crs": CRS.from_user_input(scene.crs),
+        "transform": transform,
+        "nodata": MASK_NODATA,
+        "tiled": True,
+        "blockxsize": 256,
+        "blockysize": 256,
+        "compress": "deflate",
+        "BIGTIFF": "IF_SAFER",
+    }
+    with rasterio.open(plain, "w", **profile) as dst:
+        for tile in tiles:
+            local = get_file(conn, config.tile_mask_uri(tile.id), folder / f"{tile.id}.tif")
+            with rasterio.open(local) as src:
+                dst.write(
+                    src.read(1),
+                    1,
+                    window=Window(
+                        tile.col - window.col_off,
+                        tile.row - window.row_off,
+                        tile.width,
+                        tile.height,
+                    ),
+                )
+            local.unlink()
+        dst.set_band_description(1, "class")
+        dst.update_tags(classes=",".join(f"{c.value}:{c.name}" for c in config.model.classes))
+    cog = folder / f"{scene.item_id}.tif"
+    cog_translate(
+        str(plain), str(cog), cog_profiles.get("deflate"), in_memory=False, quiet=True,
+        nodata=MASK_NODATA,
+    )  # fmt: skip
+    plain.unlink()
+    valid, errors, _ = cog_validate(str(cog), quiet=True)
+    if not valid:
+        raise ValidationFailed(f"mosaic of {scene.item_id} is not a valid COG", problems=errors)
+    return cog, window
+
+
+def _stats(records: list[TileRecord], config: InferenceRunConfig, pixel_m2: float) -> dict:
+    pixels = {c.name: sum(r.pixels.get(c.name, 0) for r in records) for c in config.model.classes}
+    nodata = sum(r.nodata_pixels for r in records)
+    cloud = sum(r.cloud_pixels for r in records)
+    valid = sum(pixels.values())
+    stats: dict[str, Any] = {
+        f"{name}_area_km2": round(count * pixel_m2 / 1e6, 6) for name, count in pixels.items()
+    }
+    stats.update(
+        nodata_area_km2=round(nodata * pixel_m2 / 1e6, 6),
+        cloud_area_km2=round(cloud * pixel_m2 / 1e6, 6),
+        valid_pixels=valid,
+        tiles=len(records),
+    )
+    for name, count in pixels.items():
+        stats[f"{name}_fraction"] = round(count / valid, 6) if valid else None
+    return stats
+
+
+def _pixel_area_m2(scene: ScenePin, footprint: shapely.Geometry, window: Window) -> float:
+    """Mean ground area of one pixel of the scene (geodesic: works for lon/lat grids too)."""
+    return area_m2(footprint) / float(window.width * window.height)
+
+
+def _footprint(scene: ScenePin, window: Window) -> shapely.Geometry:
+    west, south, east, north = rasterio.windows.bounds(window, rasterio.Affine(*scene.transform))
+    native = shapely.segmentize(box(west, south, east, north), max(east - west, north - south) / 8)
+    return shape(transform_geom(CRS.from_user_input(scene.crs), "EPSG:4326", mapping(native)))
+
+
+def _link(stac_url: str, rel: str, collection: str, item_id: str, title: str) -> dict[str, str]:
+    return {
+        "rel": rel,
+        "href": f"{stac_url}/collections/{collection}/items/{quote(item_id, safe='')}",
+        "type": "application/geo+json",
+        "title": title,
+    }
+
+
+def _common_properties(config: InferenceRunConfig, workflow_runs: list[str]) -> dict[str, Any]:
+    model = config.model
+    return {
+        "processing:lineage": (
+            f"Predicted by {model.name} version {model.version} ({model.stage}, "
+            f"{model.model_uri}) over the scenes linked as derived_from, in tiles of "
+            f"{config.tile_size} px blended over {config.overlap} px, in workflow run "
+            f"{config.workflow}; pixels without data or under cloud are no data (255)."
+        ),
+        "processing:software": software_versions(),
+        "processing:datetime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "processing:facility": "geomlops-batch-inference",
+        "geomlops:workflow": config.workflow,
+        "geomlops:workflow_runs": workflow_runs,
+        "geomlops:model": model.name,
+        "geomlops:model_version": model.version,
+        "geomlops:model_item": model.item_id,
+        "geomlops:outside_region": config.outside_region,
+        "geomlops:outside_fraction": config.request.outside_fraction,
+        "geomlops:request_datetime": config.request.datetime,
+        "geomlops:classes": [{"value": c.value, "name": c.name} for c in model.classes],
+    }
+
+
+def publish(
+    config_uri: str, *, workflow_run: str | None = None, settings: Settings | None = None
+) -> dict[str, Any]:
+    """Assemble and publish a complete run; OutputsWithheld if any tile is missing."""
+    from geomlops.workflows.inference.progress import shard_plans
+
+    settings = settings or get_settings()
+    conn = get_connections(settings)
+    config = InferenceRunConfig.load(conn, config_uri)
+    missing = {s: t for s, t in missing_by_shard(conn, config).items() if t}
+    if missing:
+        count = sum(len(t) for t in missing.values())
+        raise OutputsWithheld(
+            f"{count} of {config.tile_count} tile(s) are missing (shards "
+            f"{', '.join(map(str, sorted(missing)))}): nothing is published",
+            hint=f"`geomlops infer resume {config.workflow}` runs only the missing tiles",
+        )
+    tiles = [t for plan in shard_plans(conn, config) for t in plan.tiles]
+    runs = [config.workflow]
+    if workflow_run and workflow_run != config.workflow:
+        runs.append(workflow_run)
+    records = [
+        TileRecord.model_validate(objects.read_json(conn, config.tile_record_uri(t.id)))
+        for t in tiles
+    ]
+    ids = item_ids(config)
+    stac_url = get_connections(settings).stac_url
+    common = _common_properties(config, runs)
+    items: list[dict[str, Any]] = []
+    features: list[dict[str, Any]] = []
+    totals: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="geomlops-publish-") as tmp, gdal_env(conn):
+        folder = Path(tmp)
+        for scene in config.scenes:
+            scene_records = [r for r in records if r.scene == scene.item_id]
+            if not scene_records:
+                continue
+            scene_tiles = [t for t in tiles if t.scene == scene.item_id]
+            cog, window = mosaic(conn, config, scene, scene_tiles, folder)
+            footprint = _footprint(scene, window)
+            stats = _stats(scene_records, config, _pixel_area_m2(scene, footprint, window))
+            for key, value in stats.items():
+                if key.endswith("_km2"):
+                    totals[key] = round(totals.get(key, 0.0) + value, 6)
+            features += _scene_features(cog, config, scene)
+            uri = config.uri(f"{scene.item_id}.tif")
+            put_file(conn, cog, uri)
+            items.append(
+                _scene_item(
+                    config, scene, ids, uri, cog, window, footprint, stats, common, stac_url
+                )
+            )
+            cog.unlink()
+        geojson = folder / f"{config.workflow}.geojson"
+        write_geojson({"type": "FeatureCollection", "features": features}, geojson)
+        vectors_uri = config.uri(f"{config.workflow}.geojson")
+        put_file(conn, geojson, vectors_uri)
+        items.append(_run_item(config, ids, vectors_uri, geojson, totals, common, stac_url))
+    with CatalogClient.from_settings(settings) as catalog:
+        outcomes = {item["id"]: catalog.upsert_item(item, PREDICTIONS) for item in items}
+    result = {
+        "items": outcomes,
+        "vectors": vectors_uri,
+        "masks": [config.uri(f"{s.item_id}.tif") for s in config.scenes],
+        "stats": totals,
+        "outside_region": config.outside_region,
+    }
+    objects.write_json(conn, config.uri(PUBLISHED), result)
+    log.info("published %d item(s): %s", len(items), ", ".join(outcomes))
+    return result
+
+
+def _scene_features(cog: Path, config: InferenceRunConfig, scene: ScenePin) -> list[dict]:
+    """The scene mosaic's polygons, one feature per class, tagged with scene and date."""
+    from geomlops.transformers.raster_to_vector.geojson import feature
+
+    with rasterio.open(cog) as src:
+        mask = src.read(1)
+        transform, crs = src.transform, src.crs
+    polygons = vectorize(
+        mask,
+        transform,
+        crs,
+        classes=[{"value": c.value, "name": c.name} for c in config.model.classes],
+        nodata=MASK_NODATA,
+        options={
+            "min_area_m2": config.min_area_m2,
+            "simplify_tolerance_m": config.simplify_tolerance_m,
+            "skip_values": config.vector_skip_values,
+        },
+    )
+    out = []
+    for polygon in polygons:
+        data = feature(polygon)
+        data["properties"].update(
+            scene=scene.item_id,
+            datetime=scene.datetime,
+            outside_region=config.outside_region,
+        )
+        out.append(data)
+    return out
+
+
+def _scene_item(
+    config: InferenceRunConfig,
+    scene: ScenePin,
+    ids: dict[str, str],
+    uri: str,
+    cog: Path,
+    window: Window,
+    footprint: shapely.Geometry,
+    stats: dict[str, Any],
+    common: dict[str, Any],
+    stac_url: str,
+) -> dict[str, Any]:
+    transform = rasterio.windows.transform(window, rasterio.Affine(*scene.transform))
+    crs = CRS.from_user_input(scene.crs)
+    epsg = crs.to_epsg()
+    return {
+        "type": "Feature",
+        "stac_version": "1.1.0",
+        "stac_extensions": [PROCESSING_SCHEMA, PROJECTION_SCHEMA, FILE_SCHEMA],
+        "id": ids[scene.item_id],
+        "collection": PREDICTIONS,
+        "geometry": mapping(footprint),
+        "bbox": list(footprint.bounds),
+        "properties": {
+            "datetime": scene.datetime,
+            "title": f"{config.model.name} v{config.model.version} on {scene.item_id}",
+            **common,
+            "geomlops:scene": scene.item_id,
+            "geomlops:stats": stats,
+            **({"proj:code": f"EPSG:{epsg}"} if epsg else {"proj:wkt2": crs.to_wkt()}),
+            "proj:shape": [int(window.height), int(window.width)],
+            "proj:transform": list(transform)[:6],
+        },
+        "links": [
+            _link(stac_url, "derived_from", MODELS, config.model.item_id, "model version"),
+            _link(stac_url, "derived_from", IMAGERY, scene.item_id, "source scene"),
+            _link(stac_url, "related", PREDICTIONS, ids[""], "the run's polygons"),
+        ],
+        "assets": {
+            "mask": {
+                "href": uri,
+                "type": "image/tiff; application=geotiff; profile=cloud-optimized",
+                "roles": ["data"],
+                "title": "Class mask (255 = no data or cloud)",
+                "file:size": cog.stat().st_size,
+                "file:checksum": file_checksum(cog),
+            }
+        },
+    }
+
+
+def _run_item(
+    config: InferenceRunConfig,
+    ids: dict[str, str],
+    uri: str,
+    geojson: Path,
+    totals: dict[str, float],
+    common: dict[str, Any],
+    stac_url: str,
+) -> dict[str, Any]:
+    aoi = shape(config.request.aoi)
+    times = sorted(s.datetime for s in config.scenes)
+    return {
+        "type": "Feature",
+        "stac_version": "1.1.0",
+        "stac_extensions": [PROCESSING_SCHEMA, FILE_SCHEMA],
+        "id": ids[""],
+        "collection": PREDICTIONS,
+        "geometry": mapping(aoi),
+        "bbox": list(aoi.bounds),
+        "properties": {
+            "datetime": None,
+            "start_datetime": times[0],
+            "end_datetime": times[-1],
+            "title": f"{config.model.name} v{config.model.version}: polygons of run "
+            f"{config.workflow}",
+            **common,
+            "geomlops:stats": totals,
+            "geomlops:scenes": [s.item_id for s in config.scenes],
+        },
+        "links": [
+            _link(stac_url, "derived_from", MODELS, config.model.item_id, "model version"),
+            *(
+                _link(stac_url, "derived_from", IMAGERY, s.item_id, "source scene")
+                for s in config.scenes
+            ),
+            *(
+                _link(stac_url, "item", PREDICTIONS, ids[s.item_id], "per-scene mask")
+                for s in config.scenes
+            ),
+        ],
+        "assets": {
+            "vectors": {
+                "href": uri,
+                "type": "application/geo+json",
+                "roles": ["data"],
+                "title": "Predicted polygons per class and scene (GeoJSON, EPSG:4326)",
+                "file:size": geojson.stat().st_size,
+                "file:checksum": file_checksum(geojson),
+            }
+        },
+    }

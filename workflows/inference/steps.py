@@ -1,0 +1,148 @@
+"""The steps of ``geomlops-batch-inference``, each one function behind one ``infer-step`` call.
+
+plan → predict (one pod per shard, fanned out) → publish; ``report`` is the exit handler and
+records the final task counts whatever happened. Every step reads the plan saved in S3.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+from geomlops.connections import get_connections
+from geomlops.errors import GeomlopsError
+from geomlops.settings import Settings, get_settings
+from geomlops.workflows.inference.config import InferenceRunConfig, ShardPlan
+from geomlops.workflows.inference.planner import Plan, plan, resume_plan
+from geomlops.workflows.inference.progress import write_report
+from geomlops.workflows.inference.tilestore import S3TileSink
+from geomlops.workflows.inference.worker import ShardJob, run_shard
+from geomlops.workflows.steps import objects
+
+log = logging.getLogger(__name__)
+
+
+class ShardFailed(GeomlopsError):
+    """Some tiles of a shard still failed after their retries."""
+
+
+def plan_step(
+    *,
+    workflow: str,
+    model: str,
+    version: str,
+    aoi: str,
+    datetime: str,
+    allow_outside_region: bool,
+    resume_from: str,
+    outputs: Path | None,
+    settings: Settings | None = None,
+) -> Plan:
+    """Plan the run (or reload the plan of ``resume_from``); write the Argo outputs."""
+    if resume_from:
+        result = resume_plan(resume_from, settings)
+    else:
+        result = plan(
+            workflow=workflow,
+            model=model,
+            version=version or None,
+            aoi_uri=aoi,
+            datetime=datetime,
+            allow_outside_region=allow_outside_region,
+            settings=settings,
+        )
+    if outputs is not None:
+        outputs.mkdir(parents=True, exist_ok=True)
+        (outputs / "config").write_text(result.config_uri)
+        (outputs / "shards").write_text(json.dumps([str(s) for s in result.shards]))
+        (outputs / "image").write_text(result.config.model.image)
+    return result
+
+
+def _load_model(config: InferenceRunConfig, settings: Settings) -> tuple[Any, Any]:
+    import mlflow
+
+    from geomlops.ml.runner import load_model, select_device
+
+    conn = get_connections(settings)
+    mlflow.set_tracking_uri(conn.mlflow_tracking_uri)
+    for key, value in conn.env().items():  # MLflow reads S3-stored artifacts through these
+        if key.startswith(("MLFLOW_S3", "AWS_ACCESS", "AWS_SECRET")):
+            os.environ.setdefault(key, value)
+    device = select_device(config.device)
+    return load_model(config.model.model_uri, device), device  # exported: no .eval()
+
+
+def predict_step(config_uri: str, shard: int, settings: Settings | None = None) -> dict[str, Any]:
+    """Predict the shard's missing tiles; ShardFailed (after the rest) if any tile fails."""
+    settings = settings or get_settings()
+    conn = get_connections(settings)
+    config = InferenceRunConfig.load(conn, config_uri)
+    shard_plan = ShardPlan.load(conn, config.shard_uri(shard))
+    sink = S3TileSink(conn, config)
+    model, device = _load_model(config, settings)
+    job = ShardJob(
+        shard=shard,
+        tiles=shard_plan.tiles,
+        scenes={s.item_id: s for s in config.scenes},
+        io=config.model.io(),
+        overlap=config.overlap,
+        batch_size=config.batch_size,
+        tile_retries=config.tile_retries,
+        pod=f"{socket.gethostname()}:{os.getpid()}",
+    )
+    log.info("shard %d: %d tile(s) on %s", shard, len(job.tiles), device)
+    result = run_shard(
+        job,
+        model,
+        sink,
+        device=device,
+        conn=conn,
+        on_tile=lambda tile: log.info("shard %d: tile %s done", shard, tile),
+    )
+    summary = {
+        "shard": shard,
+        "tiles": len(job.tiles),
+        "done": len(result.done),
+        "skipped": len(result.skipped),
+        "failed": result.failed,
+        "seconds": round(result.seconds, 3),
+        "model_seconds": round(result.model_seconds, 3),
+    }
+    if result.failed:
+        objects.write_json(conn, config.failed_uri(shard), {"shard": shard, "tiles": result.failed})
+        for tile, why in sorted(result.failed.items()):
+            log.error("shard %d: tile %s failed: %s", shard, tile, why)
+        raise ShardFailed(
+            f"shard {shard}: {len(result.failed)} of {len(job.tiles)} tile(s) failed: "
+            f"{', '.join(sorted(result.failed))}",
+            hint="done tiles are kept; a retry or `geomlops infer resume RUN` redoes the rest",
+        )
+    return summary
+
+
+def publish_step(config_uri: str, workflow_run: str, settings: Settings | None = None) -> dict:
+    """Publish the run's outputs and items (refused while a tile is missing)."""
+    from geomlops.workflows.inference.publish import publish
+
+    return publish(config_uri, workflow_run=workflow_run, settings=settings)
+
+
+def report_step(
+    workflow: str, status: str, resume_from: str, settings: Settings | None = None
+) -> dict:
+    """Record the run's final counts (the exit handler: runs whatever happened)."""
+    from geomlops.workflows.inference.progress import config_uri
+
+    settings = settings or get_settings()
+    conn = get_connections(settings)
+    run = resume_from or workflow
+    uri = config_uri(settings.s3.bucket_predictions, run)
+    if not objects.exists(conn, uri):
+        log.warning("run %s has no plan (planning failed): nothing to report", run)
+        return {"run": run, "workflow_phase": status, "status": "FAILED", "planned": False}
+    return write_report(conn, InferenceRunConfig.load(conn, uri), status)

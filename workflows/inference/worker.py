@@ -1,0 +1,348 @@
+"""The shard worker: predict a shard's tiles, streaming windows, one tile's mask COG each.
+
+Three stages overlap so the model is never kept waiting:
+
+- a **reader** thread reads the next tiles' windows (core plus an ``overlap`` halo, only the
+  model's bands and the cloud band) from the scenes' COGs — through ``/vsis3/`` range
+  requests, never a whole scene — into a queue of ``prefetch`` tiles;
+- the **main** thread applies the MLM input spec (z-score), runs the model on batches of
+  patches, blends overlapping patches (:func:`geomlops.ml.tiling.predict_probabilities`),
+  and applies the no-data and cloud masks;
+- a **writer** thread writes each tile's mask as a COG and hands it to the sink, which
+  records the tile as done last.
+
+Memory is bounded by the queues (a few tiles), not by the scene. A tile whose read, predict
+or write fails is retried ``tile_retries`` times; one that still fails is reported with its
+error and the shard fails after finishing the rest. Tiles the sink already holds are skipped,
+so a retried or resumed shard does only what is missing.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import rasterio
+import torch
+from rasterio.crs import CRS
+from rasterio.windows import Window
+
+from geomlops.connections import Connections
+from geomlops.ml.mlm import ModelIO
+from geomlops.ml.raster import MASK_NODATA
+from geomlops.ml.scaling import normalise
+from geomlops.ml.tiling import predict_probabilities
+from geomlops.workflows.inference import masks
+from geomlops.workflows.inference.config import ScenePin, Tile, TileRecord
+from geomlops.workflows.inference.storage import gdal_env, raster_path
+
+log = logging.getLogger(__name__)
+
+Model = Callable[[torch.Tensor], torch.Tensor]
+
+
+class TileSink(Protocol):
+    """Where finished tiles go; ``done`` must be true only once a tile is complete."""
+
+    def done(self, tile: Tile) -> bool: ...
+
+    def put(self, tile: Tile, mask_path: Path, record: TileRecord) -> None: ...
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    """What a shard works on (from the run's plan)."""
+
+    shard: int
+    tiles: list[Tile]
+    scenes: dict[str, ScenePin]
+    io: ModelIO
+    overlap: int
+    batch_size: int
+    tile_retries: int
+    pod: str = "local"
+
+
+@dataclass
+class ShardResult:
+    """How a shard went."""
+
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+    model_seconds: float = 0.0
+
+
+@dataclass
+class _Window:
+    """A tile's pixels as read: bands (C x h x w, NaN = no data) around its core."""
+
+    tile: Tile
+    bands: np.ndarray
+    cloud: np.ndarray | None
+    core: tuple[slice, slice]
+    transform: rasterio.Affine
+    crs: CRS
+
+
+def _read(src: rasterio.DatasetReader, scene: ScenePin, tile: Tile, overlap: int) -> _Window:
+    top, left = max(0, tile.row - overlap), max(0, tile.col - overlap)
+    bottom = min(scene.height, tile.row + tile.height + overlap)
+    right = min(scene.width, tile.col + tile.width + overlap)
+    window = Window(left, top, right - left, bottom - top)
+    bands = src.read(scene.band_indexes, window=window, out_dtype="float32")
+    missing = masks.nodata_mask(bands, scene.nodata)
+    bands[:, missing] = np.nan
+    cloud = None
+    if scene.cloud is not None:
+        values = src.read(scene.cloud.index, window=window)
+        cloud = masks.cloud_mask(scene.cloud.kind, values)
+    core = (
+        slice(tile.row - top, tile.row - top + tile.height),
+        slice(tile.col - left, tile.col - left + tile.width),
+    )
+    transform = src.window_transform(Window(tile.col, tile.row, tile.width, tile.height))
+    return _Window(tile, bands, cloud, core, transform, src.crs)
+
+
+def _with_retries(what: str, retries: int, action: Callable[[], object]) -> object:
+    for attempt in range(retries + 1):
+        try:
+            return action()
+        except Exception as error:
+            if attempt == retries:
+                raise
+            log.warning("%s failed (attempt %d of %d): %s", what, attempt + 1, retries + 1, error)
+            time.sleep(min(2.0, 0.2 * 2**attempt))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _reader(
+    job: ShardJob,
+    tiles: list[Tile],
+    conn: Connections | None,
+    out: queue.Queue,
+    stop: threading.Event,
+) -> None:
+    """Read tiles in order into ``out``: a _Window, or (tile, error) when reading failed.
+
+    Always ends with ``None``, also when the reader itself breaks (then every tile not yet
+    handed over is reported failed), so the consumer never waits forever.
+    """
+    sent = 0
+
+    def hand_over(item: object) -> None:
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    opened: dict[str, rasterio.DatasetReader] = {}
+    try:
+        with gdal_env(conn):
+            for tile in tiles:
+                if stop.is_set():
+                    return
+                scene = job.scenes[tile.scene]
+
+                def read(scene: ScenePin = scene, tile: Tile = tile) -> _Window:
+                    if scene.item_id not in opened:
+                        opened[scene.item_id] = rasterio.open(raster_path(scene.href))
+                    try:
+                        return _read(opened[scene.item_id], scene, tile, job.overlap)
+                    except Exception:
+                        opened.pop(scene.item_id).close()  # reopen on the retry
+                        raise
+
+                try:
+                    item: object = _with_retries(f"reading {tile.id}", job.tile_retries, read)
+                except Exception as error:
+                    item = (tile, f"read: {error}")
+                hand_over(item)
+                sent += 1
+    except Exception as error:
+        log.exception("tile reader failed")
+        for tile in tiles[sent:]:
+            hand_over((tile, f"read: {error}"))
+    finally:
+        for src in opened.values():
+            src.close()
+        hand_over(None)
+
+
+def write_mask_cog(path: Path, mask: np.ndarray, window: _Window, io: ModelIO) -> Path:
+    """Write a tile's class mask as a COG (uint8, 255 = no data)."""
+    height, width = mask.shape
+    with rasterio.open(
+        path,
+        "w",
+        driver="COG",
+        width=width,
+        height=height,
+        count=1,
+        dtype="uint8",
+        crs=window.crs,
+        transform=window.transform,
+        nodata=MASK_NODATA,
+        compress="deflate",
+        blocksize=256,
+    ) as dst:
+        dst.write(mask, 1)
+        dst.set_band_description(1, "class")
+        dst.update_tags(classes=",".join(f"{c.value}:{c.name}" for c in io.classes))
+    return path
+
+
+def _predict(model: Model, job: ShardJob, window: _Window, device: torch.device) -> np.ndarray:
+    io = job.io
+    probabilities = predict_probabilities(
+        model,
+        normalise(window.bands, list(io.mean), list(io.stddev)),
+        patch_size=io.patch_size,
+        overlap=job.overlap,
+        device=device,
+        batch_size=job.batch_size,
+    )
+    rows, cols = window.core
+    mask = probabilities[:, rows, cols].argmax(axis=0).astype("uint8")
+    return mask
+
+
+def _writer(
+    job: ShardJob,
+    sink: TileSink,
+    folder: Path,
+    jobs: queue.Queue,
+    result: ShardResult,
+    lock: threading.Lock,
+) -> None:
+    while (item := jobs.get()) is not None:
+        window, mask, record = item
+        tile = window.tile
+        path = folder / f"{tile.id}.tif"
+
+        def write(
+            mask: np.ndarray = mask,
+            window: _Window = window,
+            path: Path = path,
+            record: TileRecord = record,
+        ) -> None:
+            sink.put(window.tile, write_mask_cog(path, mask, window, job.io), record)
+
+        try:
+            _with_retries(f"writing {tile.id}", job.tile_retries, write)
+            with lock:
+                result.done.append(tile.id)
+        except Exception as error:
+            with lock:
+                result.failed[tile.id] = f"write: {error}"
+        finally:
+            path.unlink(missing_ok=True)
+
+
+def run_shard(
+    job: ShardJob,
+    model: Model,
+    sink: TileSink,
+    *,
+    device: torch.device,
+    conn: Connections | None = None,
+    prefetch: int = 2,
+    on_tile: Callable[[str], None] | None = None,
+) -> ShardResult:
+    """Predict every tile of ``job`` the sink does not hold yet; never raises for a tile."""
+    started = time.perf_counter()
+    result = ShardResult()
+    todo = []
+    for tile in job.tiles:
+        if sink.done(tile):
+            result.skipped.append(tile.id)
+        else:
+            todo.append(tile)
+    if result.skipped:
+        log.info("shard %d: %d tile(s) already done, skipped", job.shard, len(result.skipped))
+    reads: queue.Queue = queue.Queue(maxsize=prefetch)
+    writes: queue.Queue = queue.Queue(maxsize=prefetch)
+    stop = threading.Event()
+    lock = threading.Lock()
+    with tempfile.TemporaryDirectory(prefix="geomlops-shard-") as tmp:
+        reader = threading.Thread(
+            target=_reader, args=(job, todo, conn, reads, stop), name="tile-reader", daemon=True
+        )
+        writer = threading.Thread(
+            target=_writer,
+            args=(job, sink, Path(tmp), writes, result, lock),
+            name="tile-writer",
+            daemon=True,
+        )
+        reader.start()
+        writer.start()
+        try:
+            for window in _windows(reads):
+                if isinstance(window, tuple):
+                    tile, error = window
+                    with lock:
+                        result.failed[tile.id] = error
+                    continue
+                tile = window.tile
+                began = time.perf_counter()
+                try:
+                    mask = _with_retries(
+                        f"predicting {tile.id}",
+                        job.tile_retries,
+                        lambda window=window: _predict(model, job, window, device),
+                    )
+                except Exception as error:
+                    with lock:
+                        result.failed[tile.id] = f"predict: {error}"
+                    continue
+                assert isinstance(mask, np.ndarray)  # noqa: S101 - for the type checker
+                result.model_seconds += time.perf_counter() - began
+                record = _record(job, window, mask, began)
+                writes.put((window, mask, record))
+                if on_tile is not None:
+                    on_tile(tile.id)
+        finally:
+            stop.set()
+            writes.put(None)
+            writer.join()
+            reader.join(timeout=30)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _windows(reads: queue.Queue) -> Iterator[_Window | tuple[Tile, str]]:
+    while (item := reads.get()) is not None:
+        yield item
+
+
+def _record(job: ShardJob, window: _Window, mask: np.ndarray, began: float) -> TileRecord:
+    """Apply the masks to ``mask`` (in place) and describe the tile."""
+    rows, cols = window.core
+    missing = np.isnan(window.bands[:, rows, cols]).any(axis=0)
+    cloud = window.cloud[rows, cols] & ~missing if window.cloud is not None else None
+    mask[missing] = MASK_NODATA
+    if cloud is not None:
+        mask[cloud] = MASK_NODATA
+    counts = np.bincount(mask.ravel(), minlength=256)
+    return TileRecord(
+        tile=window.tile.id,
+        scene=window.tile.scene,
+        shard=job.shard,
+        pod=job.pod,
+        pixels={c.name: int(counts[c.value]) for c in job.io.classes},
+        nodata_pixels=int(missing.sum()),
+        cloud_pixels=int(cloud.sum()) if cloud is not None else 0,
+        seconds=round(time.perf_counter() - began, 4),
+    )

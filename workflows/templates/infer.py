@@ -1,0 +1,180 @@
+"""``geomlops-batch-inference``: a model over an AOI and a date range, in shards.
+
+plan → predict (fanned out over the plan's shards, a bounded number: never one node per
+tile, which breaks Argo at scale) → publish; the exit handler ``report`` records the final
+task counts whatever happened. Every pod runs one ``geomlops infer-step`` command; ``plan``
+saves the run's plan in S3 and hands its URI, the shard list and the model's image to the
+rest through output parameters. Predict pods run in the model package's image and ask for
+GPUs as the inference settings say; a failed shard pod is retried (its done tiles are kept).
+``resume-from`` names an earlier run whose missing tiles this run completes.
+"""
+
+from __future__ import annotations
+
+from hera.workflows import DAG, Container, Parameter, Resources, WorkflowTemplate
+from hera.workflows import models as m
+
+from geomlops.settings import Settings
+from geomlops.workflows.templates.train import OUTPUTS, _env, _retry
+
+INFER = "geomlops-batch-inference"
+
+PARAMETERS: dict[str, tuple[str | None, str]] = {
+    "model": (None, "Registered model, e.g. flood-water-s2 (its production version)."),
+    "version": ("", "Model version number; empty means the production version."),
+    "aoi": (None, "s3:// URI of the AOI GeoJSON (EPSG:4326); `geomlops infer` uploads it."),
+    "datetime": (None, "START/END of the scenes' acquisition (RFC 3339; `..` = open)."),
+    "allow-outside-region": (
+        "false",
+        "true runs an AOI beyond the model's footprint; its outputs are flagged.",
+    ),
+    "resume-from": ("", "A run whose plan to reuse, running only its missing tiles."),
+}
+
+
+def _gpu_scheduling(settings: Settings) -> dict:
+    """Resources, tolerations and node selector of a predict pod; nothing when gpus is 0."""
+    gpus = settings.inference.gpus
+    if gpus == 0:
+        return {}
+    training = settings.training
+    return {
+        "resources": Resources(gpus=gpus, gpu_flag=training.gpu_resource),
+        "tolerations": [m.Toleration(**t) for t in training.gpu_tolerations] or None,
+        "node_selector": dict(training.gpu_node_selector) or None,
+    }
+
+
+def infer_template(settings: Settings) -> WorkflowTemplate:
+    """Build ``geomlops-batch-inference`` for the given settings."""
+    platform = settings.training.platform_image
+    with WorkflowTemplate(
+        name=INFER,
+        entrypoint="main",
+        on_exit="report",
+        annotations={
+            "workflows.argoproj.io/description": "Run a model version over the scenes that "
+            "cover an AOI in a date range: plan tiles and shards, predict in parallel pods, "
+            "publish COGs, GeoJSON and prediction items."
+        },
+        labels={"app.kubernetes.io/part-of": "geomlops"},
+        arguments=[
+            Parameter(
+                name=name, description=text, **({} if default is None else {"value": default})
+            )
+            for name, (default, text) in PARAMETERS.items()
+        ],
+    ) as template:
+        # fmt: off
+        plan_args = [
+            "infer-step", "plan",
+            "--workflow", "{{workflow.name}}",
+            "--model", "{{workflow.parameters.model}}",
+            "--version", "{{workflow.parameters.version}}",
+            "--aoi", "{{workflow.parameters.aoi}}",
+            "--datetime", "{{workflow.parameters.datetime}}",
+            "--allow-outside-region", "{{workflow.parameters.allow-outside-region}}",
+            "--resume-from", "{{workflow.parameters.resume-from}}",
+            "--outputs", OUTPUTS,
+        ]
+        # fmt: on
+        plan = Container(
+            name="plan",
+            image=platform,
+            command=["geomlops"],
+            args=plan_args,
+            outputs=[
+                Parameter(
+                    name="config",
+                    description="s3:// URI of the run's saved plan.",
+                    value_from=m.ValueFrom(path=f"{OUTPUTS}/config"),
+                ),
+                Parameter(
+                    name="shards",
+                    description="JSON list of the shards to predict.",
+                    value_from=m.ValueFrom(path=f"{OUTPUTS}/shards"),
+                ),
+                Parameter(
+                    name="image",
+                    description="Image of the model's package (predict pods run in it).",
+                    value_from=m.ValueFrom(path=f"{OUTPUTS}/image"),
+                ),
+            ],
+            env=_env(settings),
+            retry_strategy=_retry(2),
+        )
+        predict = Container(
+            name="predict",
+            image="{{inputs.parameters.image}}",
+            command=["geomlops"],
+            args=[
+                "infer-step",
+                "predict",
+                "--config",
+                "{{inputs.parameters.config}}",
+                "--shard",
+                "{{inputs.parameters.shard}}",
+            ],
+            inputs=[
+                Parameter(name="config", description="s3:// URI of the run's plan."),
+                Parameter(name="image", description="The model package's image."),
+                Parameter(name="shard", description="Index of the shard to predict."),
+            ],
+            env=_env(settings),
+            retry_strategy=(
+                _retry(settings.inference.shard_retries)
+                if settings.inference.shard_retries
+                else None
+            ),
+            **_gpu_scheduling(settings),
+        )
+        publish = Container(
+            name="publish",
+            image=platform,
+            command=["geomlops"],
+            args=[
+                "infer-step",
+                "publish",
+                "--config",
+                "{{inputs.parameters.config}}",
+                "--workflow-run",
+                "{{workflow.name}}",
+            ],
+            inputs=[Parameter(name="config", description="s3:// URI of the run's plan.")],
+            env=_env(settings),
+            retry_strategy=_retry(2),
+        )
+        Container(
+            name="report",
+            image=platform,
+            command=["geomlops"],
+            args=[
+                "infer-step",
+                "report",
+                "--workflow",
+                "{{workflow.name}}",
+                "--status",
+                "{{workflow.status}}",
+                "--resume-from",
+                "{{workflow.parameters.resume-from}}",
+            ],
+            env=_env(settings),
+            retry_strategy=_retry(2),
+        )
+
+        with DAG(name="main"):
+            config = {"config": "{{tasks.plan.outputs.parameters.config}}"}
+            (
+                plan(name="plan")
+                >> predict(
+                    name="predict",
+                    arguments={
+                        **config,
+                        "image": "{{tasks.plan.outputs.parameters.image}}",
+                        "shard": "{{item}}",
+                    },
+                    with_param="{{tasks.plan.outputs.parameters.shards}}",
+                )
+                >> publish(name="publish", arguments=config)
+            )
+    return template
