@@ -317,12 +317,52 @@ def register_package(
         except BaseException:
             model.undo()
             raise
+        if (mlflow_action, item_action) != ("unchanged", "unchanged"):
+            _audit_registration(settings, catalog, item, provenance, digest, notes)
     finally:
         if own_catalog:
             catalog.close()
     return RegistrationResult(
         name, version, item_id, digest, provenance, mlflow_action, item_action, notes
     )
+
+
+def _audit_registration(
+    settings: Settings,
+    catalog: CatalogClient,
+    item: dict[str, Any],
+    provenance: Provenance,
+    digest: str,
+    notes: list[str],
+) -> None:
+    """Append the registration to the audit trail, as the identity behind the key in use.
+
+    The trail lives in the platform's database. A registration from somewhere without
+    database access (CI against a deployed platform) says so in its notes instead.
+    """
+    from geomlops.catalog.db import pgstac_connection
+    from geomlops.errors import StackNotRunning
+    from geomlops.governance import audit
+    from geomlops.governance.audit import Action, AuditEntry
+
+    props = item["properties"]
+    entry = AuditEntry(
+        catalog.whoami().name,
+        Action.REGISTER,
+        str(props["mlm:name"]),
+        str(props["version"]),
+        details={
+            "item": item["id"],
+            "digest": digest,
+            "git_commit": provenance.commit,
+            "image": provenance.image,
+        },
+    )
+    try:
+        with pgstac_connection(settings) as conn:
+            audit.append(conn, entry)
+    except StackNotRunning as exc:
+        notes.append(f"not in the audit trail (no database access from here): {exc.message}")
 
 
 def _settled_provenance(

@@ -83,3 +83,21 @@ def test_tampering_outside_the_platform_is_detected(model: str) -> None:
         conn.execute("UPDATE geomlops.audit_log SET reason = 'poor IoU' WHERE model = %s", (model,))
         conn.execute("ALTER TABLE geomlops.audit_log ENABLE TRIGGER audit_log_no_update_delete")
         assert audit.verify(conn) == []
+
+
+def test_registration_is_audited_once(stack: Connections) -> None:
+    from pathlib import Path
+
+    from geomlops.registration.register import register_package
+
+    package = Path(__file__).resolve().parents[1] / "model_packages" / "flood-water-s1"
+    register_package(package)
+    register_package(package)  # unchanged: nothing more to record
+    with pgstac_connection() as conn:
+        registered = [
+            e for e in audit.entries(conn, "flood-water-s1") if e.action == Action.REGISTER
+        ]
+    # Whichever test registered it first (all as admin), exactly once.
+    assert len(registered) == 1
+    assert registered[0].actor == "admin"
+    assert registered[0].details["item"] == "flood-water-s1-0.1.0"
