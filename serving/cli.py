@@ -15,6 +15,7 @@ import typer
 import yaml
 from rich.console import Console
 
+from geomlops.cli.groups import DefaultRunGroup
 from geomlops.settings import get_settings
 
 console = Console(stderr=True, highlight=False)
@@ -28,20 +29,8 @@ VersionOption = Annotated[
 ]
 
 
-class _ModelOrCommand(typer.core.TyperGroup):
-    """``serve MODEL`` beside ``serve manifest MODEL``.
-
-    A first argument that is not a subcommand is the model, served by the hidden ``run``.
-    """
-
-    def resolve_command(self, ctx, args):  # type: ignore[no-untyped-def]
-        if args and args[0] not in self.commands and not args[0].startswith("-"):
-            args = ["run", *args]
-        return super().resolve_command(ctx, args)
-
-
 app = typer.Typer(
-    cls=_ModelOrCommand,
+    cls=DefaultRunGroup,
     no_args_is_help=True,
     help="Online inference: run a model's Seldon graph locally, or print its manifest.\n\n"
     "Examples:\n\n"

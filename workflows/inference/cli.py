@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from geomlops.cli.groups import DefaultRunGroup
 from geomlops.errors import GeomlopsError
 from geomlops.settings import Settings, get_settings
 
@@ -27,20 +28,8 @@ _INSTANT = r"(\.\.|\d{4}-\d{2}-\d{2}([Tt ][0-9:.]+([Zz]|[+-]\d{2}:\d{2})?)?)"
 _INTERVAL = re.compile(rf"^{_INSTANT}/{_INSTANT}$")
 
 
-class _ModelOrCommand(typer.core.TyperGroup):
-    """``infer MODEL`` beside ``infer status RUN``.
-
-    A first argument that is not a command is the model, handled by the hidden ``run``.
-    """
-
-    def resolve_command(self, ctx, args):  # type: ignore[no-untyped-def]
-        if args and args[0] not in self.commands and not args[0].startswith("-"):
-            args = ["run", *args]
-        return super().resolve_command(ctx, args)
-
-
 app = typer.Typer(
-    cls=_ModelOrCommand,
+    cls=DefaultRunGroup,
     no_args_is_help=True,
     help="Batch inference over an area and a date range (geomlops-batch-inference).\n\n"
     "Examples:\n\n"

@@ -1,0 +1,21 @@
+"""Click group behaviours shared by the verb groups."""
+
+from __future__ import annotations
+
+import click
+from typer.core import TyperGroup
+
+
+class DefaultRunGroup(TyperGroup):
+    """A group whose first argument, if not a subcommand, goes to its hidden ``run``.
+
+    So ``geomlops serve MODEL`` sits beside ``geomlops serve manifest MODEL``, and
+    ``geomlops infer MODEL`` beside ``geomlops infer status RUN``.
+    """
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["run", *args]
+        return super().resolve_command(ctx, args)
