@@ -191,7 +191,8 @@ def test_killed_service_is_restored_by_up(local_stack: LocalStack, victim: str) 
     key = f"heal/{victim}.txt"
     s3.put_object(Bucket="imagery", Key=key, Body=victim.encode())
 
-    root = min(_our_pids(local_stack)[victim])
+    before = _our_pids(local_stack)[victim]
+    root = min(before)
     if victim == "postgres":
         root = int(
             (local_stack.paths.service_dir("postgres") / "data" / "postmaster.pid")
@@ -205,5 +206,7 @@ def test_killed_service_is_restored_by_up(local_stack: LocalStack, victim: str) 
 
     statuses = local_stack.up()
     assert all(s.healthy for s in statuses), statuses
+    # Workers of the killed process (MLflow's uvicorn, say) do not linger, holding its port.
+    assert not [p for p in before if _alive(p)], "processes of the killed service survived"
     body = get_connections().s3_client().get_object(Bucket="imagery", Key=key)["Body"]
     assert body.read() == victim.encode()

@@ -24,10 +24,33 @@ from geomlops.errors import StackError
 
 @dataclass(frozen=True)
 class PidRecord:
-    """What a PID file holds."""
+    """What a PID file holds.
+
+    ``sid`` is the session every process of the service belongs to (the launcher starts
+    each service in a session of its own). Workers that outlive a killed parent keep it,
+    so they can still be found and stopped.
+    """
 
     pid: int
     create_time: float
+    sid: int | None = None
+
+    def session_leftovers(self) -> list[psutil.Process]:
+        """Live processes of this service's session started with or after it."""
+        if self.sid is None:
+            return []
+        found = []
+        for proc in psutil.process_iter(["pid", "create_time", "status"]):
+            try:
+                if (
+                    proc.info["create_time"] >= self.create_time - 1.0
+                    and proc.info["status"] != psutil.STATUS_ZOMBIE
+                    and os.getsid(proc.pid) == self.sid
+                ):
+                    found.append(proc)
+            except (ProcessLookupError, PermissionError, psutil.Error):
+                continue
+        return found
 
     def process(self) -> psutil.Process | None:
         """The live process this record describes, or None if it is gone or another."""
@@ -43,19 +66,41 @@ class PidRecord:
 
 
 def read_pid(pid_file: Path) -> PidRecord | None:
-    """The record in ``pid_file``; a stale or unreadable file is removed."""
+    """The record in ``pid_file`` if its process lives.
+
+    A stale or unreadable file is removed; so are the processes its service left behind
+    when its main process was killed (a worker keeping the port would block a restart).
+    """
     try:
         data = json.loads(pid_file.read_text())
-        record = PidRecord(pid=int(data["pid"]), create_time=float(data["create_time"]))
+        sid = data.get("sid")
+        record = PidRecord(
+            pid=int(data["pid"]),
+            create_time=float(data["create_time"]),
+            sid=None if sid is None else int(sid),
+        )
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         pid_file.unlink(missing_ok=True)
         return None
     if record.process() is None:
+        _terminate(record.session_leftovers())
         pid_file.unlink(missing_ok=True)
         return None
     return record
+
+
+def _terminate(procs: list[psutil.Process], timeout: float = 10.0) -> list[psutil.Process]:
+    """SIGTERM, then SIGKILL what is still alive after ``timeout``; returns any survivors."""
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        for proc in procs:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.send_signal(sig)
+        _, procs = psutil.wait_procs(procs, timeout=wait)
+        if not procs:
+            break
+    return procs
 
 
 def spawn(
@@ -88,13 +133,17 @@ def spawn(
     )
     pid = int(done.stdout.strip())
     try:
-        record = PidRecord(pid=pid, create_time=psutil.Process(pid).create_time())
-    except psutil.NoSuchProcess:
+        record = PidRecord(
+            pid=pid, create_time=psutil.Process(pid).create_time(), sid=os.getsid(pid)
+        )
+    except (psutil.NoSuchProcess, ProcessLookupError):
         raise StackError(
             f"{argv[0]} exited at once. Last lines of {log_file}:\n{log_tail(log_file)}"
         ) from None
     tmp = pid_file.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"pid": record.pid, "create_time": record.create_time}))
+    tmp.write_text(
+        json.dumps({"pid": record.pid, "create_time": record.create_time, "sid": record.sid})
+    )
     os.replace(tmp, pid_file)
     return record
 
@@ -104,16 +153,7 @@ def stop(pid_file: Path, *, timeout: float = 20.0) -> bool:
     record = read_pid(pid_file)
     if record is None:
         return False
-    procs = _group(record)
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for proc in procs:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                proc.send_signal(sig)
-        _, alive = psutil.wait_procs(procs, timeout=timeout if sig == signal.SIGTERM else 5)
-        if not alive:
-            break
-        procs = alive
-    else:
+    if _terminate(_group(record), timeout):
         raise StackError(
             f"process {record.pid} did not stop", hint=f"kill it by hand: kill -9 {record.pid}"
         )
@@ -122,14 +162,16 @@ def stop(pid_file: Path, *, timeout: float = 20.0) -> bool:
 
 
 def _group(record: PidRecord) -> list[psutil.Process]:
-    """The recorded process and every descendant (workers, reloaders)."""
+    """The recorded process, its descendants and anything else left in its session."""
     proc = record.process()
     if proc is None:
-        return []
+        return record.session_leftovers()
     try:
-        return [proc, *proc.children(recursive=True)]
+        members = [proc, *proc.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return [proc]
+        members = [proc]
+    known = {p.pid for p in members}
+    return members + [p for p in record.session_leftovers() if p.pid not in known]
 
 
 def log_tail(log_file: Path, lines: int = 25) -> str:
