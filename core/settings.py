@@ -509,6 +509,21 @@ class InferenceSettings(BaseSettings):
         default=4, ge=1, description="Fewer tiles than this per shard are not worth a pod."
     )
     batch_size: int = Field(default=16, ge=1, description="Model patches per forward pass.")
+    strip_tiles: int = Field(
+        default=4,
+        ge=1,
+        description="Width, in tiles, of the strips a scene's tiles are visited in (down one "
+        "strip, then the next): neighbouring tiles share the source blocks under their halos, "
+        "and a narrow strip keeps those blocks in GDAL's cache whatever the scene's width.",
+    )
+    gdal_cache_mb: int = Field(
+        default=256,
+        ge=16,
+        description="GDAL's block cache for reading source scenes, MiB. It must hold the "
+        "decoded blocks under three rows of a strip's tiles and their halos: (strip_tiles + 2) "
+        "x 4 blocks, 163 MB for 13 int16 bands in 512 px blocks; smaller, blocks are decoded "
+        "again and again.",
+    )
     tile_retries: int = Field(
         default=2,
         ge=0,

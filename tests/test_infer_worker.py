@@ -26,6 +26,7 @@ from geomlops.workflows.inference.cli import _datetime
 from geomlops.workflows.inference.config import CloudBand, ScenePin, Tile
 from geomlops.workflows.inference.planner import OutsideRegion, check_region, scene_tiles
 from geomlops.workflows.inference.planner import shard_tiles as make_shards
+from geomlops.workflows.inference.storage import gdal_env
 from geomlops.workflows.inference.tilestore import LocalTileSink
 from geomlops.workflows.inference.worker import ShardJob, run_shard
 
@@ -102,16 +103,36 @@ def _job(scene: ScenePin, tiles: list[Tile], **kw: object) -> ShardJob:
 
 def test_tiles_cover_the_aoi_on_a_stable_grid(scene: tuple[ScenePin, np.ndarray]) -> None:
     pin, _ = scene
-    tiles = scene_tiles(pin, _whole_scene_aoi(), 64)
+    tiles = scene_tiles(pin, _whole_scene_aoi(), 64, strip=4)
     assert len(tiles) == 3 * 4  # ceil(150/64) x ceil(230/64)
     assert sum(t.height * t.width for t in tiles) == HEIGHT * WIDTH
     assert tiles[-1].height == HEIGHT - 128 and tiles[-1].width == WIDTH - 192
     # A small AOI in the middle keeps only the tiles it touches, with the same ids.
     west, north = ORIGIN
     small = box(west + 0.070, north - 0.070, west + 0.075, north - 0.065)
-    (only,) = scene_tiles(pin, small, 64)
+    (only,) = scene_tiles(pin, small, 64, strip=4)
     assert only.id == "scene_r0001_c0001"
     assert only in tiles
+
+
+def test_tiles_come_in_strips_so_neighbours_share_cached_blocks(
+    scene: tuple[ScenePin, np.ndarray],
+) -> None:
+    pin, _ = scene
+    tiles = scene_tiles(pin, _whole_scene_aoi(), 64, strip=2)
+    assert [(t.row // 64, t.col // 64) for t in tiles] == [
+        (0, 0), (0, 1), (1, 0), (1, 1), (2, 0), (2, 1),
+        (0, 2), (0, 3), (1, 2), (1, 3), (2, 2), (2, 3),
+    ]  # fmt: skip
+    assert sorted(tiles, key=lambda t: t.id) == scene_tiles(pin, _whole_scene_aoi(), 64, strip=9)
+
+
+def test_gdal_block_cache_is_sized_in_bytes() -> None:
+    """rasterio hands an integer GDAL_CACHEMAX to GDAL as bytes: 256 would mean no cache."""
+    from rasterio._env import get_gdal_config
+
+    with gdal_env(None):
+        assert get_gdal_config("GDAL_CACHEMAX") == InferenceSettings().gdal_cache_mb * 2**20
 
 
 def test_shards_are_bounded() -> None:
@@ -127,7 +148,7 @@ def test_worker_streams_tiles_and_masks_nodata_and_cloud(
     scene: tuple[ScenePin, np.ndarray], tmp_path: Path
 ) -> None:
     pin, expected = scene
-    tiles = scene_tiles(pin, _whole_scene_aoi(), 64)
+    tiles = scene_tiles(pin, _whole_scene_aoi(), 64, strip=4)
     sink = LocalTileSink(tmp_path / "tiles")
     result = run_shard(_job(pin, tiles), _threshold_model, sink, device=torch.device("cpu"))
     assert result.failed == {}
@@ -160,7 +181,7 @@ def test_unreadable_scene_fails_its_tiles_after_retries(
 ) -> None:
     pin, _ = scene
     gone = pin.model_copy(update={"href": str(tmp_path / "missing.tif")})
-    tiles = scene_tiles(gone, _whole_scene_aoi(), 64)[:2]
+    tiles = scene_tiles(gone, _whole_scene_aoi(), 64, strip=4)[:2]
     result = run_shard(
         _job(gone, tiles), _threshold_model, LocalTileSink(tmp_path), device=torch.device("cpu")
     )

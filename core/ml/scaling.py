@@ -43,10 +43,10 @@ def normalise(bands: np.ndarray, mean: list[float], stddev: list[float]) -> np.n
     Zero after scaling is the least surprising value for a pixel without data; the mask
     written by prediction marks those pixels as no data anyway.
     """
-    m = np.asarray(mean, dtype="float32")[:, None, None]
-    s = np.asarray(stddev, dtype="float32")[:, None, None]
-    scaled = (bands.astype("float32") - m) / s
-    return np.nan_to_num(scaled, nan=0.0, posinf=0.0, neginf=0.0)
+    scaled = bands.astype("float32")  # the one copy; the rest is in place (big scenes)
+    scaled -= np.asarray(mean, dtype="float32")[:, None, None]
+    scaled /= np.asarray(stddev, dtype="float32")[:, None, None]
+    return np.nan_to_num(scaled, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
 
 
 def write_statistics(package_dir: Path, data: str | None) -> list[dict[str, float | str]]:

@@ -209,15 +209,26 @@ def find_scenes(
 
 
 # --- tiles and shards ---------------------------------------------------------------------
-def scene_tiles(scene: ScenePin, aoi: shapely.Geometry, tile_size: int) -> list[Tile]:
-    """Tiles of the scene's grid (aligned on its origin) that intersect the AOI."""
+def scene_tiles(
+    scene: ScenePin, aoi: shapely.Geometry, tile_size: int, *, strip: int
+) -> list[Tile]:
+    """Tiles of the scene's grid (aligned on its origin) that intersect the AOI.
+
+    They come in strips ``strip`` tiles wide, top to bottom within a strip, rather than row
+    by row across the scene: a tile's halo reaches into the source blocks of the tiles
+    around it, and the blocks the next tiles share stay in GDAL's cache only when those
+    tiles are near. Row order would need two whole block rows of the scene cached, which
+    grows with its width; strips need ``strip + 2`` blocks per row, whatever the width.
+    Shards are consecutive runs of this order, so each is a compact patch of the scene.
+    """
     crs = CRS.from_user_input(scene.crs)
     native = shape(transform_geom("EPSG:4326", crs, as_geojson(aoi), precision=-1))
     affine = rasterio.Affine(*scene.transform)
     rows = math.ceil(scene.height / tile_size)
     cols = math.ceil(scene.width / tile_size)
     grid_r, grid_c = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
-    top, left = grid_r.ravel() * tile_size, grid_c.ravel() * tile_size
+    order = np.lexsort((grid_c.ravel(), grid_r.ravel(), grid_c.ravel() // strip))
+    top, left = grid_r.ravel()[order] * tile_size, grid_c.ravel()[order] * tile_size
     bottom = np.minimum(top + tile_size, scene.height)
     right = np.minimum(left + tile_size, scene.width)
     xs0, ys0 = affine * (left, top)
@@ -279,7 +290,11 @@ def plan(
             )
         raise NotFoundError(f"no scene of {where} intersects the AOI", hint=hint)
     tile_size = pin.patch_size * inference.tile_patches
-    tiles = [t for scene in scenes for t in scene_tiles(scene, aoi, tile_size)]
+    tiles = [
+        t
+        for scene in scenes
+        for t in scene_tiles(scene, aoi, tile_size, strip=inference.strip_tiles)
+    ]
     if not tiles:
         raise GeomlopsError("the AOI touches the scenes found but covers none of their pixels")
     shards = shard_tiles(tiles, inference)

@@ -17,15 +17,17 @@ from botocore.exceptions import BotoCoreError, ClientError
 from rasterio.session import AWSSession
 
 from geomlops.connections import Connections
+from geomlops.settings import get_settings
 from geomlops.workflows.steps.objects import ObjectStoreError, split
 
-# Read-ahead and caching suited to many small windowed reads of the same COGs.
+# Read-ahead suited to many small windowed reads of the same COGs. The block cache size is
+# added by _options from the settings, in bytes: rasterio passes an integer GDAL_CACHEMAX
+# straight to GDALSetCacheMax64, so 256 means 256 *bytes* (no cache at all), not 256 MB.
 _GDAL_OPTIONS: dict[str, str | int] = {
     "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
     "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.tiff",
     "GDAL_HTTP_MULTIRANGE": "YES",
     "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
-    "GDAL_CACHEMAX": 256,
     "VSI_CACHE": "TRUE",
 }
 
@@ -38,11 +40,17 @@ def raster_path(href: str) -> str:
     return href
 
 
+def _options() -> dict[str, str | int]:
+    cache_bytes = get_settings().inference.gdal_cache_mb * 1024 * 1024
+    return {**_GDAL_OPTIONS, "GDAL_CACHEMAX": cache_bytes}
+
+
 @contextmanager
 def gdal_env(conn: Connections | None) -> Iterator[None]:
     """GDAL configured for the platform's object store (plain GDAL when ``conn`` is None)."""
+    options = _options()
     if conn is None:
-        with rasterio.Env(**_GDAL_OPTIONS):
+        with rasterio.Env(**options):
             yield
         return
     env = conn.env()
@@ -56,7 +64,7 @@ def gdal_env(conn: Connections | None) -> Iterator[None]:
         session=session,
         AWS_HTTPS=env["AWS_HTTPS"],
         AWS_VIRTUAL_HOSTING=env["AWS_VIRTUAL_HOSTING"],
-        **_GDAL_OPTIONS,
+        **options,
     ):
         yield
 

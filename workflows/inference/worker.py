@@ -4,10 +4,11 @@ Three stages overlap so the model is never kept waiting:
 
 - a **reader** thread reads the next tiles' windows (core plus an ``overlap`` halo, only the
   model's bands and the cloud band) from the scenes' COGs — through ``/vsis3/`` range
-  requests, never a whole scene — into a queue of ``prefetch`` tiles;
-- the **main** thread applies the MLM input spec (z-score), runs the model on batches of
-  patches, blends overlapping patches (:func:`geomlops.ml.tiling.predict_probabilities`),
-  and applies the no-data and cloud masks;
+  requests, never a whole scene — finds their no-data and cloud pixels and applies the MLM
+  input spec (z-score), into a queue of ``prefetch`` tiles;
+- the **main** thread runs the model on batches of patches, blends overlapping patches
+  (:func:`geomlops.ml.tiling.predict_probabilities`) and applies the no-data and cloud
+  masks: nothing else, because the model's throughput is the pipeline's;
 - a **writer** thread writes each tile's mask as a COG and hands it to the sink, which
   records the tile as done last.
 
@@ -84,24 +85,28 @@ class ShardResult:
 
 @dataclass
 class _Window:
-    """A tile's pixels as read: bands (C x h x w, NaN = no data) around its core."""
+    """A tile's pixels as read and normalised (C x h x w; no data = 0) around its core."""
 
     tile: Tile
-    bands: np.ndarray
+    scaled: np.ndarray
+    missing: np.ndarray
     cloud: np.ndarray | None
     core: tuple[slice, slice]
     transform: rasterio.Affine
     crs: CRS
 
 
-def _read(src: rasterio.DatasetReader, scene: ScenePin, tile: Tile, overlap: int) -> _Window:
+def _read(src: rasterio.DatasetReader, scene: ScenePin, tile: Tile, job: ShardJob) -> _Window:
+    overlap = job.overlap
     top, left = max(0, tile.row - overlap), max(0, tile.col - overlap)
     bottom = min(scene.height, tile.row + tile.height + overlap)
     right = min(scene.width, tile.col + tile.width + overlap)
     window = Window(left, top, right - left, bottom - top)
     bands = src.read(scene.band_indexes, window=window, out_dtype="float32")
     missing = masks.nodata_mask(bands, scene.nodata)
-    bands[:, missing] = np.nan
+    scaled = normalise(bands, list(job.io.mean), list(job.io.stddev))
+    scaled[:, missing] = 0.0
+    del bands
     cloud = None
     if scene.cloud is not None:
         values = src.read(scene.cloud.index, window=window)
@@ -111,7 +116,7 @@ def _read(src: rasterio.DatasetReader, scene: ScenePin, tile: Tile, overlap: int
         slice(tile.col - left, tile.col - left + tile.width),
     )
     transform = src.window_transform(Window(tile.col, tile.row, tile.width, tile.height))
-    return _Window(tile, bands, cloud, core, transform, src.crs)
+    return _Window(tile, scaled, missing, cloud, core, transform, src.crs)
 
 
 def _with_retries(what: str, retries: int, action: Callable[[], object]) -> object:
@@ -160,7 +165,7 @@ def _reader(
                     if scene.item_id not in opened:
                         opened[scene.item_id] = rasterio.open(raster_path(scene.href))
                     try:
-                        return _read(opened[scene.item_id], scene, tile, job.overlap)
+                        return _read(opened[scene.item_id], scene, tile, job)
                     except Exception:
                         opened.pop(scene.item_id).close()  # reopen on the retry
                         raise
@@ -205,11 +210,10 @@ def write_mask_cog(path: Path, mask: np.ndarray, window: _Window, io: ModelIO) -
 
 
 def _predict(model: Model, job: ShardJob, window: _Window, device: torch.device) -> np.ndarray:
-    io = job.io
     probabilities = predict_probabilities(
         model,
-        normalise(window.bands, list(io.mean), list(io.stddev)),
-        patch_size=io.patch_size,
+        window.scaled,
+        patch_size=job.io.patch_size,
         overlap=job.overlap,
         device=device,
         batch_size=job.batch_size,
@@ -330,7 +334,7 @@ def _windows(reads: queue.Queue) -> Iterator[_Window | tuple[Tile, str]]:
 def _record(job: ShardJob, window: _Window, mask: np.ndarray, began: float) -> TileRecord:
     """Apply the masks to ``mask`` (in place) and describe the tile."""
     rows, cols = window.core
-    missing = np.isnan(window.bands[:, rows, cols]).any(axis=0)
+    missing = window.missing[rows, cols]
     cloud = window.cloud[rows, cols] & ~missing if window.cloud is not None else None
     mask[missing] = MASK_NODATA
     if cloud is not None:
