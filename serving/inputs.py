@@ -18,13 +18,13 @@ bounded twice: the bytes (``max_input_bytes``) before they are read, the pixels
 
 from __future__ import annotations
 
-import base64
 import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import pybase64
 import rasterio
 import requests
 from rasterio.errors import RasterioIOError
@@ -101,7 +101,7 @@ def _inline(encoded: Any, policy: InputPolicy) -> bytes:
     if len(encoded) * 3 // 4 > policy.max_bytes:
         raise _too_large("binData", len(encoded) * 3 // 4, policy.max_bytes)
     try:
-        return base64.b64decode(encoded, validate=True)
+        return pybase64.b64decode(encoded, validate=True)  # SIMD: ~8x the stdlib's speed
     except binascii.Error as error:
         raise InputRejected(f"binData is not base64: {error}") from None
 

@@ -28,10 +28,12 @@ from typing import Any
 from seldon_core.flask_utils import SeldonMicroserviceException
 
 from geomlops.errors import GeomlopsError
+from geomlops.ml.raster import local_gdal
 from geomlops.serving.inputs import InputPolicy, InputRejected, read_image, request_image
 from geomlops.serving.predictor import Predictor
 from geomlops.serving.resolve import NoProductionVersion, Resolver, resolve_model
 from geomlops.settings import get_settings
+from geomlops.transformers.wrapper_messages import big_messages_blueprint
 
 log = logging.getLogger(__name__)
 COMPONENT_NAME = "model"
@@ -65,6 +67,8 @@ class SegmentationModel:
         self._problem: GeomlopsError | None = None
         self._last_attempt = float("-inf")
         self._lock = threading.Lock()
+        # The wrapper registers this blueprint: orjson, and request bodies read at once.
+        self.model_error_handler = big_messages_blueprint()
 
     def load(self) -> None:
         """Resolve and load the model (called by the wrapper in each worker)."""
@@ -109,7 +113,8 @@ class SegmentationModel:
         predictor = self._predictor()
         try:
             image = request_image(request, self.policy, self.settings)
-            raster = read_image(image, predictor.spec.bands, self.policy)
+            with local_gdal():
+                raster = read_image(image, predictor.spec.bands, self.policy)
         except InputRejected as error:
             raise SeldonMicroserviceException(
                 str(error), status_code=error.status, reason=error.reason

@@ -218,6 +218,32 @@ def test_mean_confidence_travels_through_the_service(service, label) -> None:
 
 
 @needs_serving_env
+def test_megabyte_requests_back_to_back_on_one_connection(service, label) -> None:
+    """Bodies are read whole (wrapper_messages.WholeBody), not 1 KB at a time: big ones in a
+    row on one keep-alive connection each get their own answer, nothing left over or lost."""
+    base, _ = service
+    mask, transform, crs = label
+    rng = np.random.default_rng(1)
+    with httpx.Client(base_url=base, timeout=60) as client:
+        for confidence in (0.6, 0.9, 0.7):
+            noise = rng.random((2, *mask.shape), dtype=np.float32) * 0.01
+            probabilities = np.stack(
+                [np.full(mask.shape, 1 - confidence), np.full(mask.shape, confidence)]
+            ).astype(np.float32)
+            body = json.dumps(
+                _request(mask, transform, crs, probabilities=probabilities + noise, compress=False)
+            ).encode()
+            assert len(body) > 700_000
+            response = client.post(
+                "/transform-output", content=body, headers={"content-type": "application/json"}
+            )
+            assert response.status_code == 200, response.text
+            (feature,) = response.json()["jsonData"]["features"]
+            assert feature["properties"]["mean_confidence"] == pytest.approx(confidence, abs=0.01)
+        assert client.get("/health/ping").text == "pong"
+
+
+@needs_serving_env
 @pytest.mark.parametrize(
     ("body", "message"),
     [

@@ -13,6 +13,7 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
+from geomlops.ml.raster import local_gdal
 from geomlops.serving.inputs import (
     InputPolicy,
     InputRejected,
@@ -102,6 +103,31 @@ def test_bands_are_read_by_name_in_model_order() -> None:
     with rasterio.MemoryFile(data) as memory, memory.open() as src:
         np.testing.assert_array_equal(raster.data[0], src.read(3).astype("float32"))  # B2
     assert str(raster.crs) == "EPSG:32630"
+
+
+def test_serving_reads_build_no_cloud_session_even_with_aws_credentials_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A pod with S3 keys in its environment made rasterio build a boto3 session per read."""
+    import rasterio.session
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    built: list[object] = []
+    original = rasterio.session.AWSSession.__init__
+
+    def spy(self: object, *args: object, **kwargs: object) -> None:
+        built.append(self)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(rasterio.session.AWSSession, "__init__", spy)
+    image = RequestImage(geotiff(), "binData")
+    read_image(image, BANDS, POLICY)
+    assert built, "without local_gdal() rasterio builds an AWS session (the test's premise)"
+    built.clear()
+    with local_gdal():
+        raster = read_image(image, BANDS, POLICY)
+    assert built == [] and raster.data.shape == (3, 16, 16)
 
 
 def test_inline_geotiff_round_trips_through_base64() -> None:

@@ -19,11 +19,23 @@ import numpy as np
 import rasterio
 from rasterio.crs import CRS
 from rasterio.errors import RasterioIOError
+from rasterio.session import DummySession
 from rasterio.transform import Affine
 
 from geomlops.errors import GeomlopsError, NotFoundError, ValidationFailed
 
 MASK_NODATA = 255
+
+
+def local_gdal() -> rasterio.Env:
+    """A GDAL environment for rasters already in memory: no cloud credentials looked up.
+
+    Without an explicit session, rasterio builds one from the ``AWS_*`` variables for every
+    ``rasterio.open`` or ``rasterio.features`` call outside an environment: a new boto3
+    session each time, 20 ms of a serving request whose pod has S3 credentials in its
+    environment. The serving components get their rasters as bytes, so they never need one.
+    """
+    return rasterio.Env(session=DummySession())
 
 
 @dataclass(frozen=True)

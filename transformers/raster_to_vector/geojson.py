@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +26,17 @@ from geomlops.transformers.raster_to_vector.vectorize import (
     vectorize,
 )
 
+GeometryWriter = Callable[[shapely.Geometry], Any]
+"""How a feature's geometry is put in the output: a dict by default, or anything a JSON
+writer embeds as it is (the Seldon transformer hands orjson GEOS's text unparsed)."""
 
-def feature(polygons: ClassPolygons) -> dict[str, Any]:
+
+def parsed_geometry(geometry: shapely.Geometry) -> dict[str, Any]:
+    """The geometry as a GeoJSON dict: GEOS's text parsed back into (rounded) floats."""
+    return json.loads(shapely.to_geojson(geometry))
+
+
+def feature(polygons: ClassPolygons, geometry: GeometryWriter = parsed_geometry) -> dict[str, Any]:
     """One GeoJSON Feature: the class's MultiPolygon, name, value, area and confidence."""
     properties: dict[str, Any] = {
         "class_name": polygons.name,
@@ -38,14 +47,16 @@ def feature(polygons: ClassPolygons) -> dict[str, Any]:
         properties["mean_confidence"] = round(polygons.mean_confidence, 4)
     return {
         "type": "Feature",
-        "geometry": json.loads(shapely.to_geojson(polygons.geometry)),
+        "geometry": geometry(polygons.geometry),
         "properties": properties,
     }
 
 
-def feature_collection(classes: Iterable[ClassPolygons]) -> dict[str, Any]:
+def feature_collection(
+    classes: Iterable[ClassPolygons], geometry: GeometryWriter = parsed_geometry
+) -> dict[str, Any]:
     """A FeatureCollection with one Feature per class; no classes give no features."""
-    return {"type": "FeatureCollection", "features": [feature(c) for c in classes]}
+    return {"type": "FeatureCollection", "features": [feature(c, geometry) for c in classes]}
 
 
 def mask_to_geojson(
