@@ -3,8 +3,8 @@
 Makes a synthetic 13-band Sentinel-2-like mosaic (tiled, deflate GeoTIFF on local disk, as
 big as asked), then, in a fresh process per size, runs the shard worker over all of it —
 windowed reads with prefetch, z-score, batched forward passes, overlap blending, masks, one
-COG per tile — and the model's own forward passes on batches of the same shapes, timed before
-and after the pipeline (the faster is kept).
+COG per tile — and the model's own forward passes on batches of the same shapes, chunk by
+chunk: model, pipeline, model again (see measure()).
 Prints tiles/s of both, their ratio (goal >= 0.85) and the process's peak RSS (goal < 2 GB,
 flat as the mosaic grows). The model is the flood-water-s2 package's network (random
 weights: the speed does not depend on them).
@@ -68,7 +68,9 @@ def _model():  # type: ignore[no-untyped-def]
     return module.build_model(13, 2).eval()
 
 
-def measure(mosaic: Path, tile_patches: int, batch_size: int, overlap: int) -> dict:
+def measure(
+    mosaic: Path, tile_patches: int, batch_size: int, overlap: int, chunk_tiles: int
+) -> dict:
     """In this (fresh) process: pipeline over the mosaic, then the model alone; peak RSS."""
     import torch
     from shapely.geometry import box
@@ -76,7 +78,7 @@ def measure(mosaic: Path, tile_patches: int, batch_size: int, overlap: int) -> d
     from geomlops.ml.mlm import ModelIO, OutputClass
     from geomlops.ml.split import window_starts
     from geomlops.settings import InferenceSettings
-    from geomlops.workflows.inference.config import ScenePin
+    from geomlops.workflows.inference.config import ScenePin, Tile
     from geomlops.workflows.inference.planner import scene_tiles
     from geomlops.workflows.inference.tilestore import LocalTileSink
     from geomlops.workflows.inference.worker import ShardJob, run_shard
@@ -100,53 +102,64 @@ def measure(mosaic: Path, tile_patches: int, batch_size: int, overlap: int) -> d
         bands=tuple(BANDS), mean=(1500.0,) * 13, stddev=(500.0,) * 13, patch_size=patch,
         classes=(OutputClass(0, "not_water"), OutputClass(1, "water")),
     )  # fmt: skip
-    job = ShardJob(
-        shard=0, tiles=tiles, scenes={"mosaic": scene}, io=io, overlap=overlap,
-        batch_size=batch_size, tile_retries=0,
-    )  # fmt: skip
-    # The batches the pipeline will feed the model, by their shapes: the model alone runs on
-    # exactly these afterwards, and both are warmed up on each shape first (the first call
-    # with a new batch shape allocates and picks kernels; neither side should pay for it).
-    batches: list[int] = []
-    for tile in tiles:
+
+    def tile_batches(tile: Tile) -> list[int]:
+        """The batch sizes the pipeline feeds the model for ``tile`` (core + halo)."""
         h = min(scene.height, tile.row + tile.height + overlap) - max(0, tile.row - overlap)
         w = min(scene.width, tile.col + tile.width + overlap) - max(0, tile.col - overlap)
         stride = patch - overlap
         n = len(window_starts(max(h, patch), patch, stride)) * len(
             window_starts(max(w, patch), patch, stride)
         )
-        batches += [batch_size] * (n // batch_size) + ([n % batch_size] if n % batch_size else [])
+        return [batch_size] * (n // batch_size) + ([n % batch_size] if n % batch_size else [])
+
+    batches = [b for tile in tiles for b in tile_batches(tile)]
+    # Both sides are warmed up on every batch shape first: the first call with a new shape
+    # allocates and picks kernels, and neither side should pay for it.
     with torch.inference_mode():
         for b in sorted(set(batches)):
             model(torch.zeros(b, 13, patch, patch, device=device))
     x = torch.randn(batch_size, 13, patch, patch, device=device)
 
-    def model_alone() -> float:
+    def model_alone(sizes: list[int]) -> float:
         if device.type == "cuda":
             torch.cuda.synchronize()
         began = time.perf_counter()
         with torch.inference_mode():
-            for b in batches:
+            for b in sizes:
                 model(x[:b]).float().cpu()
         return time.perf_counter() - began
 
-    # The model alone is timed before and after the pipeline and its faster run kept, so a
-    # drift of the machine's speed never flatters the pipeline.
-    before = model_alone()
+    # The speed of a shared 2-core machine drifts by ~10 % over minutes, more than the gap
+    # being measured. So the tiles go in chunks, and each chunk is timed three times: the
+    # model alone on its batches, the pipeline on its tiles, the model alone again; the
+    # model's time is the mean of its two runs, which cancels a steady drift. Each chunk is
+    # a fresh shard (cold GDAL cache, pipeline fill and drain): that only costs the pipeline.
+    pipeline_seconds = model_seconds = 0.0
     with tempfile.TemporaryDirectory() as out:
-        result = run_shard(job, model, LocalTileSink(Path(out)), device=device)
-    assert not result.failed, result.failed
-    model_seconds = min(before, model_alone())
+        sink = LocalTileSink(Path(out))
+        for first in range(0, len(tiles), chunk_tiles):
+            chunk = tiles[first : first + chunk_tiles]
+            sizes = [b for tile in chunk for b in tile_batches(tile)]
+            before = model_alone(sizes)
+            job = ShardJob(
+                shard=0, tiles=chunk, scenes={"mosaic": scene}, io=io, overlap=overlap,
+                batch_size=batch_size, tile_retries=0,
+            )  # fmt: skip
+            result = run_shard(job, model, sink, device=device)
+            assert not result.failed, result.failed
+            pipeline_seconds += result.seconds
+            model_seconds += (before + model_alone(sizes)) / 2
     return {
         "size": scene.width,
         "tiles": len(tiles),
         "patches": int(sum(batches)),
         "device": str(device),
-        "pipeline_s": round(result.seconds, 3),
+        "pipeline_s": round(pipeline_seconds, 3),
         "model_s": round(model_seconds, 3),
-        "pipeline_tiles_per_s": round(len(tiles) / result.seconds, 3),
+        "pipeline_tiles_per_s": round(len(tiles) / pipeline_seconds, 3),
         "model_tiles_per_s": round(len(tiles) / model_seconds, 3),
-        "ratio": round(model_seconds / result.seconds, 3),
+        "ratio": round(model_seconds / pipeline_seconds, 3),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
 
@@ -158,10 +171,13 @@ def main() -> None:
     parser.add_argument("--tile-patches", type=int, default=8, help="Tile side in patches.")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--overlap", type=int, default=16)
+    parser.add_argument("--chunk-tiles", type=int, default=32, help="Tiles per timed chunk.")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        result = measure(Path(args.child), args.tile_patches, args.batch_size, args.overlap)
+        result = measure(
+            Path(args.child), args.tile_patches, args.batch_size, args.overlap, args.chunk_tiles
+        )
         print(json.dumps(result))
         return
     sizes = [10000, 20000] if args.full else [int(s) for s in args.sizes.split(",")]
@@ -177,7 +193,7 @@ def main() -> None:
             child = subprocess.run(
                 [sys.executable, __file__, "--child", str(mosaic),
                  "--tile-patches", str(args.tile_patches), "--batch-size", str(args.batch_size),
-                 "--overlap", str(args.overlap)],
+                 "--overlap", str(args.overlap), "--chunk-tiles", str(args.chunk_tiles)],
                 capture_output=True, text=True, check=True,
             )  # fmt: skip
             rows.append(json.loads(child.stdout.strip().splitlines()[-1]))

@@ -43,10 +43,13 @@ def normalise(bands: np.ndarray, mean: list[float], stddev: list[float]) -> np.n
     Zero after scaling is the least surprising value for a pixel without data; the mask
     written by prediction marks those pixels as no data anyway.
     """
-    scaled = bands.astype("float32")  # the one copy; the rest is in place (big scenes)
-    scaled -= np.asarray(mean, dtype="float32")[:, None, None]
+    # Any input dtype (a file's int16 too) in one pass into a new float32 array, then in
+    # place: ~2 ms for 13 x 544 x 544, where astype + np.nan_to_num took ~18 ms.
+    scaled = np.subtract(bands, np.asarray(mean, dtype="float32")[:, None, None], dtype="float32")
     scaled /= np.asarray(stddev, dtype="float32")[:, None, None]
-    return np.nan_to_num(scaled, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    if bands.dtype.kind == "f":  # only floating-point input can hold NaN or infinities
+        np.copyto(scaled, 0.0, where=~np.isfinite(scaled))
+    return scaled
 
 
 def write_statistics(package_dir: Path, data: str | None) -> list[dict[str, float | str]]:

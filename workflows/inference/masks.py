@@ -46,7 +46,10 @@ def cloud_mask(kind: str, values: np.ndarray) -> np.ndarray:
 
 def nodata_mask(bands: np.ndarray, nodata: float | None) -> np.ndarray:
     """Boolean mask (True = no data) over bands (C x H x W): NaN or ``nodata`` in any band."""
-    missing = np.isnan(bands).any(axis=0)
+    if bands.dtype.kind == "f":
+        missing = np.isnan(bands).any(axis=0)
+    else:  # integers cannot be NaN
+        missing = np.zeros(bands.shape[1:], dtype=bool)
     if nodata is not None and not np.isnan(nodata):
         missing |= (bands == nodata).any(axis=0)
     return missing

@@ -102,11 +102,12 @@ def _read(src: rasterio.DatasetReader, scene: ScenePin, tile: Tile, job: ShardJo
     bottom = min(scene.height, tile.row + tile.height + overlap)
     right = min(scene.width, tile.col + tile.width + overlap)
     window = Window(left, top, right - left, bottom - top)
-    bands = src.read(scene.band_indexes, window=window, out_dtype="float32")
+    bands = src.read(scene.band_indexes, window=window)  # the file's dtype: half of float32's
     missing = masks.nodata_mask(bands, scene.nodata)
     scaled = normalise(bands, list(job.io.mean), list(job.io.stddev))
-    scaled[:, missing] = 0.0
     del bands
+    if missing.any():
+        scaled[:, missing] = 0.0
     cloud = None
     if scene.cloud is not None:
         values = src.read(scene.cloud.index, window=window)
