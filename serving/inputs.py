@@ -19,7 +19,7 @@ bounded twice: the bytes (``max_input_bytes``) before they are read, the pixels
 from __future__ import annotations
 
 import binascii
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -190,7 +190,7 @@ def _fetch_https(url: str, policy: InputPolicy) -> bytes:
         raise GeomlopsError(f"cannot fetch {url}: {error}") from None
 
 
-def read_image(image: RequestImage, bands: list[str], policy: InputPolicy) -> Raster:
+def read_image(image: RequestImage, bands: Sequence[str], policy: InputPolicy) -> Raster:
     """The model's ``bands`` (by name) of a request's GeoTIFF, checked before decoding."""
     if not image.data.startswith(TIFF_MAGIC):
         raise InputRejected(

@@ -11,14 +11,14 @@ entry point logged: serving needs torch, not the package's code or its training 
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from geomlops.errors import ValidationFailed
+from geomlops.ml.mlm import ModelIO
 from geomlops.ml.raster import MASK_NODATA, Raster
 from geomlops.ml.scaling import normalise
 from geomlops.ml.tiling import predict_probabilities
@@ -26,54 +26,6 @@ from geomlops.serving.artifacts import download
 from geomlops.serving.resolve import ResolvedModel
 from geomlops.settings import Settings
 from geomlops.transformers.raster_to_vector import payload
-
-
-@dataclass(frozen=True)
-class MlmSpec:
-    """The parts of an MLM item that say how to feed the model and read its answer."""
-
-    bands: list[str]
-    mean: list[float]
-    stddev: list[float]
-    patch_size: int
-    classes: list[dict[str, Any]]
-    nodata: float | None
-    """A band value meaning "no data", from the item's ``bands[].nodata`` when recorded."""
-
-    @classmethod
-    def from_item(cls, item: dict[str, Any]) -> MlmSpec:
-        """Read and check ``mlm:input[0]`` and ``mlm:output[0]``; problems name the field."""
-        props = item.get("properties", {})
-        try:
-            given = props["mlm:input"][0]
-            output = props["mlm:output"][0]
-            bands = [b if isinstance(b, str) else b["name"] for b in given["bands"]]
-            scaling = given["value_scaling"]
-            patch_size = int(given["input"]["shape"][-1])
-            classes = [
-                {"value": int(c["value"]), "name": str(c["name"])}
-                for c in output["classification:classes"]
-            ]
-        except (KeyError, IndexError, TypeError, ValueError) as error:
-            raise ValidationFailed(
-                f"the model's MLM item lacks what serving needs: {error!r}",
-                hint="mlm:input[0] needs bands, input.shape and value_scaling; mlm:output[0] "
-                "needs classification:classes",
-            ) from None
-        if len(scaling) != len(bands) or any(s.get("type") != "z-score" for s in scaling):
-            raise ValidationFailed(
-                "mlm:input[0].value_scaling must hold one z-score entry per band",
-                hint="run `python -m geomlops.ml.scaling PACKAGE_DIR --write` and retrain",
-            )
-        nodata = {b.get("nodata") for b in props.get("bands", []) if isinstance(b, dict)}
-        return cls(
-            bands=bands,
-            mean=[float(s["mean"]) for s in scaling],
-            stddev=[float(s["stddev"]) for s in scaling],
-            patch_size=patch_size,
-            classes=classes,
-            nodata=nodata.pop() if len(nodata) == 1 and None not in nodata else None,
-        )
 
 
 def select_device() -> torch.device:
@@ -95,7 +47,7 @@ class Predictor:
         with_probabilities: bool = True,
     ) -> None:
         self.resolved = resolved
-        self.spec = MlmSpec.from_item(resolved.mlm_item)
+        self.spec = ModelIO.from_item(resolved.mlm_item)
         self.model = model
         self.device = device
         self.overlap = min(overlap, self.spec.patch_size // 2)
@@ -112,7 +64,7 @@ class Predictor:
         with_probabilities: bool = True,
     ) -> Predictor:
         """Download the exported program of ``resolved`` and load it on the best device."""
-        MlmSpec.from_item(resolved.mlm_item)  # refuse an unusable item before downloading
+        ModelIO.from_item(resolved.mlm_item)  # refuse an unusable item before downloading
         folder = cache_dir or Path(tempfile.gettempdir()) / "geomlops-serving"
         target = folder / f"{resolved.name}-v{resolved.version}.pt2"
         if not target.is_file():
@@ -144,7 +96,7 @@ class Predictor:
             data = np.where(data == self.spec.nodata, np.nan, data).astype("float32")
         probabilities = predict_probabilities(
             self.model,
-            normalise(data, self.spec.mean, self.spec.stddev),
+            normalise(data, list(self.spec.mean), list(self.spec.stddev)),
             patch_size=self.spec.patch_size,
             overlap=self.overlap,
             device=self.device,
@@ -160,7 +112,7 @@ class Predictor:
             mask,
             raster.transform,
             raster.crs,
-            classes=self.spec.classes,
+            classes=[asdict(c) for c in self.spec.classes],
             nodata=MASK_NODATA,
             probabilities=confidence,
             compress=True,

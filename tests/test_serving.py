@@ -52,8 +52,12 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def promoted(stack: Connections) -> str:
-    """Train, register and alias a flood-water-s2 version as production; returns it."""
+def promoted(stack: Connections) -> Iterator[str]:
+    """Train, register and alias a flood-water-s2 version as production; yields it.
+
+    The alias is set behind governance's back (no catalog item, no audit entry), so it is
+    removed afterwards: modules that run later on the same stack must not inherit it.
+    """
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(stack.mlflow_tracking_uri)
@@ -75,7 +79,8 @@ def promoted(stack: Connections) -> str:
         MODEL, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id
     )
     client.set_registered_model_alias(MODEL, "production", version.version)
-    return str(version.version)
+    yield str(version.version)
+    client.delete_registered_model_alias(MODEL, "production")
 
 
 class Served:

@@ -24,18 +24,16 @@ from typing import Any
 
 import psycopg
 
-from geomlops.catalog.client import CatalogClient
 from geomlops.catalog.collections import MODELS
 from geomlops.catalog.db import pgstac_url
 from geomlops.catalog.identity import Identity, Role
-from geomlops.connections import get_connections
 from geomlops.errors import AuthError, ConflictError, NotFoundError, ValidationFailed
 from geomlops.governance import audit
 from geomlops.governance.audit import Action, AuditEntry
+from geomlops.governance.clients import CatalogAndRegistry
 from geomlops.governance.reconcile import Difference, Reconciler
 from geomlops.governance.stages import STAGE_PROPERTY, Stage
 from geomlops.governance.state import DesiredState, desired_state
-from geomlops.settings import Settings, get_settings
 from geomlops.workflows.steps.register import model_item_id
 
 GATES_PROPERTY = "geomlops:gates"
@@ -57,29 +55,8 @@ class Outcome:
     applied: list[Difference] = field(default_factory=list)
 
 
-class Governance:
+class Governance(CatalogAndRegistry):
     """Decisions about one platform's models, as one identity."""
-
-    def __init__(
-        self,
-        settings: Settings | None = None,
-        *,
-        catalog: CatalogClient | None = None,
-        mlflow_client: Any = None,
-    ) -> None:
-        self.settings = settings or get_settings()
-        self.catalog = catalog or CatalogClient.from_settings(self.settings)
-        self.mlflow = mlflow_client or get_connections(self.settings).mlflow_client()
-
-    def close(self) -> None:
-        """Release the catalog client's connections."""
-        self.catalog.close()
-
-    def __enter__(self) -> Governance:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # --- shared machinery ------------------------------------------------------------------
     @contextmanager

@@ -19,8 +19,9 @@ from geomlops.connections import get_connections
 from geomlops.errors import GeomlopsError, NotFoundError
 from geomlops.governance import audit
 from geomlops.governance.audit import Action
+from geomlops.governance.clients import CatalogAndRegistry
 from geomlops.governance.stages import STAGE_PROPERTY
-from geomlops.settings import Settings, get_settings
+from geomlops.settings import Settings
 
 
 @dataclass
@@ -56,30 +57,12 @@ def _broken(kind: str, label: str, problem: str, **facts: Any) -> Link:
     return Link(kind, label, ok=False, problem=problem, facts=facts)
 
 
-class LineageResolver:
+class LineageResolver(CatalogAndRegistry):
     """Builds the lineage tree of catalog items, checking each link as it goes."""
 
-    def __init__(
-        self,
-        settings: Settings | None = None,
-        *,
-        catalog: CatalogClient | None = None,
-        mlflow_client: Any = None,
-    ) -> None:
-        self.settings = settings or get_settings()
-        conn = get_connections(self.settings)
-        self.catalog = catalog or CatalogClient(conn.stac_url)
-        self.mlflow = mlflow_client or conn.mlflow_client()
-
-    def close(self) -> None:
-        """Release the catalog client's connections."""
-        self.catalog.close()
-
-    def __enter__(self) -> LineageResolver:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def _open_catalog(self, settings: Settings) -> CatalogClient:
+        """Lineage only reads, and catalog reads are public: no key needed."""
+        return CatalogClient(get_connections(settings).stac_url)
 
     def resolve(self, item_id: str) -> Link:
         """Lineage of a model version item (``models``) or a prediction item, by its id."""

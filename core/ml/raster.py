@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,12 +62,13 @@ def _open(path: Path | str) -> rasterio.DatasetReader:
         raise GeomlopsError(f"cannot read {path} as a raster: {error}") from None
 
 
-def read_bands(path: Path | str, bands: list[str]) -> Raster:
+def read_bands(path: Path | str, bands: Sequence[str]) -> Raster:
     """Read ``bands`` (by GeoTIFF band description) from ``path``, in that order, as float32.
 
     Nodata pixels of the file (its nodata tag) become NaN so downstream code has one
     representation of "no value".
     """
+    bands = list(bands)
     with _open(path) as src:
         if src.crs is None:
             raise ValidationFailed(
