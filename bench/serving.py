@@ -31,7 +31,12 @@ from geomlops.serving.inputs import InputPolicy, RequestImage, read_image
 from geomlops.serving.predictor import Predictor
 from geomlops.serving.resolve import resolve_model
 from geomlops.settings import get_settings
-from geomlops.transformers.raster_to_vector import VectorizeOptions, mask_to_geojson, payload
+from geomlops.transformers.raster_to_vector import (
+    VectorizeOptions,
+    feature_collection,
+    payload,
+    vectorize_payload,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 CHIP = "imagery/sen1floods11/Spain_7370579_S2Hand.tif"
@@ -76,15 +81,7 @@ def main() -> None:
     def direct() -> dict:
         raster = read_image(RequestImage(chip, "chip"), predictor.spec.bands, policy)
         decoded = payload.decode(predictor.predict(raster))
-        return mask_to_geojson(
-            decoded.mask,
-            decoded.transform,
-            decoded.crs,
-            classes=decoded.classes,
-            probabilities=decoded.probabilities,
-            nodata=decoded.nodata,
-            options=options,
-        )
+        return feature_collection(vectorize_payload(decoded, options))
 
     process = subprocess.Popen(
         [str(REPO / ".venv/bin/geomlops"), "serve", args.model],

@@ -32,7 +32,7 @@ from geomlops.transformers.raster_to_vector import (
     VectorizeOptions,
     feature_collection,
     payload,
-    vectorize,
+    vectorize_payload,
 )
 from geomlops.transformers.wrapper_messages import big_messages_blueprint
 
@@ -91,15 +91,7 @@ class RasterToVector:
         try:
             decoded = payload.decode(X, max_pixels=self.max_pixels)
             with local_gdal():
-                classes = vectorize(
-                    decoded.mask,
-                    decoded.transform,
-                    decoded.crs,
-                    classes=decoded.classes,
-                    probabilities=decoded.probabilities,
-                    nodata=decoded.nodata,
-                    options=self.options,
-                )
+                classes = vectorize_payload(decoded, self.options)
             return feature_collection(classes, geometry=_unparsed_geometry)
         except ValidationFailed as error:
             raise SeldonMicroserviceException(

@@ -30,6 +30,7 @@ from geomlops.transformers.raster_to_vector.vectorize import (
     ClassPolygons,
     VectorizeOptions,
     vectorize,
+    vectorize_payload,
 )
 
 __all__ = [
@@ -43,5 +44,6 @@ __all__ = [
     "parse_classes",
     "read_mask",
     "vectorize",
+    "vectorize_payload",
     "write_geojson",
 ]

@@ -20,6 +20,7 @@ from geomlops.errors import ValidationFailed
 from geomlops.transformers.raster_to_vector import pixels
 from geomlops.transformers.raster_to_vector.classes import OutputClass, parse_classes
 from geomlops.transformers.raster_to_vector.georef import Georeference
+from geomlops.transformers.raster_to_vector.payload import DecodedMask
 
 # Dtypes rasterio.features.shapes accepts; anything else integral is converted first.
 _SHAPES_DTYPES = {np.dtype(t) for t in ("int8", "uint8", "int16", "uint16", "int32")}
@@ -297,3 +298,18 @@ def _as_multipolygon(geom: shapely.Geometry) -> shapely.MultiPolygon:
     parts = shapely.get_parts(geom)
     polygons = parts[shapely.get_type_id(parts) == shapely.GeometryType.POLYGON]
     return shapely.multipolygons(polygons)
+
+
+def vectorize_payload(
+    decoded: DecodedMask, options: VectorizeOptions | Mapping[str, Any] | None = None
+) -> list[ClassPolygons]:
+    """:func:`vectorize` of a decoded model-component payload (the transformer's input)."""
+    return vectorize(
+        decoded.mask,
+        decoded.transform,
+        decoded.crs,
+        classes=decoded.classes,
+        probabilities=decoded.probabilities,
+        nodata=decoded.nodata,
+        options=options,
+    )
