@@ -11,11 +11,16 @@ GPUs as the inference settings say; a failed shard pod is retried (its done tile
 
 from __future__ import annotations
 
-from hera.workflows import DAG, Container, Parameter, Resources, WorkflowTemplate
-from hera.workflows import models as m
+from hera.workflows import DAG, Container, Parameter, WorkflowTemplate
 
 from geomlops.settings import Settings
-from geomlops.workflows.templates.train import OUTPUTS, _env, _retry
+from geomlops.workflows.templates.parts import (
+    OUTPUTS,
+    gpu_scheduling,
+    output_file,
+    platform_env,
+    retry,
+)
 
 INFER = "geomlops-batch-inference"
 
@@ -30,19 +35,6 @@ PARAMETERS: dict[str, tuple[str | None, str]] = {
     ),
     "resume-from": ("", "A run whose plan to reuse, running only its missing tiles."),
 }
-
-
-def _gpu_scheduling(settings: Settings) -> dict:
-    """Resources, tolerations and node selector of a predict pod; nothing when gpus is 0."""
-    gpus = settings.inference.gpus
-    if gpus == 0:
-        return {}
-    training = settings.training
-    return {
-        "resources": Resources(gpus=gpus, gpu_flag=training.gpu_resource),
-        "tolerations": [m.Toleration(**t) for t in training.gpu_tolerations] or None,
-        "node_selector": dict(training.gpu_node_selector) or None,
-    }
 
 
 def infer_template(settings: Settings) -> WorkflowTemplate:
@@ -84,24 +76,12 @@ def infer_template(settings: Settings) -> WorkflowTemplate:
             command=["geomlops"],
             args=plan_args,
             outputs=[
-                Parameter(
-                    name="config",
-                    description="s3:// URI of the run's saved plan.",
-                    value_from=m.ValueFrom(path=f"{OUTPUTS}/config"),
-                ),
-                Parameter(
-                    name="shards",
-                    description="JSON list of the shards to predict.",
-                    value_from=m.ValueFrom(path=f"{OUTPUTS}/shards"),
-                ),
-                Parameter(
-                    name="image",
-                    description="Image of the model's package (predict pods run in it).",
-                    value_from=m.ValueFrom(path=f"{OUTPUTS}/image"),
-                ),
+                output_file("config", "s3:// URI of the run's saved plan."),
+                output_file("shards", "JSON list of the shards to predict."),
+                output_file("image", "Image of the model's package (predict pods run in it)."),
             ],
-            env=_env(settings),
-            retry_strategy=_retry(2),
+            env=platform_env(settings),
+            retry_strategy=retry(2),
         )
         predict = Container(
             name="predict",
@@ -120,13 +100,13 @@ def infer_template(settings: Settings) -> WorkflowTemplate:
                 Parameter(name="image", description="The model package's image."),
                 Parameter(name="shard", description="Index of the shard to predict."),
             ],
-            env=_env(settings),
+            env=platform_env(settings),
             retry_strategy=(
-                _retry(settings.inference.shard_retries)
+                retry(settings.inference.shard_retries)
                 if settings.inference.shard_retries
                 else None
             ),
-            **_gpu_scheduling(settings),
+            **gpu_scheduling(settings, settings.inference.gpus),
         )
         publish = Container(
             name="publish",
@@ -141,8 +121,8 @@ def infer_template(settings: Settings) -> WorkflowTemplate:
                 "{{workflow.name}}",
             ],
             inputs=[Parameter(name="config", description="s3:// URI of the run's plan.")],
-            env=_env(settings),
-            retry_strategy=_retry(2),
+            env=platform_env(settings),
+            retry_strategy=retry(2),
         )
         Container(
             name="report",
@@ -158,8 +138,8 @@ def infer_template(settings: Settings) -> WorkflowTemplate:
                 "--resume-from",
                 "{{workflow.parameters.resume-from}}",
             ],
-            env=_env(settings),
-            retry_strategy=_retry(2),
+            env=platform_env(settings),
+            retry_strategy=retry(2),
         )
 
         with DAG(name="main"):

@@ -12,25 +12,24 @@ optional, so that a local run takes them from the executor's environment instead
 
 from __future__ import annotations
 
-from typing import Any
-
 from hera.workflows import (
     DAG,
     Container,
     Parameter,
-    Resources,
-    RetryStrategy,
-    SecretEnv,
     Suspend,
     WorkflowTemplate,
 )
-from hera.workflows import models as m
 
 from geomlops.settings import Settings
+from geomlops.workflows.templates.parts import (
+    OUTPUTS,
+    gpu_scheduling,
+    output_file,
+    platform_env,
+    retry,
+)
 
 TRAIN = "geomlops-train"
-OUTPUTS = "/tmp/outputs"  # noqa: S108 - a path inside the pod; locally mapped per pod
-"""Where ``resolve`` writes its output parameters (map it with GEOMLOPS_WORKFLOWS_PATH_MAP)."""
 
 # Workflow parameters: name -> (default or None when required, description).
 PARAMETERS: dict[str, tuple[str | None, str]] = {
@@ -48,48 +47,6 @@ PARAMETERS: dict[str, tuple[str | None, str]] = {
         "submit` sets it from the credential in use.",
     ),
 }
-
-# (environment variable, key in the platform Secret)
-_SECRET_ENV = (
-    ("GEOMLOPS_STAC_URL", "stac-url"),
-    ("GEOMLOPS_API_KEY", "api-key"),
-    ("GEOMLOPS_MLFLOW_TRACKING_URI", "mlflow-tracking-uri"),
-    ("GEOMLOPS_S3_ENDPOINT_URL", "s3-endpoint-url"),
-    ("GEOMLOPS_S3_ACCESS_KEY", "s3-access-key"),
-    ("GEOMLOPS_S3_SECRET_KEY", "s3-secret-key"),
-    ("GEOMLOPS_DATASETS_GIT_REMOTE", "datasets-git-remote"),
-    # The register step appends to the audit log, which lives in the platform's database.
-    ("GEOMLOPS_DB_DSN", "db-dsn"),
-)
-
-
-def _env(settings: Settings) -> list[SecretEnv]:
-    secret = settings.training.platform_secret
-    return [
-        SecretEnv(name=name, secret_name=secret, secret_key=key, optional=True)
-        for name, key in _SECRET_ENV
-    ]
-
-
-def _retry(limit: int) -> RetryStrategy:
-    """Retries for transient failures (an object store or catalog briefly away)."""
-    return RetryStrategy(
-        limit=str(limit),  # the Argo schema types int-or-string fields as strings
-        retry_policy="Always",
-        backoff=m.Backoff(duration="3s", factor=m.IntOrString(root="2"), max_duration="1m"),
-    )
-
-
-def _gpu_scheduling(settings: Settings) -> dict[str, Any]:
-    """Resources, tolerations and node selector of a GPU pod; nothing when gpus is 0."""
-    training = settings.training
-    if training.gpus == 0:
-        return {}
-    return {
-        "resources": Resources(gpus=training.gpus, gpu_flag=training.gpu_resource),
-        "tolerations": [m.Toleration(**t) for t in training.gpu_tolerations] or None,
-        "node_selector": dict(training.gpu_node_selector) or None,
-    }
 
 
 def _step(
@@ -109,9 +66,9 @@ def _step(
             Parameter(name="config", description="s3:// URI of the run's config."),
             *([Parameter(name="image", description="The package's image.")] if gpu else []),
         ],
-        env=_env(settings),
-        retry_strategy=_retry(retries) if retries else None,
-        **(_gpu_scheduling(settings) if gpu else {}),
+        env=platform_env(settings),
+        retry_strategy=retry(retries) if retries else None,
+        **(gpu_scheduling(settings, settings.training.gpus) if gpu else {}),
     )
 
 
@@ -161,19 +118,11 @@ def train_template(settings: Settings) -> WorkflowTemplate:
             command=["geomlops"],
             args=resolve_args,
             outputs=[
-                Parameter(
-                    name="config",
-                    description="s3:// URI of the run's saved config.",
-                    value_from=m.ValueFrom(path=f"{OUTPUTS}/config"),
-                ),
-                Parameter(
-                    name="image",
-                    description="Image of the resolved package.",
-                    value_from=m.ValueFrom(path=f"{OUTPUTS}/image"),
-                ),
+                output_file("config", "s3:// URI of the run's saved config."),
+                output_file("image", "Image of the resolved package."),
             ],
-            env=_env(settings),
-            retry_strategy=_retry(2),
+            env=platform_env(settings),
+            retry_strategy=retry(2),
         )
         platform = settings.training.platform_image
         materialise = _step("materialise", settings, image=platform, retries=2)

@@ -1,0 +1,68 @@
+"""Pieces every platform WorkflowTemplate is built from: credentials, retries, GPUs, outputs.
+
+Training and batch inference pods reach the same services with the same Secret, retry the
+same transient failures, are scheduled on GPUs the same way and hand values to later steps
+through files under :data:`OUTPUTS`; defining each once keeps the two templates alike.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hera.workflows import Parameter, Resources, RetryStrategy, SecretEnv
+from hera.workflows import models as m
+
+from geomlops.settings import Settings
+
+OUTPUTS = "/tmp/outputs"  # noqa: S108 - a path inside the pod; locally mapped per pod
+"""Where steps write their output parameters (map it with GEOMLOPS_WORKFLOWS_PATH_MAP)."""
+
+# (environment variable, key in the platform Secret)
+_SECRET_ENV = (
+    ("GEOMLOPS_STAC_URL", "stac-url"),
+    ("GEOMLOPS_API_KEY", "api-key"),
+    ("GEOMLOPS_MLFLOW_TRACKING_URI", "mlflow-tracking-uri"),
+    ("GEOMLOPS_S3_ENDPOINT_URL", "s3-endpoint-url"),
+    ("GEOMLOPS_S3_ACCESS_KEY", "s3-access-key"),
+    ("GEOMLOPS_S3_SECRET_KEY", "s3-secret-key"),
+    ("GEOMLOPS_DATASETS_GIT_REMOTE", "datasets-git-remote"),
+    # The register step appends to the audit log, which lives in the platform's database.
+    ("GEOMLOPS_DB_DSN", "db-dsn"),
+)
+
+
+def platform_env(settings: Settings) -> list[SecretEnv]:
+    """The platform's connection settings, each from its key in the platform Secret."""
+    secret = settings.training.platform_secret
+    return [
+        SecretEnv(name=name, secret_name=secret, secret_key=key, optional=True)
+        for name, key in _SECRET_ENV
+    ]
+
+
+def retry(limit: int) -> RetryStrategy:
+    """Retries for transient failures (an object store or catalog briefly away)."""
+    return RetryStrategy(
+        limit=str(limit),  # the Argo schema types int-or-string fields as strings
+        retry_policy="Always",
+        backoff=m.Backoff(duration="3s", factor=m.IntOrString(root="2"), max_duration="1m"),
+    )
+
+
+def gpu_scheduling(settings: Settings, gpus: int) -> dict[str, Any]:
+    """Resources, tolerations and node selector of a pod with ``gpus``; nothing when 0."""
+    if gpus == 0:
+        return {}
+    training = settings.training
+    return {
+        "resources": Resources(gpus=gpus, gpu_flag=training.gpu_resource),
+        "tolerations": [m.Toleration(**t) for t in training.gpu_tolerations] or None,
+        "node_selector": dict(training.gpu_node_selector) or None,
+    }
+
+
+def output_file(name: str, description: str) -> Parameter:
+    """An output parameter the step writes to ``OUTPUTS/name``."""
+    return Parameter(
+        name=name, description=description, value_from=m.ValueFrom(path=f"{OUTPUTS}/{name}")
+    )
