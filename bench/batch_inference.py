@@ -81,7 +81,7 @@ def measure(
     from geomlops.workflows.inference.config import ScenePin, Tile
     from geomlops.workflows.inference.planner import scene_tiles
     from geomlops.workflows.inference.tilestore import LocalTileSink
-    from geomlops.workflows.inference.worker import ShardJob, run_shard
+    from geomlops.workflows.inference.worker import ShardJob, halo_window, run_shard
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = _model().to(device)
@@ -105,11 +105,10 @@ def measure(
 
     def tile_batches(tile: Tile) -> list[int]:
         """The batch sizes the pipeline feeds the model for ``tile`` (core + halo)."""
-        h = min(scene.height, tile.row + tile.height + overlap) - max(0, tile.row - overlap)
-        w = min(scene.width, tile.col + tile.width + overlap) - max(0, tile.col - overlap)
+        window = halo_window(scene, tile, overlap)
         stride = patch - overlap
-        n = len(window_starts(max(h, patch), patch, stride)) * len(
-            window_starts(max(w, patch), patch, stride)
+        n = len(window_starts(max(int(window.height), patch), patch, stride)) * len(
+            window_starts(max(int(window.width), patch), patch, stride)
         )
         return [batch_size] * (n // batch_size) + ([n % batch_size] if n % batch_size else [])
 

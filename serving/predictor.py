@@ -96,7 +96,7 @@ class Predictor:
             data = np.where(data == self.spec.nodata, np.nan, data).astype("float32")
         probabilities = predict_probabilities(
             self.model,
-            normalise(data, list(self.spec.mean), list(self.spec.stddev)),
+            normalise(data, self.spec.mean, self.spec.stddev),
             patch_size=self.spec.patch_size,
             overlap=self.overlap,
             device=self.device,

@@ -1,15 +1,14 @@
 r"""``seldon-core-microservice`` bound to 127.0.0.1, for running a component locally.
 
-The seldon-core 1.17.1 wrapper hard-codes the wildcard address (all interfaces) for its
-REST and metrics servers (``microservice._make_rest_server_prod`` and
+The seldon-core 1.17.1 wrapper hard-codes the wildcard address (all interfaces) for its REST
+and metrics servers (``microservice._make_rest_server_prod`` and
 ``_make_rest_metrics_server`` build the gunicorn ``bind`` option from a literal) and has no
-host flag, so a component started
-locally would listen on every interface. This entry point runs the wrapper's own ``main``
-unchanged except for that address: gunicorn reads its options through
-``StandaloneApplication.load_config``, and the override below sets ``bind`` to the
-loopback address there, keeping the port. The two ways the wrapper would still listen
-elsewhere are refused: the gRPC server (binds all interfaces; local serving is REST only,
-so ``--grpc-workers`` defaults to 0) and debug mode (Flask's development server, on all
+host flag, so a component started locally would listen on every interface. This entry point
+runs the wrapper's own ``main`` unchanged except for that address: gunicorn reads its
+options through ``StandaloneApplication.load_config``, and the override below sets ``bind``
+to the loopback address there, keeping the port. The two ways the wrapper would still listen
+elsewhere are refused: the gRPC server (binds all interfaces; local serving is REST only, so
+``--grpc-workers`` defaults to 0) and debug mode (Flask's development server, on all
 interfaces).
 
 In a cluster, images run the plain ``seldon-core-microservice``: there the pod network is

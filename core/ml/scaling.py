@@ -10,6 +10,7 @@ the training data; a test compares the recorded values with a fresh computation.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -37,7 +38,7 @@ def training_statistics(package: ModelPackage, data: str | None) -> list[dict[st
     ]
 
 
-def normalise(bands: np.ndarray, mean: list[float], stddev: list[float]) -> np.ndarray:
+def normalise(bands: np.ndarray, mean: Sequence[float], stddev: Sequence[float]) -> np.ndarray:
     """Z-score ``bands`` (C x H x W) as float32; no-data (NaN) becomes 0, the band mean.
 
     Zero after scaling is the least surprising value for a pixel without data; the mask

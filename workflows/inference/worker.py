@@ -96,15 +96,20 @@ class _Window:
     crs: CRS
 
 
-def _read(src: rasterio.DatasetReader, scene: ScenePin, tile: Tile, job: ShardJob) -> _Window:
-    overlap = job.overlap
+def halo_window(scene: ScenePin, tile: Tile, overlap: int) -> Window:
+    """The window read for ``tile``: its core and ``overlap`` pixels around, within the scene."""
     top, left = max(0, tile.row - overlap), max(0, tile.col - overlap)
     bottom = min(scene.height, tile.row + tile.height + overlap)
     right = min(scene.width, tile.col + tile.width + overlap)
-    window = Window(left, top, right - left, bottom - top)
+    return Window(left, top, right - left, bottom - top)
+
+
+def _read(src: rasterio.DatasetReader, scene: ScenePin, tile: Tile, job: ShardJob) -> _Window:
+    window = halo_window(scene, tile, job.overlap)
+    top, left = int(window.row_off), int(window.col_off)
     bands = src.read(scene.band_indexes, window=window)  # the file's dtype: half of float32's
     missing = masks.nodata_mask(bands, scene.nodata)
-    scaled = normalise(bands, list(job.io.mean), list(job.io.stddev))
+    scaled = normalise(bands, job.io.mean, job.io.stddev)
     del bands
     if missing.any():
         scaled[:, missing] = 0.0
