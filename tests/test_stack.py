@@ -18,6 +18,7 @@ from geomlops.cli.main import app
 from geomlops.connections import Connections, get_connections
 from geomlops.stack.manager import LocalStack
 from geomlops.stack.process import read_pid
+from geomlops.stack.processes import SeaweedService
 from geomlops.stack.state import load_ports
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
@@ -183,6 +184,16 @@ def test_data_survives_down_and_up(local_stack: LocalStack, stack: Connections) 
     assert Path(downloaded).read_text() == "model card"
     body = stack.s3_client().get_object(Bucket="predictions", Key="persist/object.bin")["Body"]
     assert body.read() == b"\x00\x01payload"
+
+
+def test_s3_data_probe_is_readable_and_invisible_to_s3(local_stack: LocalStack) -> None:
+    """Health reads a probe file back through the filer; S3 clients never see it."""
+    seaweed = SeaweedService(local_stack.ctx)
+    probe = httpx.get(seaweed.filer_url() + seaweed.probe_path)
+    assert probe.status_code == 200 and probe.content == seaweed.probe_body
+    buckets = {b["Name"] for b in seaweed.client().list_buckets()["Buckets"]}
+    assert set(local_stack.settings.s3.buckets.values()) <= buckets
+    assert not [b for b in buckets if "geomlops" in b or b.startswith(".")]
 
 
 @pytest.mark.parametrize("victim", ["mlflow", "s3", "stac", "postgres"])

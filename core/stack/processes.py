@@ -82,6 +82,12 @@ class SeaweedService(ProcessService):
     process) to end before giving up; we kill it after a short grace instead. Nothing is
     lost: volumes are append-only files and the filer store is a write-ahead-logged
     LevelDB, both replayed on start (the stack's persistence test checks this).
+
+    Answering S3 is not the same as serving objects: after a restart the gateway lists
+    buckets from the filer's metadata while the volume server is still registering its
+    volumes with the master, and a GET in that window fails with "volume N not found".
+    So health also reads a small probe file back through the filer (outside ``/buckets``,
+    invisible to S3 clients), which takes the same volume lookup an object GET takes.
     """
 
     name = "s3"
@@ -97,6 +103,13 @@ class SeaweedService(ProcessService):
     )
     health_path = "/status"
     stop_grace = 3.0
+    probe_path = "/.geomlops/health"
+    """Filer path of the data-path probe; written once the service is first healthy."""
+    probe_body = b"geomlops"
+    election_timeout = "1s"
+    """The master's Raft election timeout. It is alone in its cluster, yet on a restart it
+    waits a whole timeout (SeaweedFS's default is 10 s) for a leader that will never speak
+    before electing itself; nothing else depends on the value."""
 
     @property
     def credentials(self) -> dict[str, str]:
@@ -141,6 +154,7 @@ class SeaweedService(ProcessService):
             f"-master.dir={data / 'master'}",
             f"-master.port={p['weed_master']}",
             f"-master.port.grpc={p['weed_master_grpc']}",
+            f"-master.electionTimeout={self.election_timeout}",
             "-master.volumeSizeLimitMB=1024",
             f"-volume.port={p['weed_volume']}",
             f"-volume.port.grpc={p['weed_volume_grpc']}",
@@ -159,6 +173,9 @@ class SeaweedService(ProcessService):
             f"-s3.config={self._identity_file()}",
         ]
 
+    def filer_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.ctx.ports['weed_filer']}"
+
     def check(self) -> str | None:
         problem = super().check()
         if problem:
@@ -167,6 +184,18 @@ class SeaweedService(ProcessService):
             self.client().list_buckets()
         except Exception as exc:
             return f"S3 not ready: {exc.__class__.__name__}: {exc}"
+        return self._check_data_path()
+
+    def _check_data_path(self) -> str | None:
+        """None once stored data can be read (or none was stored yet: a fresh stack)."""
+        try:
+            response = httpx.get(self.filer_url() + self.probe_path, timeout=HEALTH_TIMEOUT)
+        except httpx.HTTPError as exc:
+            return f"filer not answering: {exc.__class__.__name__}"
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200 or response.content != self.probe_body:
+            return f"stored data not readable yet: {response.status_code} {response.text[:120]}"
         return None
 
     def client(self):
@@ -197,12 +226,17 @@ class SeaweedService(ProcessService):
         return stopped
 
     def after_healthy(self) -> None:
-        """Create the platform's buckets (DESIGN.md §7) if missing."""
+        """Create the platform's buckets (DESIGN.md §7) if missing; write the probe file."""
         client = self.client()
         existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
         for bucket in self.ctx.settings.s3.buckets.values():
             if bucket not in existing:
                 client.create_bucket(Bucket=bucket)
+        probe = self.filer_url() + self.probe_path
+        if httpx.get(probe, timeout=HEALTH_TIMEOUT).status_code == 404:
+            httpx.post(
+                probe, files={"file": ("health", self.probe_body)}, timeout=HEALTH_TIMEOUT
+            ).raise_for_status()
 
 
 class MLflowService(ProcessService):
