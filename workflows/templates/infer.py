@@ -16,15 +16,17 @@ from hera.workflows import DAG, Container, Parameter, WorkflowTemplate
 from geomlops.settings import Settings
 from geomlops.workflows.templates.parts import (
     OUTPUTS,
+    Parameters,
     gpu_scheduling,
     output_file,
     platform_env,
+    platform_template,
     retry,
 )
 
 INFER = "geomlops-batch-inference"
 
-PARAMETERS: dict[str, tuple[str | None, str]] = {
+PARAMETERS: Parameters = {
     "model": (None, "Registered model, e.g. flood-water-s2 (its production version)."),
     "version": ("", "Model version number; empty means the production version."),
     "aoi": (None, "s3:// URI of the AOI GeoJSON (EPSG:4326); `geomlops infer` uploads it."),
@@ -40,22 +42,12 @@ PARAMETERS: dict[str, tuple[str | None, str]] = {
 def infer_template(settings: Settings) -> WorkflowTemplate:
     """Build ``geomlops-batch-inference`` for the given settings."""
     platform = settings.training.platform_image
-    with WorkflowTemplate(
-        name=INFER,
-        entrypoint="main",
+    with platform_template(
+        INFER,
+        "Run a model version over the scenes that cover an AOI in a date range: plan tiles "
+        "and shards, predict in parallel pods, publish COGs, GeoJSON and prediction items.",
+        PARAMETERS,
         on_exit="report",
-        annotations={
-            "workflows.argoproj.io/description": "Run a model version over the scenes that "
-            "cover an AOI in a date range: plan tiles and shards, predict in parallel pods, "
-            "publish COGs, GeoJSON and prediction items."
-        },
-        labels={"app.kubernetes.io/part-of": "geomlops"},
-        arguments=[
-            Parameter(
-                name=name, description=text, **({} if default is None else {"value": default})
-            )
-            for name, (default, text) in PARAMETERS.items()
-        ],
     ) as template:
         # fmt: off
         plan_args = [

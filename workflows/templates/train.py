@@ -23,16 +23,17 @@ from hera.workflows import (
 from geomlops.settings import Settings
 from geomlops.workflows.templates.parts import (
     OUTPUTS,
+    Parameters,
     gpu_scheduling,
     output_file,
     platform_env,
+    platform_template,
     retry,
 )
 
 TRAIN = "geomlops-train"
 
-# Workflow parameters: name -> (default or None when required, description).
-PARAMETERS: dict[str, tuple[str | None, str]] = {
+PARAMETERS: Parameters = {
     "package": (None, "Registered model package to train, e.g. flood-water-s2."),
     "package-version": ("", "Package version; empty means the newest registered."),
     "dataset": (None, "Dataset to train on: NAME (latest version) or NAME@vN."),
@@ -79,21 +80,11 @@ def run_uri(settings: Settings, workflow: str = "{{workflow.name}}") -> str:
 
 def train_template(settings: Settings) -> WorkflowTemplate:
     """Build ``geomlops-train`` for the given settings (GPU scheduling, images, buckets)."""
-    with WorkflowTemplate(
-        name=TRAIN,
-        entrypoint="main",
-        annotations={
-            "workflows.argoproj.io/description": "Train a registered model package on a "
-            "DVC dataset version, evaluate it, register a candidate model version, and "
-            "wait for approval."
-        },
-        labels={"app.kubernetes.io/part-of": "geomlops"},
-        arguments=[
-            Parameter(
-                name=name, description=text, **({} if default is None else {"value": default})
-            )
-            for name, (default, text) in PARAMETERS.items()
-        ],
+    with platform_template(
+        TRAIN,
+        "Train a registered model package on a DVC dataset version, evaluate it, register "
+        "a candidate model version, and wait for approval.",
+        PARAMETERS,
     ) as template:
         # fmt: off
         resolve_args = [
