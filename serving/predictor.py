@@ -10,6 +10,7 @@ entry point logged: serving needs torch, not the package's code or its training 
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
@@ -26,6 +27,19 @@ from geomlops.serving.artifacts import download
 from geomlops.serving.resolve import ResolvedModel
 from geomlops.settings import Settings
 from geomlops.transformers.raster_to_vector import payload
+
+
+def cached_model_file(resolved: ResolvedModel, folder: Path) -> Path:
+    """Where the exported program of ``resolved`` is kept between loads.
+
+    A version number is not an identity: every registry counts 1, 2, 3 (a test stack, a
+    field server re-installed, a second MLflow), and a cache keyed by name and version
+    served one registry's weights under another registry's version, with answers tagged as
+    the wrong model. The artifact location names MLflow's logged model (``m-<uuid>``), so
+    the file is keyed by it as well.
+    """
+    location = hashlib.sha256(resolved.model_file_uri.encode()).hexdigest()[:16]
+    return folder / f"{resolved.name}-v{resolved.version}-{location}.pt2"
 
 
 def select_device() -> torch.device:
@@ -66,7 +80,7 @@ class Predictor:
         """Download the exported program of ``resolved`` and load it on the best device."""
         ModelIO.from_item(resolved.mlm_item)  # refuse an unusable item before downloading
         folder = cache_dir or Path(tempfile.gettempdir()) / "geomlops-serving"
-        target = folder / f"{resolved.name}-v{resolved.version}.pt2"
+        target = cached_model_file(resolved, folder)
         if not target.is_file():
             download(resolved.model_file_uri, target, settings=settings)
         device = select_device()

@@ -9,6 +9,7 @@ Then the real command runs in a subprocess, as a person runs it, and is talked t
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 import signal
@@ -23,6 +24,7 @@ import numpy as np
 import psutil
 import pytest
 import rasterio.features
+import torch
 from shapely.geometry import LinearRing, shape
 
 from geomlops.connections import Connections
@@ -176,6 +178,34 @@ def test_binData_chip_returns_geojson_covering_the_labelled_water(
     model_iou = _water_iou(model_mask, label.mask)
     assert model_iou > 0.5
     assert _water_iou(covered, label.mask) >= model_iou - 0.01
+
+
+def test_cache_never_serves_another_registry_s_same_version(
+    promoted: str, stack: Connections, tmp_path: Path
+) -> None:
+    """Two registries both have a version 1: each load gets its own weights.
+
+    The cache once kept one file per name and version, so a stack loaded the program another
+    stack had cached under the same number and tagged its answers with the wrong model.
+    """
+    resolved = resolve_model(MODEL)
+    other_program = tmp_path / "model.pt2"
+    tiny = torch.nn.Conv2d(13, 2, kernel_size=1)
+    torch.export.save(torch.export.export(tiny, (torch.zeros(1, 13, 8, 8),)), other_program)
+    bucket = get_settings().s3.bucket_mlflow
+    stack.s3_client().put_object(
+        Bucket=bucket, Key="tests/other-registry/data/model.pt2", Body=other_program.read_bytes()
+    )
+    other = dataclasses.replace(resolved, artifact_uri=f"s3://{bucket}/tests/other-registry")
+
+    def parameters(predictor: Predictor) -> int:
+        return sum(p.numel() for p in predictor.model.parameters())
+
+    cache = tmp_path / "cache"
+    assert parameters(Predictor.load(other, get_settings(), cache_dir=cache)) == 13 * 2 + 2
+    ours = Predictor.load(resolved, get_settings(), cache_dir=cache)
+    assert parameters(ours) > 1_000_000
+    assert len(list(cache.glob(f"{MODEL}-v{resolved.version}-*.pt2"))) == 2
 
 
 def test_same_request_by_s3_url(served: Served, stack: Connections, chip: bytes) -> None:
