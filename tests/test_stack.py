@@ -186,6 +186,16 @@ def test_data_survives_down_and_up(local_stack: LocalStack, stack: Connections) 
     assert body.read() == b"\x00\x01payload"
 
 
+def test_every_platform_bucket_takes_writes(local_stack: LocalStack) -> None:
+    """Each bucket is its own SeaweedFS collection, which must find room for its volumes."""
+    client = SeaweedService(local_stack.ctx).client()
+    for bucket in local_stack.settings.s3.buckets.values():
+        client.put_object(Bucket=bucket, Key="tests/writable.txt", Body=bucket.encode())
+        body = client.get_object(Bucket=bucket, Key="tests/writable.txt")["Body"].read()
+        assert body == bucket.encode()
+        client.delete_object(Bucket=bucket, Key="tests/writable.txt")
+
+
 def test_s3_data_probe_is_readable_and_invisible_to_s3(local_stack: LocalStack) -> None:
     """Health reads a probe file back through the filer; S3 clients never see it."""
     seaweed = SeaweedService(local_stack.ctx)

@@ -106,6 +106,13 @@ class SeaweedService(ProcessService):
     probe_path = "/.geomlops/health"
     """Filer path of the data-path probe; written once the service is first healthy."""
     probe_body = b"geomlops"
+    volume_slots = 100
+    """How many volumes the volume server may hold. SeaweedFS grows 7 volumes for each new
+    collection (one per bucket, one for the probe file), and ``-volume.max=0`` means "free
+    disk / volume size limit": with 27 GB free that is 27 slots, too few for the 35 the
+    stack needs, and the last bucket written refuses every PutObject ("failed to find
+    writable volumes"). Volumes are not preallocated, so slots cost nothing until data
+    fills them, and a nearly full disk still turns volumes read-only (``minFreeSpace``)."""
     election_timeout = "1s"
     """The master's Raft election timeout. It is alone in its cluster, yet on a restart it
     waits a whole timeout (SeaweedFS's default is 10 s) for a leader that will never speak
@@ -158,7 +165,7 @@ class SeaweedService(ProcessService):
             "-master.volumeSizeLimitMB=1024",
             f"-volume.port={p['weed_volume']}",
             f"-volume.port.grpc={p['weed_volume_grpc']}",
-            "-volume.max=0",
+            f"-volume.max={self.volume_slots}",
             "-volume.preStopSeconds=0",
             "-filer",
             f"-filer.port={p['weed_filer']}",
