@@ -1,7 +1,7 @@
 """Latency of the local Seldon graph against a direct in-process call of the same model.
 
 Needs the local stack (`geomlops up`) with a production version of the model (see
-tests/test_serving.py for how one is trained and aliased). Both sides do the same work on
+tests/serving/test_serving.py for how one is trained and aliased). Both sides do the same work on
 the Sen1Floods11 S2 chip (512 x 512, 13 bands): read the GeoTIFF bytes, select and normalise
 bands, predict in overlapping tiles, vectorise to GeoJSON. The graph adds the HTTP hops
 (router -> model -> router -> transformer), base64 and JSON of the image and the mask

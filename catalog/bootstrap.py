@@ -12,11 +12,11 @@ from __future__ import annotations
 import json
 import logging
 
+from geomlops import audit
 from geomlops.catalog.collections import collection_dicts
 from geomlops.catalog.db import pgstac_connection
 from geomlops.catalog.keys import ensure_admin_key, ensure_schema
 from geomlops.catalog.queryables import register_mlm_queryables
-from geomlops.governance import audit
 from geomlops.settings import Settings, get_settings
 from geomlops.stack.state import StatePaths, secret
 
@@ -42,3 +42,8 @@ def bootstrap(settings: Settings | None = None) -> None:
         audit.ensure_schema(conn)
         if ensure_admin_key(conn, key):
             log.info("administrator API key stored (hash only)")
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    bootstrap()

@@ -340,10 +340,10 @@ def _audit_registration(
     The trail lives in the platform's database. A registration from somewhere without
     database access (CI against a deployed platform) says so in its notes instead.
     """
+    from geomlops import audit
+    from geomlops.audit import Action, AuditEntry
     from geomlops.catalog.db import pgstac_connection
     from geomlops.errors import StackNotRunning
-    from geomlops.governance import audit
-    from geomlops.governance.audit import Action, AuditEntry
 
     props = item["properties"]
     entry = AuditEntry(

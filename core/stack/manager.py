@@ -9,7 +9,6 @@ If a service cannot start, its log tail is reported and everything is stopped, s
 from __future__ import annotations
 
 import fcntl
-import importlib.util
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -160,7 +159,6 @@ class LocalStack:
                         self._wait_healthy(service)
                     for service in members:
                         service.after_healthy()
-                self._bootstrap(progress)
             except Exception:
                 progress("stopping the stack after the failure")
                 self._stop_all(services)
@@ -198,15 +196,6 @@ class LocalStack:
             + process.log_tail(log),
             hint="read the log above; `geomlops up` again retries, `geomlops down` stops all",
         )
-
-    def _bootstrap(self, progress: Progress) -> None:
-        """Let the catalog create its collections and keys once the services answer."""
-        if importlib.util.find_spec("geomlops.catalog.bootstrap") is None:
-            return
-        from geomlops.catalog import bootstrap  # type: ignore[attr-defined]
-
-        progress("catalog: ensuring collections and keys")
-        bootstrap.bootstrap(self.settings)
 
     def _stop_all(self, services: list[Service]) -> list[str]:
         stopped = []

@@ -181,3 +181,24 @@ def log_tail(log_file: Path, lines: int = 25) -> str:
     except FileNotFoundError:
         return f"(no log at {log_file})"
     return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+def run_checked(
+    argv: Sequence[str], *, what: str, log_file: Path, env: Mapping[str, str] | None = None
+) -> None:
+    """Run a one-off command to completion, its output appended to ``log_file``.
+
+    A failure raises :class:`StackError` with the tail of that log, like a service that
+    does not start, so `geomlops up` reports it the same way.
+    """
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with log_file.open("ab") as log:
+        result = subprocess.run(
+            list(argv), stdout=log, stderr=subprocess.STDOUT, env=dict(env or os.environ)
+        )
+    if result.returncode != 0:
+        raise StackError(
+            f"{what} failed (exit {result.returncode}). Last lines of {log_file}:\n"
+            + log_tail(log_file),
+            hint="read the log above; `geomlops up` again retries",
+        )

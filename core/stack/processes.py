@@ -297,3 +297,17 @@ class StacApiService(ProcessService):
             "--port", str(self.port),
             "--no-access-log",
         ]  # fmt: skip
+
+    def after_healthy(self) -> None:
+        """Bootstrap the catalog (collections, queryables, key and audit tables, admin key).
+
+        Run as ``python -m geomlops.catalog.bootstrap`` in the service's environment, as the
+        API itself is started by module name: the kernel names the catalog's entry points
+        but never imports the catalog (DESIGN.md §2). Idempotent, so it runs on every ``up``.
+        """
+        process.run_checked(
+            [self.ctx.python, "-m", "geomlops.catalog.bootstrap"],
+            what="catalog bootstrap",
+            log_file=self.log,
+            env=self.env(),
+        )

@@ -26,9 +26,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from geomlops import objects
 from geomlops.connections import Connections
 from geomlops.ml.mlm import ModelIO, OutputClass
-from geomlops.workflows.steps import objects
 
 CONFIG = "plan/config.json"
 

@@ -29,6 +29,7 @@ from rasterio.errors import RasterioIOError
 from rasterio.warp import transform_geom
 from shapely.geometry import shape
 
+from geomlops import objects
 from geomlops.connections import Connections, get_connections
 from geomlops.errors import GeomlopsError, NotFoundError, ValidationFailed
 from geomlops.ml.mlm import ModelIO
@@ -46,7 +47,6 @@ from geomlops.workflows.inference.config import (
     Tile,
 )
 from geomlops.workflows.inference.storage import gdal_env, raster_path
-from geomlops.workflows.steps import objects
 
 log = logging.getLogger(__name__)
 

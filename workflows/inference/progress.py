@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from geomlops import objects
 from geomlops.connections import Connections, get_connections
 from geomlops.errors import NotFoundError
 from geomlops.settings import Settings
 from geomlops.workflows.inference.config import CONFIG, InferenceRunConfig, ShardPlan
 from geomlops.workflows.inference.storage import list_keys
-from geomlops.workflows.steps import objects
 
 REPORT = "report.json"
 PUBLISHED = "published.json"

@@ -32,6 +32,7 @@ from rio_cogeo.cogeo import cog_translate, cog_validate
 from rio_cogeo.profiles import cog_profiles
 from shapely.geometry import box, mapping, shape
 
+from geomlops import objects
 from geomlops.catalog.client import CatalogClient
 from geomlops.catalog.collections import IMAGERY, MODELS, PREDICTIONS
 from geomlops.catalog.extensions import FILE_SCHEMA, PROCESSING_SCHEMA, PROJECTION_SCHEMA
@@ -45,7 +46,6 @@ from geomlops.workflows.inference.aoi import area_m2
 from geomlops.workflows.inference.config import InferenceRunConfig, ScenePin, Tile, TileRecord
 from geomlops.workflows.inference.progress import PUBLISHED, missing_by_shard
 from geomlops.workflows.inference.storage import gdal_env, get_file, put_file
-from geomlops.workflows.steps import objects
 
 log = logging.getLogger(__name__)
 

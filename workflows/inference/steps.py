@@ -13,6 +13,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from geomlops import objects
 from geomlops.connections import get_connections
 from geomlops.errors import GeomlopsError
 from geomlops.settings import Settings, get_settings
@@ -21,7 +22,6 @@ from geomlops.workflows.inference.planner import Plan, plan, resume_plan
 from geomlops.workflows.inference.progress import write_report
 from geomlops.workflows.inference.tilestore import S3TileSink
 from geomlops.workflows.inference.worker import ShardJob, run_shard
-from geomlops.workflows.steps import objects
 
 log = logging.getLogger(__name__)
 

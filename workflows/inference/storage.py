@@ -17,8 +17,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from rasterio.session import AWSSession
 
 from geomlops.connections import Connections
+from geomlops.objects import ObjectStoreError, split
 from geomlops.settings import get_settings
-from geomlops.workflows.steps.objects import ObjectStoreError, split
 
 # Read-ahead suited to many small windowed reads of the same COGs. The block cache size is
 # added by _options from the settings, in bytes: rasterio passes an integer GDAL_CACHEMAX

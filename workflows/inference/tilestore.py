@@ -11,10 +11,10 @@ import json
 import shutil
 from pathlib import Path
 
+from geomlops import objects
 from geomlops.connections import Connections
 from geomlops.workflows.inference.config import InferenceRunConfig, Tile, TileRecord
 from geomlops.workflows.inference.storage import put_file
-from geomlops.workflows.steps import objects
 
 
 class S3TileSink:

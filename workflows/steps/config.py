@@ -14,8 +14,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from geomlops import objects
 from geomlops.connections import Connections
-from geomlops.workflows.steps import objects
 
 CONFIG_FILE = "config.json"
 

@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from geomlops import objects
 from geomlops.connections import Connections, get_connections
 from geomlops.errors import GeomlopsError
 from geomlops.governance.stages import STAGE_TAG
 from geomlops.settings import Settings, get_settings
-from geomlops.workflows.steps import objects
 from geomlops.workflows.steps.config import TrainRunConfig
 from geomlops.workflows.steps.train import (
     CANDIDATE,
@@ -118,9 +118,9 @@ def _audit_training(
     evaluated: dict[str, Any],
 ) -> None:
     """Append the training run to the audit trail, once even if the step is retried."""
+    from geomlops import audit
+    from geomlops.audit import Action, AuditEntry
     from geomlops.catalog.db import pgstac_connection
-    from geomlops.governance import audit
-    from geomlops.governance.audit import Action, AuditEntry
 
     with pgstac_connection(settings) as db:
         for entry in audit.entries(db, model, version):

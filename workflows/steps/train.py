@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from geomlops import objects
 from geomlops.connections import Connections, get_connections
 from geomlops.datasets.materialise import materialise
 from geomlops.datasets.refs import DatasetRef, item_id_for
@@ -30,7 +31,6 @@ from geomlops.datasets.registry import DatasetRegistry
 from geomlops.errors import GeomlopsError, NotFoundError
 from geomlops.governance.stages import STAGE_PROPERTY, Stage
 from geomlops.settings import Settings, get_settings
-from geomlops.workflows.steps import objects
 from geomlops.workflows.steps.config import (
     DatasetPin,
     PackagePin,

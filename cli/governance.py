@@ -1,0 +1,178 @@
+"""`geomlops promote|reject|rollback|reconcile|audit|lineage`: human decisions and their trail."""
+
+from __future__ import annotations
+
+import json
+
+import psycopg
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.tree import Tree
+
+from geomlops import audit as audit_log
+from geomlops.catalog.db import pgstac_url
+from geomlops.governance.decisions import Governance, Outcome
+from geomlops.governance.lineage import LineageResolver, Link
+from geomlops.settings import get_settings
+
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+
+REASON = typer.Option(..., "--reason", "-r", help="Why: recorded in the audit log for good.")
+
+
+def _report(outcome: Outcome, verb: str) -> None:
+    for difference in outcome.repaired:
+        err.print(f"[yellow]repaired an earlier, unfinished decision:[/] {difference}")
+    target = f"{outcome.model} version {outcome.version}"
+    out.print(f"{verb} {target} (by {outcome.actor}; audit entry {outcome.entry.id})")  # type: ignore[union-attr]
+
+
+def promote(
+    model: str = typer.Argument(..., help="Registered model name, e.g. flood-water-s2."),
+    version: str = typer.Argument(..., help="Model version number to put into production."),
+    reason: str = REASON,
+) -> None:
+    """Promote a candidate to production, as the identity behind GEOMLOPS_API_KEY.
+
+    The approver must hold the approver role and must not have trained or registered the
+    version; the version must be a candidate whose evaluation meets the model's gates.
+
+    Examples:
+        GEOMLOPS_API_KEY=$APPROVER_KEY geomlops promote flood-water-s2 3 --reason "IoU 0.80"
+    """
+    with Governance(get_settings()) as governance:
+        _report(governance.promote(model, version, reason), "promoted")
+
+
+def reject(
+    model: str = typer.Argument(..., help="Registered model name."),
+    version: str = typer.Argument(..., help="Candidate version to reject."),
+    reason: str = REASON,
+) -> None:
+    """Reject a candidate: it can never be promoted.
+
+    Examples:
+        geomlops reject flood-water-s2 4 --reason "misses small channels in the Ebro delta"
+    """
+    with Governance(get_settings()) as governance:
+        _report(governance.reject(model, version, reason), "rejected")
+
+
+def rollback(
+    model: str = typer.Argument(..., help="Registered model name."),
+    reason: str = REASON,
+) -> None:
+    """Put the previous production version back into production (an approver decision).
+
+    Examples:
+        geomlops rollback flood-water-s2 --reason "false water over new solar farms"
+    """
+    with Governance(get_settings()) as governance:
+        _report(governance.rollback(model, reason), "rolled back to")
+
+
+def reconcile(
+    model: str = typer.Argument(..., help="Registered model name."),
+    repair: bool = typer.Option(False, "--repair", help="Fix what differs (approver only)."),
+) -> None:
+    """Compare MLflow and the catalog with the audit log; exit 1 if they differ.
+
+    Examples:
+        geomlops reconcile flood-water-s2
+        geomlops reconcile flood-water-s2 --repair
+    """
+    with Governance(get_settings()) as governance:
+        differences = governance.reconcile(model, repair=repair)
+    for difference in differences:
+        out.print(("fixed: " if repair else "differs: ") + str(difference), markup=False)
+    if not differences:
+        out.print(f"{model}: MLflow and the catalog agree with the audit log")
+    elif not repair:
+        err.print(f"[yellow]hint:[/] an approver runs `geomlops reconcile {model} --repair`")
+        raise typer.Exit(1)
+
+
+def audit(
+    model: str | None = typer.Argument(None, help="Only this model's entries."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for programs."),
+    verify: bool = typer.Option(False, "--verify", help="Check the hash chain; exit 1 if broken."),
+) -> None:
+    """Show the audit trail: registrations, training runs, promotions, rejections, rollbacks.
+
+    Examples:
+        geomlops audit
+        geomlops audit flood-water-s2 --json
+        geomlops audit --verify
+    """
+    with psycopg.connect(pgstac_url(get_settings()), connect_timeout=10) as conn:
+        entries = list(audit_log.entries(conn, model))
+        problems = audit_log.verify(conn) if verify else []
+    if as_json:
+        typer.echo(json.dumps([e.as_dict() for e in entries], indent=2))
+    else:
+        table = Table(title=f"audit trail{' of ' + model if model else ''}")
+        for column in ("#", "at (UTC)", "actor", "action", "model", "version", "reason"):
+            table.add_column(column)
+        for e in entries:
+            table.add_row(
+                str(e.id),
+                e.at.strftime("%Y-%m-%d %H:%M:%S") if e.at else "",
+                e.actor,
+                str(e.action),
+                e.model,
+                e.version or "",
+                e.reason or "",
+            )
+        out.print(table)
+    for problem in problems:
+        err.print(f"[red]audit log:[/] {problem}")
+    if problems:
+        raise typer.Exit(1)
+
+
+def _tree(link: Link, tree: Tree | None = None) -> Tree:
+    mark = "[green]✓[/]" if link.ok else "[red]✗[/]"
+    text = f"{mark} [bold]{link.kind}[/] {link.label}"
+    if link.problem:
+        text += f"  [red]{link.problem}[/]"
+    node = Tree(text) if tree is None else tree.add(text)
+    for key, value in link.facts.items():
+        if value not in (None, {}, []):
+            node.add(f"[dim]{key}:[/] {value}")
+    for child in link.children:
+        _tree(child, node)
+    return node
+
+
+def lineage(
+    item_id: str = typer.Argument(..., help="Model version item id, e.g. flood-water-s2-mv1."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for programs."),
+) -> None:
+    """Show what a model version came from; exit 1 if any link is broken.
+
+    Every link (package, image, MLflow runs, DVC dataset, approval) is resolved against
+    the live catalog, registry, DVC and audit log.
+
+    Examples:
+        geomlops lineage flood-water-s2-mv1
+        geomlops lineage flood-water-s2-mv1 --json | jq '.children[] | select(.ok | not)'
+    """
+    with LineageResolver(get_settings()) as resolver:
+        root = resolver.resolve(item_id)
+    if as_json:
+        typer.echo(json.dumps(root.as_dict(), indent=2, default=str))
+    else:
+        out.print(_tree(root))
+    broken = root.broken()
+    for link in broken:
+        err.print(f"[red]broken link:[/] {link.kind} {link.label}: {link.problem}")
+    if broken:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the governance verbs to the top-level command."""
+    for verb in (promote, reject, rollback, reconcile, audit, lineage):
+        app.command()(verb)

@@ -1,0 +1,365 @@
+"""`geomlops infer MODEL …`, `geomlops infer status|resume RUN`, and the `infer-step` pod commands.
+
+``infer`` checks the request here first (AOI readable, date range well formed, model
+resolvable, AOI inside the model's region unless allowed), uploads the AOI, submits the
+``geomlops-batch-inference`` WorkflowTemplate (Argo server, or the local executor) and, unless
+``--no-wait``, waits and prints the task counts and published outputs. Logs on stderr,
+results on stdout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from geomlops.cli.groups import DefaultRunGroup
+from geomlops.errors import GeomlopsError
+from geomlops.settings import Settings, get_settings
+
+err = Console(stderr=True, highlight=False)
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
+_INSTANT = r"(\.\.|\d{4}-\d{2}-\d{2}([Tt ][0-9:.]+([Zz]|[+-]\d{2}:\d{2})?)?)"
+_INTERVAL = re.compile(rf"^{_INSTANT}/{_INSTANT}$")
+
+
+app = typer.Typer(
+    cls=DefaultRunGroup,
+    no_args_is_help=True,
+    help="Batch inference over an area and a date range (geomlops-batch-inference).\n\n"
+    "Examples:\n\n"
+    "  geomlops infer flood-water-s2 --aoi valencia.geojson --datetime 2019-09-01/2019-09-30\n\n"
+    "  geomlops infer status geomlops-batch-inference-x7k2p\n\n"
+    "  geomlops infer resume geomlops-batch-inference-x7k2p",
+)
+step_app = typer.Typer(
+    name="infer-step",
+    help="Steps of the geomlops-batch-inference workflow (run by its pods; one per step).",
+    no_args_is_help=True,
+)
+
+
+def _datetime(text: str) -> str:
+    if not _INTERVAL.match(text.strip()) or text.strip() == "../..":
+        raise typer.BadParameter(
+            f"{text!r} is not START/END, e.g. 2019-09-01/2019-09-30 or "
+            "2019-09-18T00:00:00Z/.. (`..` = open)",
+            param_hint="--datetime",
+        )
+    start, end = text.strip().split("/")
+    return f"{_instant(start, 'T00:00:00Z')}/{_instant(end, 'T23:59:59Z')}"
+
+
+def _instant(text: str, day_time: str) -> str:
+    """A date alone becomes the start or end of that day (UTC), as STAC search needs."""
+    return f"{text}{day_time}" if len(text) == 10 else text
+
+
+def _upload_aoi(path: Path, settings: Settings) -> str:
+    """Put the AOI document in S3 under its content hash (the same AOI: the same key)."""
+    from geomlops import objects
+    from geomlops.connections import get_connections
+
+    document = json.loads(path.read_text(encoding="utf-8"))
+    digest = hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:16]
+    uri = f"s3://{settings.s3.bucket_predictions}/_requests/aoi-{digest}.geojson"
+    objects.write_json(get_connections(settings), uri, document)
+    return uri
+
+
+@app.command("run", hidden=True)
+def run(
+    model: Annotated[str, typer.Argument(help="Registered model, e.g. flood-water-s2.")],
+    aoi: Annotated[
+        Path,
+        typer.Option(exists=True, dir_okay=False, help="AOI as GeoJSON (EPSG:4326) polygons."),
+    ],
+    datetime: Annotated[str, typer.Option(help="START/END of the scenes' acquisition.")],
+    version: Annotated[
+        str | None, typer.Option(help="Model version; default: the production version.")
+    ] = None,
+    allow_outside_region: Annotated[
+        bool,
+        typer.Option(
+            "--allow-outside-region",
+            help="Run an AOI beyond the model's region anyway; outputs are flagged.",
+        ),
+    ] = False,
+    reference: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True, dir_okay=False, help="A label raster: report IoU per class against it."
+        ),
+    ] = None,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="Return once submitted.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    r"""Predict MODEL over the scenes covering an AOI in a date range.
+
+    Examples:
+        geomlops infer flood-water-s2 --aoi spain.geojson --datetime 2019-09-01/2019-09-30
+        geomlops infer flood-water-s2 --aoi austria.geojson --datetime 2021-01-01/.. \
+            --allow-outside-region --json
+    """
+    from geomlops.workflows.inference.aoi import read_aoi
+    from geomlops.workflows.inference.planner import check_region, pin_model
+
+    interval = _datetime(datetime)
+    settings = get_settings()
+    geometry = read_aoi(aoi)
+    _, item = pin_model(model, version, settings)
+    fraction = check_region(
+        geometry, item, allow_outside_region=allow_outside_region, settings=settings.inference
+    )
+    if fraction > 0:
+        err.print(f"[yellow]{fraction:.0%} of the AOI is outside the model's region[/]")
+    params = {
+        "model": model,
+        "version": version or "",
+        "aoi": _upload_aoi(aoi, settings),
+        "datetime": interval,
+        "allow-outside-region": "true" if allow_outside_region else "false",
+    }
+    name, status = _submit(params, settings, wait=not no_wait)
+    if status is None:
+        typer.echo(json.dumps({"name": name}) if as_json else name)
+        return
+    _finish(name, name, status, reference, as_json, settings)
+
+
+@app.command()
+def status(
+    run: Annotated[str, typer.Argument(help="Name of the batch-inference run.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Task counts (tiles total/succeeded/failed/waiting) of a run, and its failed tiles.
+
+    Examples:
+        geomlops infer status geomlops-batch-inference-x7k2p --json
+    """
+    from geomlops.workflows.inference.progress import run_summary
+
+    summary = run_summary(_plan_run(run), get_settings())
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    _print_summary(summary)
+
+
+@app.command()
+def resume(
+    run: Annotated[str, typer.Argument(help="The batch-inference run to complete.")],
+    reference: Annotated[
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help="A label raster to compare with."),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Run only the tiles RUN is missing, then publish; a new workflow run reuses its plan.
+
+    Examples:
+        geomlops infer resume geomlops-batch-inference-x7k2p
+    """
+    from geomlops.connections import get_connections
+    from geomlops.workflows.inference.config import InferenceRunConfig
+    from geomlops.workflows.inference.progress import config_uri
+
+    settings = get_settings()
+    original = _plan_run(run)
+    config = InferenceRunConfig.load(
+        get_connections(settings), config_uri(settings.s3.bucket_predictions, original)
+    )
+    params = {
+        "model": config.model.name,
+        "version": config.model.version,
+        "aoi": config.request.aoi_uri,
+        "datetime": config.request.datetime,
+        "allow-outside-region": "true" if config.request.allow_outside_region else "false",
+        "resume-from": original,
+    }
+    name, state = _submit(params, settings, wait=True)
+    assert state is not None  # noqa: S101 - waited
+    _finish(name, original, state, reference, as_json, settings)
+
+
+def _plan_run(run: str) -> str:
+    """The run whose plan ``run`` works on: itself, or the run it resumed."""
+    try:
+        from geomlops.cli.workflows import _backend
+
+        params = _backend().status(run).get("parameters") or {}
+    except GeomlopsError:
+        return run
+    return params.get("resume-from") or run
+
+
+def _submit(
+    params: dict[str, str], settings: Settings, *, wait: bool
+) -> tuple[str, dict[str, Any] | None]:
+    from geomlops.cli.workflows import _backend
+    from geomlops.workflows.templates import all_templates, render
+    from geomlops.workflows.templates.infer import INFER
+
+    backend = _backend()
+    if settings.argo.server:
+        name = backend.submit_template(INFER, params)
+    else:
+        name = backend.submit(render(all_templates(settings)[INFER]), params)
+    err.print(f"submitted [bold]{name}[/]")
+    if not wait:
+        if not settings.argo.server:
+            backend.start(name)
+        return name, None
+    return name, backend.wait(name) if settings.argo.server else backend.run(name)
+
+
+def _finish(
+    name: str,
+    run: str,
+    state: dict[str, Any],
+    reference: Path | None,
+    as_json: bool,
+    settings: Settings,
+) -> None:
+    from geomlops.workflows.inference.progress import run_summary
+
+    summary = run_summary(run, settings)
+    summary["workflow"] = {"name": name, "phase": state["phase"], "message": state.get("message")}
+    if reference is not None and summary.get("published"):
+        from geomlops.workflows.inference.compare import compare_published
+
+        summary["reference"] = compare_published(summary["published"], reference, settings)
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+    else:
+        typer.echo(name)
+        _print_summary(summary)
+    if state["phase"] != "Succeeded":
+        err.print(f"[red]{name}: {state['phase']}[/] {state.get('message') or ''}")
+        err.print(f"  logs: geomlops workflows logs {name}")
+        raise typer.Exit(1)
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    counts = summary.get("tasks") or {}
+    err.print(
+        f"[bold]{summary['run']}[/] {summary.get('status', '')}: tiles "
+        f"{counts.get('tasks_count_success', 0)}/{counts.get('tasks_count_total', 0)} done, "
+        f"{counts.get('tasks_count_failed', 0)} failed, "
+        f"{counts.get('tasks_count_waiting', 0)} waiting "
+        f"({counts.get('shards_total', 0)} shards)"
+    )
+    for shard, tiles in (counts.get("failed") or {}).items():
+        for tile, why in tiles.items():
+            err.print(f"  [red]shard {shard}[/] tile {tile}: {why}")
+    published = summary.get("published")
+    if published:
+        for item_id, outcome in published["items"].items():
+            err.print(f"  predictions/{item_id} ({outcome})")
+        err.print(f"  polygons: {published['vectors']}")
+        for key, value in sorted(published["stats"].items()):
+            err.print(f"  {key}: {value}")
+        if published.get("outside_region"):
+            err.print("  [yellow]flagged: the AOI reaches beyond the model's region[/]")
+    elif counts:
+        err.print(f"  [yellow]outputs withheld[/]: `geomlops infer resume {summary['run']}`")
+    for name, metrics in (summary.get("reference") or {}).items():
+        err.print(
+            f"  vs reference, {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items())
+        )
+
+
+# --- pod steps ----------------------------------------------------------------------------
+def _echo(result: Any) -> None:
+    typer.echo(json.dumps(result, sort_keys=True, default=str))
+
+
+def _flag(text: str, name: str) -> bool:
+    if text.lower() not in ("true", "false"):
+        raise typer.BadParameter(f"{text!r} is not true or false", param_hint=name)
+    return text.lower() == "true"
+
+
+@step_app.command("plan")
+def plan_command(
+    workflow: Annotated[str, typer.Option(help="Name of the workflow run.")],
+    model: Annotated[str, typer.Option(help="Registered model name.")],
+    aoi: Annotated[str, typer.Option(help="s3:// URI of the AOI GeoJSON.")],
+    datetime: Annotated[str, typer.Option(help="START/END.")],
+    version: Annotated[str, typer.Option(help="Model version; '' = production.")] = "",
+    allow_outside_region: Annotated[str, typer.Option(help="true or false.")] = "false",
+    resume_from: Annotated[str, typer.Option(help="Run whose plan to reuse.")] = "",
+    outputs: Annotated[
+        Path | None, typer.Option(help="Write `config`, `shards`, `image` here (Argo outputs).")
+    ] = None,
+) -> None:
+    r"""Resolve the model, check the region, find scenes, cut tiles and shards; save the plan.
+
+    Examples:
+        geomlops infer-step plan --workflow i1 --model flood-water-s2 \
+            --aoi s3://predictions/_requests/aoi.geojson --datetime 2019-09-01/2019-09-30
+    """
+    from geomlops.workflows.inference.steps import plan_step
+
+    result = plan_step(
+        workflow=workflow,
+        model=model,
+        version=version,
+        aoi=aoi,
+        datetime=datetime,
+        allow_outside_region=_flag(allow_outside_region, "--allow-outside-region"),
+        resume_from=resume_from,
+        outputs=outputs,
+    )
+    _echo({"config": result.config_uri, "shards": result.shards})
+
+
+@step_app.command("predict")
+def predict_command(
+    config: Annotated[str, typer.Option(help="s3:// URI of the run's plan.")],
+    shard: Annotated[int, typer.Option(min=0, help="Shard index.")],
+) -> None:
+    """Predict the shard's missing tiles (exit 1 if a tile still fails after retries).
+
+    Examples:
+        geomlops infer-step predict --config s3://predictions/i1/plan/config.json --shard 0
+    """
+    from geomlops.workflows.inference.steps import predict_step
+
+    _echo(predict_step(config, shard))
+
+
+@step_app.command("publish")
+def publish_command(
+    config: Annotated[str, typer.Option(help="s3:// URI of the run's plan.")],
+    workflow_run: Annotated[str, typer.Option(help="The workflow run publishing.")] = "",
+) -> None:
+    """Mosaic, vectorise and catalog a complete run (refused while tiles are missing).
+
+    Examples:
+        geomlops infer-step publish --config s3://predictions/i1/plan/config.json
+    """
+    from geomlops.workflows.inference.steps import publish_step
+
+    _echo(publish_step(config, workflow_run))
+
+
+@step_app.command("report")
+def report_command(
+    workflow: Annotated[str, typer.Option(help="Name of the workflow run.")],
+    status: Annotated[str, typer.Option(help="The run's phase ({{workflow.status}}).")],
+    resume_from: Annotated[str, typer.Option(help="Run it resumed, if any.")] = "",
+) -> None:
+    """Record the run's final task counts in its folder (the exit handler).
+
+    Examples:
+        geomlops infer-step report --workflow i1 --status Failed
+    """
+    from geomlops.workflows.inference.steps import report_step
+
+    _echo(report_step(workflow, status, resume_from))

@@ -1,0 +1,351 @@
+"""`geomlops workflows render|submit|list|status|logs|resume|stop`.
+
+Runs go to the Argo server when ``GEOMLOPS_ARGO_SERVER`` is set, else to the local executor,
+which interprets the very manifest ``render`` writes. ``submit`` waits until the run ends
+or suspends: exit 0 Succeeded, 2 suspended (the resume command is printed), 1 Failed/Error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from geomlops.errors import NotFoundError, ValidationFailed
+from geomlops.settings import Settings, get_settings
+from geomlops.workflows.templates import all_templates, render
+
+app = typer.Typer(
+    name="workflows",
+    help="Render the platform's Argo WorkflowTemplates and run them (Argo server or local).",
+    no_args_is_help=True,
+)
+err = Console(stderr=True, highlight=False)
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
+RunArg = Annotated[str, typer.Argument(help="Name of the run.")]
+ParamOption = Annotated[
+    list[str] | None, typer.Option("--parameter", "-p", help="Workflow parameter k=v.")
+]
+LOCAL_OUTPUTS = {"/tmp/outputs": "{pod_dir}/outputs"}  # noqa: S108 - container path, mapped
+"""Container paths the platform's templates write outputs to, mapped per pod locally."""
+
+EXIT_SUSPENDED = 2
+
+
+def _parameters(values: list[str] | None) -> dict[str, str]:
+    parsed = {}
+    for value in values or []:
+        key, sep, text = value.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{value!r} is not k=v", param_hint="-p/--parameter")
+        parsed[key] = text
+    return parsed
+
+
+def _local(settings: Settings) -> Any:
+    """The local executor, its pods finding `geomlops` and the outputs mapped per pod."""
+    from geomlops.workflows.executor import LocalExecutor, RichProgress
+
+    path_map = {**LOCAL_OUTPUTS, **settings.workflows.path_map}
+    settings = settings.model_copy(
+        update={"workflows": settings.workflows.model_copy(update={"path_map": path_map})}
+    )
+    bindir = str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return LocalExecutor(settings, listener=RichProgress(), env=env)
+
+
+def _argo(settings: Settings) -> Any:
+    from geomlops.workflows.argo import ArgoServer
+
+    return ArgoServer(settings)
+
+
+def _backend() -> Any:
+    settings = get_settings()
+    return _argo(settings) if settings.argo.server else _local(settings)
+
+
+@app.command("render")
+def render_command(
+    out: Annotated[
+        Path | None, typer.Option(help="Write NAME.yaml files here (default: stdout).")
+    ] = None,
+) -> None:
+    """Write the Argo YAML of every WorkflowTemplate.
+
+    Examples:
+        geomlops workflows render --out charts/geomlops/templates/workflows
+        GEOMLOPS_TRAIN_GPUS=0 geomlops workflows render
+    """
+    manifests = {name: render(t) for name, t in all_templates().items()}
+    if out is None:
+        typer.echo(yaml.safe_dump_all(manifests.values(), sort_keys=False), nl=False)
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    for name, manifest in manifests.items():
+        path = out / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(manifest, sort_keys=False))
+        err.print(f"wrote {path}")
+
+
+@app.command()
+def submit(
+    template: Annotated[
+        str | None, typer.Argument(help="WorkflowTemplate name, e.g. geomlops-train.")
+    ] = None,
+    parameter: ParamOption = None,
+    file: Annotated[
+        Path | None,
+        typer.Option("--file", "-f", exists=True, dir_okay=False, help="Any Argo manifest."),
+    ] = None,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="Return at once.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    r"""Start a run; wait until it ends (exit 0/1) or suspends (exit 2).
+
+    Examples:
+        geomlops workflows submit geomlops-train -p package=flood-water-s2 \
+            -p dataset=sen1floods11@v1
+        geomlops workflows submit --file my-workflow.yaml -p message=hi --no-wait
+    """
+    if (template is None) == (file is None):
+        raise typer.BadParameter("give a template name or --file, not both", param_hint="TEMPLATE")
+    params = _parameters(parameter)
+    settings = get_settings()
+    backend = _backend()
+    if template is not None:
+        templates = all_templates(settings)
+        if template not in templates:
+            raise NotFoundError(
+                f"no WorkflowTemplate named {template!r}",
+                hint=f"the platform's templates: {', '.join(sorted(templates))}",
+            )
+        params = _with_submitter(templates[template], params, settings)
+        if settings.argo.server:
+            name = backend.submit_template(template, params)
+        else:
+            name = backend.submit(render(templates[template]), params)
+    else:
+        assert file is not None  # noqa: S101 - checked above
+        try:
+            manifest = yaml.safe_load(file.read_text())
+        except yaml.YAMLError as exc:
+            raise ValidationFailed(f"{file}: not YAML ({exc})") from exc
+        if settings.argo.server:
+            name = backend.submit_manifest(manifest, params)
+        else:
+            name = backend.submit(manifest, params)
+    err.print(f"submitted [bold]{name}[/]")
+    if no_wait:
+        if not settings.argo.server:
+            backend.start(name)
+        typer.echo(json.dumps({"name": name}) if as_json else name)
+        return
+    status = backend.wait(name) if settings.argo.server else _drive(backend, name)
+    _report(status, as_json)
+
+
+SUBMITTER = "submitted-by"
+
+
+def _with_submitter(template: Any, params: dict[str, str], settings: Settings) -> dict[str, str]:
+    """Set the ``submitted-by`` parameter from the credential, never from the command line.
+
+    Who trained a model may not approve it; that rule is only as good as this name, so it
+    comes from the identity the catalog sees behind the key in use.
+    """
+    declared = {p.name for p in (template.arguments or [])}
+    if SUBMITTER not in declared:
+        return params
+    if SUBMITTER in params:
+        raise typer.BadParameter(
+            f"{SUBMITTER} is set from your credential, not given", param_hint="-p"
+        )
+    from geomlops.catalog.client import CatalogClient
+
+    with CatalogClient.from_settings(settings) as catalog:
+        return {**params, SUBMITTER: catalog.whoami().name}
+
+
+def _drive(executor: Any, name: str) -> dict[str, Any]:
+    return executor.run(name)
+
+
+def _report(status: dict[str, Any], as_json: bool) -> None:
+    """Print the outcome and exit with its code."""
+    name = status["name"]
+    typer.echo(json.dumps(status, indent=2) if as_json else name)
+    if status["phase"] == "Succeeded":
+        return
+    if status.get("suspended"):
+        err.print(f"{name} is suspended, waiting for approval. Resume it with:")
+        err.print(f"  geomlops workflows resume {name}")
+        raise typer.Exit(EXIT_SUSPENDED)
+    err.print(f"[red]{name}: {status['phase']}[/] {status.get('message') or ''}")
+    failed = [
+        n for n in status.get("nodes", []) if n.get("phase") in ("Failed", "Error") and
+        n.get("type") == "Pod"
+    ]  # fmt: skip
+    for node in failed:
+        err.print(f"  {node.get('displayName')}: {node.get('message') or ''}")
+    if failed:
+        err.print(f"  logs: geomlops workflows logs {name} --node {failed[0].get('displayName')}")
+    raise typer.Exit(1)
+
+
+@app.command("list")
+def list_(as_json: JsonOption = False) -> None:
+    """List runs, newest first.
+
+    Examples:
+        geomlops workflows list --json
+    """
+    runs = _backend().list()
+    if as_json:
+        typer.echo(json.dumps(runs, indent=2))
+        return
+    table = Table("run", "phase", "created", "finished", "message")
+    for run in runs:
+        phase = run["phase"] + (" (suspended)" if run.get("suspended") else "")
+        table.add_row(run["name"], phase, run["createdAt"], run["finishedAt"] or "", run["message"])
+    Console().print(table)
+
+
+@app.command()
+def status(run: RunArg, as_json: JsonOption = False) -> None:
+    """The phase of a run and of every node.
+
+    Examples:
+        geomlops workflows status geomlops-train-x7k2p --json
+    """
+    data = _backend().status(run)
+    tasks = _inference_tasks(data)
+    if tasks is not None:
+        data["tasks"] = tasks
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+        return
+    suspended = " (suspended)" if data.get("suspended") else ""
+    typer.echo(f"{data['name']}: {data['phase']}{suspended} {data.get('message') or ''}")
+    if tasks:
+        typer.echo(
+            f"  tiles: {tasks['tasks_count_total']} total, {tasks['tasks_count_success']} "
+            f"succeeded, {tasks['tasks_count_failed']} failed, {tasks['tasks_count_waiting']} "
+            "waiting"
+        )
+    for node in data.get("nodes", []):
+        if node.get("type") in ("Pod", "Suspend", "Retry"):
+            typer.echo(f"  {node.get('displayName', ''):24} {node.get('phase', '')}")
+
+
+def _inference_tasks(data: dict[str, Any]) -> dict[str, Any] | None:
+    """Tile counts of a batch-inference run (Geospatial Studio's tasks), else None."""
+    from geomlops.workflows.templates.infer import INFER
+
+    if data.get("workflowTemplate") != INFER:
+        return None
+    from geomlops.workflows.inference.progress import run_summary
+
+    run = (data.get("parameters") or {}).get("resume-from") or data["name"]
+    return run_summary(run, get_settings()).get("tasks") or {}
+
+
+@app.command()
+def logs(
+    run: RunArg,
+    node: Annotated[str | None, typer.Option(help="One step (display name).")] = None,
+) -> None:
+    """Print the logs of a run's steps (local runs).
+
+    Examples:
+        geomlops workflows logs geomlops-train-x7k2p --node train
+    """
+    settings = get_settings()
+    if settings.argo.server:
+        raise ValidationFailed(
+            "logs of runs on an Argo server are read with `argo logs RUN` or the Argo UI"
+        )
+    typer.echo(_local(settings).logs(run, node=node), nl=False)
+
+
+@app.command()
+def resume(
+    run: RunArg,
+    node: Annotated[str | None, typer.Option(help="Resume only this suspended node.")] = None,
+    parameter: ParamOption = None,
+    reason: Annotated[str | None, typer.Option(help="Why (recorded).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Resume a suspended run and wait for it, as `submit` does.
+
+    A `geomlops-train` run waits for approval: resuming it with --reason promotes its model
+    version as the identity behind your credential (the same rules as `geomlops promote`),
+    then lets the run finish.
+
+    Examples:
+        geomlops workflows resume geomlops-train-x7k2p --reason "IoU 0.80 on the held-out block"
+    """
+    settings = get_settings()
+    _approve_training(run, reason, settings)
+    if settings.argo.server:
+        _argo(settings).resume(run, node)
+        _report(_argo(settings).wait(run), as_json)
+        return
+    status = _local(settings).resume(
+        run, node=node, parameters=_parameters(parameter), reason=reason
+    )
+    _report(status, as_json)
+
+
+@app.command()
+def stop(
+    run: RunArg,
+    terminate: Annotated[bool, typer.Option(help="Skip the exit handler.")] = False,
+    reason: Annotated[str | None, typer.Option(help="Why (recorded).")] = None,
+) -> None:
+    """Stop a run: kill its pods; it ends Failed.
+
+    Examples:
+        geomlops workflows stop geomlops-train-x7k2p --reason "wrong dataset"
+    """
+    settings = get_settings()
+    if settings.argo.server:
+        data = _argo(settings).stop(run, reason)
+    else:
+        data = _local(settings).stop(run, terminate=terminate, reason=reason)
+    typer.echo(f"{data['name']}: {data['phase']}")
+
+
+def _approve_training(run: str, reason: str | None, settings: Settings) -> None:
+    """If ``run`` is a training run with a registered candidate, promote that candidate."""
+    from geomlops import objects
+    from geomlops.connections import get_connections
+    from geomlops.governance.decisions import Governance
+    from geomlops.governance.stages import STAGE_PROPERTY, Stage
+    from geomlops.workflows.templates.train import run_uri
+
+    conn = get_connections(settings)
+    try:
+        registered = objects.read_json(conn, f"{run_uri(settings, run)}/register.json")
+    except NotFoundError:  # not a training run, or it has not registered a version yet
+        return
+    model, version = registered["registered_model"], registered["model_version"]
+    with Governance(settings) as governance:
+        item = governance.catalog.get_item_dict("models", registered["item_id"])
+        if item["properties"].get(STAGE_PROPERTY) != Stage.CANDIDATE:
+            return
+        if not reason:
+            raise typer.BadParameter(
+                f"resuming {run} approves {model} version {version}: say why with --reason",
+                param_hint="--reason",
+            )
+        outcome = governance.promote(model, version, reason)
+    err.print(f"promoted {model} version {version} (by {outcome.actor})")

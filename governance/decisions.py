@@ -1,0 +1,329 @@
+"""Promote, reject and roll back model versions: the rules, each enforced here only.
+
+A decision is taken by the identity behind the credential in use (never a name typed on
+the command line), under a per-model lock so two decisions about one model cannot race.
+It is appended to the audit log first, then applied by the reconciler; if applying fails
+half-way, the next decision (or `geomlops reconcile`) finishes it from the log.
+
+Rules for promotion:
+  * the approver holds the ``approver`` (or ``admin``) role;
+  * the approver is not the identity that trained or registered the version;
+  * the version is a ``candidate``;
+  * its evaluation metrics (from its MLflow evaluation run) meet every gate the model
+    declares (``geomlops:gates`` in its MLM item, e.g. ``{"val_iou_water": {"min": 0.7}}``);
+  * the reason is not empty.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+from geomlops import audit
+from geomlops.audit import Action, AuditEntry
+from geomlops.catalog.collections import MODELS
+from geomlops.catalog.db import pgstac_url
+from geomlops.catalog.identity import Identity, Role
+from geomlops.errors import AuthError, ConflictError, NotFoundError, ValidationFailed
+from geomlops.governance.clients import CatalogAndRegistry
+from geomlops.governance.reconcile import Difference, Reconciler
+from geomlops.governance.stages import STAGE_PROPERTY, Stage
+from geomlops.governance.state import DesiredState, desired_state
+from geomlops.workflows.steps.register import model_item_id
+
+GATES_PROPERTY = "geomlops:gates"
+TRAINED_BY_PROPERTY = "geomlops:trained_by"
+REGISTERED_BY_PROPERTY = "geomlops:registered_by"
+EVALUATE_RUN_PROPERTY = "geomlops:evaluate_run_id"
+
+
+@dataclass
+class Outcome:
+    """What a decision did, for the CLI to print."""
+
+    action: Action
+    model: str
+    version: str | None
+    actor: str
+    entry: AuditEntry | None = None
+    repaired: list[Difference] = field(default_factory=list)
+    applied: list[Difference] = field(default_factory=list)
+
+
+class Governance(CatalogAndRegistry):
+    """Decisions about one platform's models, as one identity."""
+
+    # --- shared machinery ------------------------------------------------------------------
+    @contextmanager
+    def _model_lock(self, model: str) -> Iterator[psycopg.Connection]:
+        """Hold the model's decision lock for the whole decision (released if we die)."""
+        conn = psycopg.connect(pgstac_url(self.settings), autocommit=True, connect_timeout=10)
+        try:
+            key = f"geomlops.decision:{model}"
+            got = conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (key,)).fetchone()
+            if not got or not got[0]:
+                raise ConflictError(
+                    f"another decision about {model} is in progress",
+                    hint="wait for it to finish, then look at `geomlops audit " + model + "`",
+                )
+            try:
+                yield conn
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
+        finally:
+            conn.close()
+
+    def _desired(self, conn: psycopg.Connection, model: str) -> DesiredState:
+        return desired_state(audit.entries(conn, model))
+
+    def _reconciler(self, model: str) -> Reconciler:
+        return Reconciler(model, self.mlflow, self.catalog)
+
+    def _require_model(self, model: str) -> None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.mlflow.get_registered_model(model)
+        except MlflowException:
+            raise NotFoundError(
+                f"no registered model named {model!r}",
+                hint="list models with `geomlops catalog search --collection models`",
+            ) from None
+
+    def _version_item(self, model: str, version: str) -> dict[str, Any]:
+        from mlflow.exceptions import MlflowException
+
+        self._require_model(model)
+        try:
+            self.mlflow.get_model_version(model, version)
+        except MlflowException:
+            raise NotFoundError(f"{model} has no version {version!r} in the registry") from None
+        try:
+            return self.catalog.get_item_dict(MODELS, model_item_id(model, version))
+        except NotFoundError:
+            raise NotFoundError(
+                f"{model} version {version} has no item in the catalog "
+                f"({model_item_id(model, version)})",
+                hint="versions become candidates through the training workflow",
+            ) from None
+
+    @staticmethod
+    def _require_role(identity: Identity, action: str) -> None:
+        if not identity.has_any(Role.APPROVER):
+            raise AuthError(
+                f"{identity.name!r} may not {action}: that needs the approver role",
+                hint="use the key of an approver (`geomlops keys create NAME --role approver`)",
+            )
+
+    @staticmethod
+    def _require_reason(reason: str) -> str:
+        reason = (reason or "").strip()
+        if not reason:
+            raise ValidationFailed(
+                "a decision needs a reason", hint="say why, e.g. --reason 'IoU 0.80 on Spain'"
+            )
+        return reason
+
+    def _decide(self, identity: Identity, model: str, check: Any, make_entry: Any) -> Outcome:
+        """Lock, repair leftovers, check, record, apply: the shape of every decision."""
+        with self._model_lock(model) as conn:
+            reconciler = self._reconciler(model)
+            repaired = reconciler.run(self._desired(conn, model), repair=True)
+            check(conn)
+            with conn.transaction():
+                entry = audit.append(conn, make_entry(conn))
+                if repaired:
+                    audit.append(
+                        conn,
+                        AuditEntry(
+                            identity.name,
+                            Action.REPAIR,
+                            model,
+                            details={"fixed": [str(d) for d in repaired]},
+                        ),
+                    )
+            applied = reconciler.run(self._desired(conn, model), repair=True)
+        return Outcome(entry.action, model, entry.version, identity.name, entry, repaired, applied)
+
+    # --- the decisions ---------------------------------------------------------------------
+    def promote(self, model: str, version: str, reason: str) -> Outcome:
+        """Make ``version`` the production version of ``model``."""
+        identity = self.catalog.whoami()
+        self._require_role(identity, "promote models")
+        reason = self._require_reason(reason)
+        item = self._version_item(model, version)
+
+        def check(conn: psycopg.Connection) -> None:
+            fresh = self.catalog.get_item_dict(MODELS, model_item_id(model, version))
+            props = fresh["properties"]
+            stage = props.get(STAGE_PROPERTY)
+            if stage != Stage.CANDIDATE:
+                raise ConflictError(
+                    f"{model} version {version} is {stage or 'of no stage'}, not a candidate",
+                    hint="only candidates can be promoted; `geomlops rollback` restores an "
+                    "earlier production version",
+                )
+            self._check_separation(identity, props, model, version)
+            self._check_gates(props, model, version)
+
+        def entry(conn: psycopg.Connection) -> AuditEntry:
+            current = self._desired(conn, model).production
+            return AuditEntry(
+                identity.name,
+                Action.PROMOTE,
+                model,
+                version,
+                reason=reason,
+                details={
+                    "previous": current.version if current else None,
+                    "metrics": self._metrics(item["properties"]),
+                    "trained_by": item["properties"].get(TRAINED_BY_PROPERTY),
+                },
+            )
+
+        return self._decide(identity, model, check, entry)
+
+    def reject(self, model: str, version: str, reason: str) -> Outcome:
+        """End a candidate: it can never be promoted."""
+        identity = self.catalog.whoami()
+        self._require_role(identity, "reject models")
+        reason = self._require_reason(reason)
+        self._version_item(model, version)
+
+        def check(conn: psycopg.Connection) -> None:
+            stage = self.catalog.get_item_dict(MODELS, model_item_id(model, version))[
+                "properties"
+            ].get(STAGE_PROPERTY)
+            if stage != Stage.CANDIDATE:
+                raise ConflictError(
+                    f"{model} version {version} is {stage or 'of no stage'}, not a candidate",
+                    hint="only candidates can be rejected",
+                )
+
+        return self._decide(
+            identity,
+            model,
+            check,
+            lambda conn: AuditEntry(identity.name, Action.REJECT, model, version, reason=reason),
+        )
+
+    def rollback(self, model: str, reason: str) -> Outcome:
+        """Put the previous production version back (recorded, and gated by an approver)."""
+        identity = self.catalog.whoami()
+        self._require_role(identity, "roll back models")
+        reason = self._require_reason(reason)
+        self._require_model(model)
+        target: dict[str, str] = {}
+
+        def check(conn: psycopg.Connection) -> None:
+            desired = self._desired(conn, model)
+            if desired.production is None:
+                raise ConflictError(f"{model} has no production version to roll back from")
+            if desired.production.predecessor is None:
+                raise ConflictError(
+                    f"{model} version {desired.production.version} has no earlier production "
+                    "version to roll back to"
+                )
+            target["from"] = desired.production.version
+            target["to"] = desired.production.predecessor
+
+        return self._decide(
+            identity,
+            model,
+            check,
+            lambda conn: AuditEntry(
+                identity.name,
+                Action.ROLLBACK,
+                model,
+                target["to"],
+                reason=reason,
+                details={"previous": target["from"]},
+            ),
+        )
+
+    def reconcile(self, model: str, *, repair: bool) -> list[Difference]:
+        """Differences between the record and MLflow/STAC; fixed when ``repair``."""
+        self._require_model(model)
+        if not repair:
+            conn = psycopg.connect(pgstac_url(self.settings), connect_timeout=10)
+            with conn:
+                return self._reconciler(model).run(self._desired(conn, model), repair=False)
+        identity = self.catalog.whoami()
+        self._require_role(identity, "repair model records")
+        with self._model_lock(model) as conn:
+            fixed = self._reconciler(model).run(self._desired(conn, model), repair=True)
+            if fixed:
+                with conn.transaction():
+                    audit.append(
+                        conn,
+                        AuditEntry(
+                            identity.name,
+                            Action.REPAIR,
+                            model,
+                            details={"fixed": [str(d) for d in fixed]},
+                        ),
+                    )
+        return fixed
+
+    # --- rules ------------------------------------------------------------------------------
+    @staticmethod
+    def _check_separation(
+        identity: Identity, props: dict[str, Any], model: str, version: str
+    ) -> None:
+        trained_by = props.get(TRAINED_BY_PROPERTY)
+        registered_by = props.get(REGISTERED_BY_PROPERTY) or trained_by
+        if not trained_by:
+            raise ConflictError(
+                f"{model} version {version} does not record who trained it, so approval by "
+                "someone else cannot be checked",
+                hint="train it through `geomlops workflows submit geomlops-train`",
+            )
+        if identity.name in (trained_by, registered_by):
+            role = "trained" if identity.name == trained_by else "registered"
+            raise AuthError(
+                f"{identity.name!r} {role} {model} version {version} and cannot also approve it",
+                hint="a second person with the approver role must promote it",
+            )
+
+    def _metrics(self, props: dict[str, Any]) -> dict[str, float]:
+        """Evaluation metrics from the MLflow evaluation run (the item's copy as fallback)."""
+        run_id = props.get(EVALUATE_RUN_PROPERTY)
+        if run_id:
+            from mlflow.exceptions import MlflowException
+
+            try:
+                return dict(self.mlflow.get_run(run_id).data.metrics)
+            except MlflowException:
+                pass
+        return {k: float(v) for k, v in (props.get("geomlops:metrics") or {}).items()}
+
+    def _check_gates(self, props: dict[str, Any], model: str, version: str) -> None:
+        gates = props.get(GATES_PROPERTY)
+        if not isinstance(gates, dict) or not gates:
+            raise ValidationFailed(
+                f"{model} declares no evaluation gates, so version {version} cannot be "
+                "checked for promotion",
+                hint=f'declare them in the package\'s mlm.json: "{GATES_PROPERTY}": '
+                '{"val_iou_water": {"min": 0.7}}',
+            )
+        metrics = self._metrics(props)
+        problems = []
+        for metric, bounds in sorted(gates.items()):
+            value = metrics.get(metric)
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                problems.append(f"{metric}: not measured by the evaluation run")
+                continue
+            low, high = bounds.get("min"), bounds.get("max")
+            if low is not None and value < low:
+                problems.append(f"{metric} = {value:.4f} is below the gate's minimum {low}")
+            if high is not None and value > high:
+                problems.append(f"{metric} = {value:.4f} is above the gate's maximum {high}")
+        if problems:
+            raise ValidationFailed(
+                f"{model} version {version} does not meet its evaluation gates", problems=problems
+            )

@@ -1,0 +1,103 @@
+"""The audit trail is append-only, ordered, and shows tampering."""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+import pytest
+
+from geomlops import audit
+from geomlops.audit import Action, AuditEntry
+from geomlops.catalog.db import pgstac_connection
+from geomlops.connections import Connections
+
+pytestmark = pytest.mark.stack
+
+
+@pytest.fixture
+def model(stack: Connections) -> str:
+    return f"audit-test-{uuid.uuid4().hex[:8]}"
+
+
+def test_entries_are_appended_in_order_and_chained(model: str) -> None:
+    with pgstac_connection() as conn:
+        first = audit.append(conn, AuditEntry("alice", Action.REGISTER, model, "1"))
+        second = audit.append(
+            conn,
+            AuditEntry("bob", Action.PROMOTE, model, "1", reason="IoU 0.8", details={"iou": 0.8}),
+        )
+    with pgstac_connection() as conn:
+        stored = list(audit.entries(conn, model))
+        assert audit.verify(conn) == []
+    assert [e.action for e in stored] == [Action.REGISTER, Action.PROMOTE]
+    assert stored[1].prev_hash == first.hash
+    assert stored[1].hash == second.hash
+    assert stored[1].details == {"iou": 0.8} and stored[1].reason == "IoU 0.8"
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE geomlops.audit_log SET reason = 'rewritten' WHERE model = %s",
+        "DELETE FROM geomlops.audit_log WHERE model = %s",
+    ],
+)
+def test_history_cannot_be_edited_even_by_a_superuser(model: str, statement: str) -> None:
+    with pgstac_connection() as conn:
+        audit.append(conn, AuditEntry("alice", Action.REGISTER, model, "1", reason="first"))
+    refused = pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only")
+    with refused, pgstac_connection() as conn:
+        conn.execute(statement, (model,))
+    refused = pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only")
+    with refused, pgstac_connection() as conn:
+        conn.execute("TRUNCATE geomlops.audit_log")
+    with pgstac_connection() as conn:
+        assert [e.reason for e in audit.entries(conn, model)] == ["first"]
+
+
+def test_a_failed_decision_leaves_no_entry(model: str) -> None:
+    with pytest.raises(RuntimeError), pgstac_connection() as conn:
+        audit.append(conn, AuditEntry("alice", Action.PROMOTE, model, "3"))
+        raise RuntimeError("the promotion failed after its audit line was written")
+    with pgstac_connection() as conn:
+        assert list(audit.entries(conn, model)) == []
+
+
+def test_tampering_outside_the_platform_is_detected(model: str) -> None:
+    with pgstac_connection() as conn:
+        audit.append(conn, AuditEntry("alice", Action.REJECT, model, "2", reason="poor IoU"))
+    # Someone with database access disables the guard and rewrites history by hand.
+    with pgstac_connection() as conn:
+        conn.execute("ALTER TABLE geomlops.audit_log DISABLE TRIGGER audit_log_no_update_delete")
+        conn.execute(
+            "UPDATE geomlops.audit_log SET reason = 'great IoU' WHERE model = %s", (model,)
+        )
+        conn.execute("ALTER TABLE geomlops.audit_log ENABLE TRIGGER audit_log_no_update_delete")
+        problems = audit.verify(conn)
+    assert any("altered" in p for p in problems)
+
+    # Put history back so the chain is whole for the rest of the session.
+    with pgstac_connection() as conn:
+        conn.execute("ALTER TABLE geomlops.audit_log DISABLE TRIGGER audit_log_no_update_delete")
+        conn.execute("UPDATE geomlops.audit_log SET reason = 'poor IoU' WHERE model = %s", (model,))
+        conn.execute("ALTER TABLE geomlops.audit_log ENABLE TRIGGER audit_log_no_update_delete")
+        assert audit.verify(conn) == []
+
+
+def test_registration_is_audited_once(stack: Connections) -> None:
+    from pathlib import Path
+
+    from geomlops.registration.register import register_package
+
+    package = Path(__file__).resolve().parents[2] / "model_packages" / "flood-water-s1"
+    register_package(package)
+    register_package(package)  # unchanged: nothing more to record
+    with pgstac_connection() as conn:
+        registered = [
+            e for e in audit.entries(conn, "flood-water-s1") if e.action == Action.REGISTER
+        ]
+    # Whichever test registered it first (all as admin), exactly once.
+    assert len(registered) == 1
+    assert registered[0].actor == "admin"
+    assert registered[0].details["item"] == "flood-water-s1-0.1.0"
