@@ -1,6 +1,6 @@
 # geomlops: two commands on a fresh Debian machine with Python 3.11.
 #   make demo   install everything, start the local stack, run the main job end to end
-#   make test   install everything, lint, run the test suite
+#   make test   install everything, lint, type-check, run the test suite
 # Re-running either is quick when nothing changed (pip runs only when pyproject.toml did).
 
 PYTHON ?= python3.11
@@ -26,10 +26,11 @@ demo: install
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python tools/typecheck.py
 	$(BIN)/pytest
 
 lint: install
-	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/python tools/typecheck.py
 
 install: system-packages $(VENV)/.installed $(VENV_SERVING)/.installed
 
