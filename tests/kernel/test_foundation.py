@@ -113,3 +113,22 @@ def test_external_services_resolve_without_a_local_stack(
     assert conn.mlflow_tracking_uri == "https://mlflow.example.org"
     with pytest.raises(StackNotRunning, match="geomlops up"):
         conn.db_url("pgstac")
+
+
+def test_readme_layout_table_matches_the_folders() -> None:
+    """Every top-level folder is in the README's layout table, with its import name."""
+    import re
+    import subprocess
+
+    readme = (REPO / "README.md").read_text()
+    layout = readme[readme.index("## Layout") :]
+    layout = layout[: layout.index("\n## ", 1)]
+    rows = dict(re.findall(r"^\| `([^`]+)/` \| (`[^`]+`|—) \|", layout, flags=re.M))
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split()
+    folders = {path.split("/", 1)[0] for path in tracked if "/" in path}
+    folders = {f for f in folders if not f.startswith(".")}
+    assert set(rows) == folders
+    for package, folder in PYPROJECT["tool"]["setuptools"]["package-dir"].items():
+        assert rows[folder] == f"`{package}`"
