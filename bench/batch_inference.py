@@ -75,8 +75,8 @@ def measure(
     import torch
     from shapely.geometry import box
 
-    from geomlops.ml.mlm import ModelIO, OutputClass
     from geomlops.ml.split import window_starts
+    from geomlops.model.io import ModelIO, OutputClass
     from geomlops.settings import InferenceSettings
     from geomlops.workflows.inference.config import ScenePin, Tile
     from geomlops.workflows.inference.planner import scene_tiles

@@ -26,10 +26,10 @@ import httpx
 import numpy as np
 import torch
 
+from geomlops.model.resolve import resolve_model
 from geomlops.sample_data import fetch
 from geomlops.serving.inputs import InputPolicy, RequestImage, read_image
 from geomlops.serving.predictor import Predictor
-from geomlops.serving.resolve import resolve_model
 from geomlops.settings import get_settings
 from geomlops.transformers.raster_to_vector import (
     VectorizeOptions,

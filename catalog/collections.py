@@ -23,8 +23,9 @@ from geomlops.catalog.extensions import (
     RASTER_SCHEMA,
     VERSION_SCHEMA,
 )
+from geomlops.model.ids import MODELS_COLLECTION
 
-MODELS = "models"
+MODELS = MODELS_COLLECTION
 DATASETS = "datasets"
 IMAGERY = "imagery"
 PREDICTIONS = "predictions"

@@ -14,11 +14,14 @@ from pystac.extensions.raster import SCHEMA_URI as RASTER_SCHEMA
 from pystac.extensions.version import SCHEMA_URI as VERSION_SCHEMA
 from stac_model.schema import SCHEMA_URI as MLM_SCHEMA
 
+from geomlops.model.properties import PREFIX
+
 # pystac has no processing extension; v1.2.0 is the newest the schema mirror carries.
 PROCESSING_SCHEMA = "https://stac-extensions.github.io/processing/v1.2.0/schema.json"
 
-# Anything no extension covers goes under this one documented prefix (DESIGN.md §4).
-GEOMLOPS_PREFIX = "geomlops:"
+# Anything no extension covers goes under this one documented prefix (DESIGN.md §4); the
+# names under it are listed in geomlops.model.properties.
+GEOMLOPS_PREFIX = PREFIX
 
 __all__ = [
     "EO_SCHEMA",

@@ -33,6 +33,7 @@ from shapely.geometry import box, mapping, shape
 from geomlops.catalog.collections import IMAGERY
 from geomlops.catalog.sensors import PROFILES, SensorProfile, recognise
 from geomlops.errors import ValidationFailed
+from geomlops.model import properties as prop
 
 IMAGE_ASSET = "image"
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -198,7 +199,7 @@ def build_scene_item(
     if source_name:
         props["title"] = source_name
     if profile is not None:
-        props["geomlops:sensor"] = profile.name
+        props[prop.SENSOR] = profile.name
     item = pystac.Item(
         id=item_id,
         geometry=geometry,

@@ -18,8 +18,9 @@ from pystac.extensions.version import VersionExtension
 from stac_model.schema import MLModelExtension, MLModelProperties
 
 from geomlops.catalog.collections import MODELS
+from geomlops.model import properties as prop
 
-INPUT_BANDS = "geomlops:input_bands"
+INPUT_BANDS = prop.INPUT_BANDS
 WORLD_BBOX = (-180.0, -90.0, 180.0, 90.0)
 
 

@@ -149,7 +149,7 @@ def _promote(settings: Settings) -> None:
 
 def _lineage(settings: Settings) -> None:
     """Print the full chain behind the production version, every link resolved."""
-    from geomlops.governance.production import resolve_model
+    from geomlops.model.resolve import resolve_model
 
     model = resolve_model(DEMO_MODEL, settings=settings)
     console.print(_geomlops("lineage", model.item_id), end="")
@@ -219,8 +219,8 @@ def _serve_chip(settings: Settings) -> None:
     import httpx
 
     from geomlops.errors import NotFoundError
+    from geomlops.model.resolve import resolve_model
     from geomlops.sample_data import fetch
-    from geomlops.serving.resolve import resolve_model
 
     try:
         model = resolve_model(DEMO_MODEL, settings=settings)

@@ -329,7 +329,7 @@ def _approve_training(run: str, reason: str | None, settings: Settings) -> None:
     from geomlops import objects
     from geomlops.connections import get_connections
     from geomlops.governance.decisions import Governance
-    from geomlops.governance.stages import STAGE_PROPERTY, Stage
+    from geomlops.model.stages import STAGE_PROPERTY, Stage
     from geomlops.workflows.templates.train import run_uri
 
     conn = get_connections(settings)

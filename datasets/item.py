@@ -17,6 +17,7 @@ from pystac.extensions.version import VersionExtension
 
 from geomlops.catalog.collections import DATASETS
 from geomlops.catalog.extensions import FILE_SCHEMA
+from geomlops.model import properties as prop
 
 if TYPE_CHECKING:
     from geomlops.datasets.describe import FileSummary
@@ -46,14 +47,14 @@ def dataset_item(
         "title": f"{version.name} {version.version}",
         "description": version.description or f"Dataset {version.name}, {version.version}",
         "created": pystac.utils.datetime_to_str(created),
-        "geomlops:dataset": version.name,
-        "geomlops:git_rev": version.git_rev,
-        "geomlops:git_tag": version.tag,
-        "geomlops:repository": version.repo_url,
-        "geomlops:dvc_md5": version.md5,
-        "geomlops:file_count": version.file_count,
-        "geomlops:size": version.size,
-        "geomlops:georeferenced_files": summary.georeferenced,
+        prop.DATASET: version.name,
+        prop.GIT_REV: version.git_rev,
+        prop.GIT_TAG: version.tag,
+        prop.REPOSITORY: version.repo_url,
+        prop.DVC_MD5: version.md5,
+        prop.FILE_COUNT: version.file_count,
+        prop.SIZE: version.size,
+        prop.GEOREFERENCED_FILES: summary.georeferenced,
     }
     when: datetime | None = None
     if start is not None and end is not None:

@@ -32,14 +32,10 @@ from geomlops.catalog.identity import Identity, Role
 from geomlops.errors import AuthError, ConflictError, NotFoundError, ValidationFailed
 from geomlops.governance.clients import CatalogAndRegistry
 from geomlops.governance.reconcile import Difference, Reconciler
-from geomlops.governance.stages import STAGE_PROPERTY, Stage
 from geomlops.governance.state import DesiredState, desired_state
-from geomlops.workflows.steps.register import model_item_id
-
-GATES_PROPERTY = "geomlops:gates"
-TRAINED_BY_PROPERTY = "geomlops:trained_by"
-REGISTERED_BY_PROPERTY = "geomlops:registered_by"
-EVALUATE_RUN_PROPERTY = "geomlops:evaluate_run_id"
+from geomlops.model import properties as prop
+from geomlops.model.ids import model_item_id
+from geomlops.model.stages import STAGE_PROPERTY, Stage
 
 
 @dataclass
@@ -182,7 +178,7 @@ class Governance(CatalogAndRegistry):
                 details={
                     "previous": current.version if current else None,
                     "metrics": self._metrics(item["properties"]),
-                    "trained_by": item["properties"].get(TRAINED_BY_PROPERTY),
+                    "trained_by": item["properties"].get(prop.TRAINED_BY),
                 },
             )
 
@@ -275,8 +271,8 @@ class Governance(CatalogAndRegistry):
     def _check_separation(
         identity: Identity, props: dict[str, Any], model: str, version: str
     ) -> None:
-        trained_by = props.get(TRAINED_BY_PROPERTY)
-        registered_by = props.get(REGISTERED_BY_PROPERTY) or trained_by
+        trained_by = props.get(prop.TRAINED_BY)
+        registered_by = props.get(prop.REGISTERED_BY) or trained_by
         if not trained_by:
             raise ConflictError(
                 f"{model} version {version} does not record who trained it, so approval by "
@@ -292,7 +288,7 @@ class Governance(CatalogAndRegistry):
 
     def _metrics(self, props: dict[str, Any]) -> dict[str, float]:
         """Evaluation metrics from the MLflow evaluation run (the item's copy as fallback)."""
-        run_id = props.get(EVALUATE_RUN_PROPERTY)
+        run_id = props.get(prop.EVALUATE_RUN_ID)
         if run_id:
             from mlflow.exceptions import MlflowException
 
@@ -300,15 +296,15 @@ class Governance(CatalogAndRegistry):
                 return dict(self.mlflow.get_run(run_id).data.metrics)
             except MlflowException:
                 pass
-        return {k: float(v) for k, v in (props.get("geomlops:metrics") or {}).items()}
+        return {k: float(v) for k, v in (props.get(prop.METRICS) or {}).items()}
 
     def _check_gates(self, props: dict[str, Any], model: str, version: str) -> None:
-        gates = props.get(GATES_PROPERTY)
+        gates = props.get(prop.GATES)
         if not isinstance(gates, dict) or not gates:
             raise ValidationFailed(
                 f"{model} declares no evaluation gates, so version {version} cannot be "
                 "checked for promotion",
-                hint=f'declare them in the package\'s mlm.json: "{GATES_PROPERTY}": '
+                hint=f'declare them in the package\'s mlm.json: "{prop.GATES}": '
                 '{"val_iou_water": {"min": 0.7}}',
             )
         metrics = self._metrics(props)

@@ -20,7 +20,8 @@ from geomlops.catalog.db import pgstac_url
 from geomlops.connections import get_connections
 from geomlops.errors import GeomlopsError, NotFoundError
 from geomlops.governance.clients import CatalogAndRegistry
-from geomlops.governance.stages import STAGE_PROPERTY
+from geomlops.model import properties as prop
+from geomlops.model.stages import STAGE_PROPERTY
 from geomlops.settings import Settings
 
 
@@ -92,11 +93,11 @@ class LineageResolver(CatalogAndRegistry):
             "prediction",
             item["id"],
             facts={
-                "model": props.get("geomlops:model"),
-                "model_version": props.get("geomlops:model_version"),
-                "workflow": props.get("geomlops:workflow"),
-                "outside_region": props.get("geomlops:outside_region"),
-                "stats": props.get("geomlops:stats"),
+                "model": props.get(prop.MODEL),
+                "model_version": props.get(prop.MODEL_VERSION),
+                "workflow": props.get(prop.WORKFLOW),
+                "outside_region": props.get(prop.OUTSIDE_REGION),
+                "stats": props.get(prop.STATS),
                 "software": props.get("processing:software"),
             },
         )
@@ -105,10 +106,10 @@ class LineageResolver(CatalogAndRegistry):
             for link in item.get("links", [])
             if link.get("rel") == "derived_from"
         ]
-        model_ids = [i for i in sources if i == props.get("geomlops:model_item")]
+        model_ids = [i for i in sources if i == props.get(prop.MODEL_ITEM)]
         if not model_ids:
             root.children.append(
-                _broken("model version", str(props.get("geomlops:model_item")),
+                _broken("model version", str(props.get(prop.MODEL_ITEM)),
                         "no derived_from link to the model version item")
             )  # fmt: skip
         for source in sources:
@@ -143,7 +144,7 @@ class LineageResolver(CatalogAndRegistry):
     def _workflow_run(self, props: dict[str, Any]) -> Link:
         from geomlops import objects
 
-        run = props.get("geomlops:workflow")
+        run = props.get(prop.WORKFLOW)
         if not run:
             return _broken("workflow run", "?", "no workflow run recorded")
         uri = f"s3://{self.settings.s3.bucket_predictions}/{run}/plan/config.json"
@@ -153,7 +154,7 @@ class LineageResolver(CatalogAndRegistry):
         return Link(
             "workflow run",
             run,
-            facts={"plan": uri, "runs": props.get("geomlops:workflow_runs")},
+            facts={"plan": uri, "runs": props.get(prop.WORKFLOW_RUNS)},
         )
 
     def _output(self, key: str, asset: dict[str, Any]) -> Link:
@@ -185,31 +186,31 @@ class LineageResolver(CatalogAndRegistry):
             "model version",
             item["id"],
             facts={
-                "model": props.get("geomlops:mlflow_model") or props.get("mlm:name"),
+                "model": props.get(prop.MLFLOW_MODEL) or props.get("mlm:name"),
                 "version": props.get("version"),
                 "stage": props.get(STAGE_PROPERTY),
-                "trained_by": props.get("geomlops:trained_by"),
+                "trained_by": props.get(prop.TRAINED_BY),
             },
         )
         root.children = [
             self._package(props),
             self._image(props),
             self._registry_version(props),
-            self._run("training run", props.get("geomlops:mlflow_run_id")),
-            self._run("evaluation run", props.get("geomlops:evaluate_run_id")),
+            self._run("training run", props.get(prop.MLFLOW_RUN_ID)),
+            self._run("evaluation run", props.get(prop.EVALUATE_RUN_ID)),
             self._dataset(props),
             self._decisions(props),
         ]
         return root
 
     def _package(self, props: dict[str, Any]) -> Link:
-        name, version = props.get("geomlops:package"), props.get("geomlops:package_version")
-        commit = props.get("geomlops:git_commit")
+        name, version = props.get(prop.PACKAGE), props.get(prop.PACKAGE_VERSION)
+        commit = props.get(prop.GIT_COMMIT)
         label = f"{name} {version} @ {(commit or '?')[:12]}"
         facts = {"name": name, "version": version, "git_commit": commit}
         if not (name and version and commit):
             return _broken("package", label, "the item does not record package and commit", **facts)
-        item_id = props.get("geomlops:package_item")
+        item_id = props.get(prop.PACKAGE_ITEM)
         if not item_id:
             return _broken("package", label, "no package item recorded", **facts)
         try:
@@ -229,7 +230,7 @@ class LineageResolver(CatalogAndRegistry):
 
     @staticmethod
     def _image(props: dict[str, Any]) -> Link:
-        image = props.get("geomlops:image")
+        image = props.get(prop.IMAGE)
         if not image:
             return _broken("image", "?", "no container image recorded")
         # The registry is not reachable from every machine: the reference is reported as
@@ -241,19 +242,19 @@ class LineageResolver(CatalogAndRegistry):
         from mlflow.exceptions import MlflowException
 
         name, version = (
-            props.get("geomlops:mlflow_model"),
-            props.get("geomlops:mlflow_model_version"),
+            props.get(prop.MLFLOW_MODEL),
+            props.get(prop.MLFLOW_MODEL_VERSION),
         )
         label = f"{name} v{version}"
         try:
             mv = self.mlflow.get_model_version(name, version)
         except (MlflowException, TypeError):
             return _broken("registry", label, "not in the MLflow model registry")
-        if props.get("geomlops:mlflow_run_id") and mv.run_id != props["geomlops:mlflow_run_id"]:
+        if props.get(prop.MLFLOW_RUN_ID) and mv.run_id != props[prop.MLFLOW_RUN_ID]:
             return _broken(
                 "registry",
                 label,
-                f"registry says run {mv.run_id}, the item says {props['geomlops:mlflow_run_id']}",
+                f"registry says run {mv.run_id}, the item says {props[prop.MLFLOW_RUN_ID]}",
             )
         aliases = list(getattr(mv, "aliases", []) or [])
         return Link("registry", label, facts={"source": mv.source, "aliases": aliases})
@@ -281,8 +282,8 @@ class LineageResolver(CatalogAndRegistry):
         from geomlops.datasets.refs import DatasetRef
         from geomlops.datasets.registry import DatasetRegistry
 
-        name, version = props.get("geomlops:dataset"), props.get("geomlops:dataset_version")
-        md5, rev = props.get("geomlops:dataset_md5"), props.get("geomlops:dataset_git_rev")
+        name, version = props.get(prop.DATASET), props.get(prop.DATASET_VERSION)
+        md5, rev = props.get(prop.DATASET_MD5), props.get(prop.DATASET_GIT_REV)
         label = f"{name}@{version}"
         facts = {"name": name, "version": version, "md5": md5, "git_rev": rev}
         if not (name and version and md5):
@@ -307,8 +308,8 @@ class LineageResolver(CatalogAndRegistry):
         return Link("dataset", label, facts=facts)
 
     def _decisions(self, props: dict[str, Any]) -> Link:
-        model = props.get("geomlops:mlflow_model")
-        version = props.get("geomlops:mlflow_model_version")
+        model = props.get(prop.MLFLOW_MODEL)
+        version = props.get(prop.MLFLOW_MODEL_VERSION)
         with psycopg.connect(pgstac_url(self.settings), connect_timeout=10) as conn:
             entries = list(audit.entries(conn, model, version))
         decisions = [

@@ -15,9 +15,10 @@ from urllib.parse import quote
 from geomlops.catalog.client import CatalogClient, comparable, without_server_links
 from geomlops.catalog.collections import MODELS
 from geomlops.errors import NotFoundError
-from geomlops.governance.stages import PRODUCTION_ALIAS, STAGE_PROPERTY, STAGE_TAG, Stage
 from geomlops.governance.state import DesiredState
-from geomlops.workflows.steps.register import model_item_id
+from geomlops.model import properties as prop
+from geomlops.model.ids import model_item_id
+from geomlops.model.stages import PRODUCTION_ALIAS, STAGE_PROPERTY, STAGE_TAG, Stage
 
 VERSION_LINKS = ("latest-version", "predecessor-version", "successor-version")
 
@@ -65,16 +66,16 @@ class Reconciler:
         new = copy.deepcopy(without_server_links(item))
         props = new["properties"]
         links = [link for link in new.get("links", []) if link.get("rel") not in VERSION_LINKS]
-        for key in ("geomlops:rejected_by", "geomlops:rejected_at", "geomlops:rejection_reason"):
+        for key in (prop.REJECTED_BY, prop.REJECTED_AT, prop.REJECTION_REASON):
             props.pop(key, None)
         props[STAGE_PROPERTY] = str(stage)
         production = desired.production
         if stage is Stage.PRODUCTION and production is not None:
             props["deprecated"] = False
-            props["geomlops:approved_by"] = production.approver
-            props["geomlops:approved_at"] = production.at.isoformat() if production.at else None
-            props["geomlops:approval_reason"] = production.reason
-            props["geomlops:approval_action"] = str(production.action)
+            props[prop.APPROVED_BY] = production.approver
+            props[prop.APPROVED_AT] = production.at.isoformat() if production.at else None
+            props[prop.APPROVAL_REASON] = production.reason
+            props[prop.APPROVAL_ACTION] = str(production.action)
             if production.predecessor:
                 links.append(self._version_link("predecessor-version", production.predecessor))
         elif stage is Stage.DEPRECATED:
@@ -84,9 +85,9 @@ class Reconciler:
                 links.append(self._version_link("latest-version", production.version))
         elif stage is Stage.REJECTED:
             entry = desired.rejected[version]
-            props["geomlops:rejected_by"] = entry.actor
-            props["geomlops:rejected_at"] = entry.at.isoformat() if entry.at else None
-            props["geomlops:rejection_reason"] = entry.reason
+            props[prop.REJECTED_BY] = entry.actor
+            props[prop.REJECTED_AT] = entry.at.isoformat() if entry.at else None
+            props[prop.REJECTION_REASON] = entry.reason
         new["links"] = links
         return new
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from geomlops.audit import Action, AuditEntry
-from geomlops.governance.stages import Stage
+from geomlops.model.stages import Stage
 
 
 @dataclass(frozen=True)

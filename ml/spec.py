@@ -23,6 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from geomlops.errors import ValidationFailed
+from geomlops.model.io import band_names, class_pairs
 
 PACKAGE_FILE = "package.yaml"
 MLM_FILE = "mlm.json"
@@ -227,11 +228,7 @@ def consistency_problems(package: ModelPackage, *, require_scaling: bool = True)
         out = outputs[0]
         field = "properties.mlm:output[0]"
         expect(f"{field}.name", out.get("name"), spec.output.name)
-        classes = [
-            {"value": c.get("value"), "name": c.get("name")}
-            for c in out.get("classification:classes", [])
-            if isinstance(c, dict)
-        ]
+        classes = class_pairs(out)
         wanted = [{"value": c.value, "name": c.name} for c in spec.output.classes]
         expect(f"{field}.classification:classes", classes, wanted)
         size = spec.input.patch_size
@@ -256,7 +253,7 @@ def _input_problems(
             )
 
     expect("name", given.get("name"), spec.input.name)
-    names = [b if isinstance(b, str) else b.get("name") for b in given.get("bands", [])]
+    names = band_names(given)
     expect("bands", names, bands)
     structure = given.get("input") or {}
     expect("input.shape", structure.get("shape"), [-1, len(bands), size, size])

@@ -37,7 +37,8 @@ from geomlops.catalog.collections import MODELS
 from geomlops.catalog.extensions import VERSION_SCHEMA
 from geomlops.connections import get_connections
 from geomlops.errors import ConflictError, GeomlopsError, NotFoundError
-from geomlops.governance.stages import STAGE_PROPERTY, Stage
+from geomlops.model import properties as prop
+from geomlops.model.stages import STAGE_PROPERTY, Stage
 from geomlops.registration.source import SourceInfo, package_digest, source_info
 from geomlops.registration.validate import ValidationResult, validate_or_raise
 from geomlops.settings import Settings, get_settings
@@ -48,13 +49,6 @@ Action = Literal["created", "updated", "unchanged"]
 
 STAGE = STAGE_PROPERTY
 REGISTERED = Stage.REGISTERED.value
-PACKAGE = "geomlops:package"
-PACKAGE_VERSION = "geomlops:package_version"
-DIGEST = "geomlops:package_digest"
-GIT_COMMIT = "geomlops:git_commit"
-GIT_DIRTY = "geomlops:git_dirty"
-IMAGE = "geomlops:image"
-MLFLOW_MODEL = "geomlops:mlflow_model"
 SHA_PATTERN = re.compile(r"^[0-9a-f]{7,64}$")
 
 
@@ -142,16 +136,16 @@ def registered_item(
     props.update(
         {
             STAGE: REGISTERED,
-            PACKAGE: spec.name,
-            PACKAGE_VERSION: spec.version,
-            DIGEST: digest,
-            GIT_COMMIT: provenance.commit,
-            IMAGE: provenance.image,
-            MLFLOW_MODEL: spec.name,
+            prop.PACKAGE: spec.name,
+            prop.PACKAGE_VERSION: spec.version,
+            prop.PACKAGE_DIGEST: digest,
+            prop.GIT_COMMIT: provenance.commit,
+            prop.IMAGE: provenance.image,
+            prop.MLFLOW_MODEL: spec.name,
         }
     )
     if provenance.dirty:
-        props[GIT_DIRTY] = True
+        props[prop.GIT_DIRTY] = True
     for asset in item.get("assets", {}).values():
         roles = asset.get("roles", [])
         if "mlm:model" in roles:
@@ -171,14 +165,14 @@ def registered_item(
 def _mlflow_tags(item: dict[str, Any]) -> dict[str, str]:
     props = item["properties"]
     tags = {
-        "geomlops.package": props[PACKAGE],
-        "geomlops.package_version": props[PACKAGE_VERSION],
+        "geomlops.package": props[prop.PACKAGE],
+        "geomlops.package_version": props[prop.PACKAGE_VERSION],
         "geomlops.package_item": item["id"],
-        "geomlops.package_digest": props[DIGEST],
-        "geomlops.git_commit": props[GIT_COMMIT],
-        "geomlops.image": props[IMAGE],
+        "geomlops.package_digest": props[prop.PACKAGE_DIGEST],
+        "geomlops.git_commit": props[prop.GIT_COMMIT],
+        "geomlops.image": props[prop.IMAGE],
     }
-    if props.get(GIT_DIRTY):
+    if props.get(prop.GIT_DIRTY):
         tags["geomlops.git_dirty"] = "true"
     return tags
 
@@ -374,10 +368,11 @@ def _settled_provenance(
     except NotFoundError:
         return wanted
     props = stored.get("properties", {})
-    if props.get(DIGEST) != digest:
+    if props.get(prop.PACKAGE_DIGEST) != digest:
         raise ConflictError(
             f"{item_id} is already registered with different content: stored "
-            f"{props.get(DIGEST)} from commit {props.get(GIT_COMMIT)}, this package is "
+            f"{props.get(prop.PACKAGE_DIGEST)} from commit {props.get(prop.GIT_COMMIT)}, "
+            "this package is "
             f"{digest}; nothing was changed",
             hint="a registered version always means the same code: raise `version` in "
             "package.yaml and mlm.json, then register again",
@@ -391,9 +386,9 @@ def _settled_provenance(
         wanted.source_href,
     )
     kept = Provenance(
-        str(props.get(GIT_COMMIT, wanted.commit)),
-        bool(props.get(GIT_DIRTY, False)),
-        str(props.get(IMAGE, wanted.image)),
+        str(props.get(prop.GIT_COMMIT, wanted.commit)),
+        bool(props.get(prop.GIT_DIRTY, False)),
+        str(props.get(prop.IMAGE, wanted.image)),
         code,
     )
     if has_digest(wanted.image) and not has_digest(kept.image):

@@ -28,6 +28,7 @@ from geomlops.ml.spec import (
     consistency_problems,
     read_spec,
 )
+from geomlops.model.io import OUTPUT_KEY, band_names, class_pairs
 from geomlops.registration.contract import (
     ENTRY_POINTS,
     HYPERPARAMETERS,
@@ -233,8 +234,7 @@ def _explained(problem: Problem, package: ModelPackage) -> Problem:
     """Name the bands or classes that differ, not only the two lists."""
     spec = package.spec
     if problem.location == "properties.mlm:input[0].bands":
-        given = package.mlm_input.get("bands", [])
-        named = [b if isinstance(b, str) else b.get("name") for b in given]
+        named = band_names(package.mlm_input)
         extra = [b for b in named if b not in spec.input.bands]
         missing = [b for b in spec.input.bands if b not in named]
         parts = []
@@ -253,8 +253,8 @@ def _explained(problem: Problem, package: ModelPackage) -> Problem:
             "mlm:input bands must equal package.yaml input.bands, in the same order",
         )
     if problem.location == "properties.mlm:output[0].classification:classes":
-        outputs = package.mlm["properties"]["mlm:output"][0].get("classification:classes", [])
-        declared = [f"{c.get('value')}={c.get('name')}" for c in outputs if isinstance(c, dict)]
+        output = package.mlm["properties"][OUTPUT_KEY][0]
+        declared = [f"{c['value']}={c['name']}" for c in class_pairs(output)]
         code = [f"{c.value}={c.name}" for c in spec.output.classes]
         return Problem(
             problem.file,

@@ -19,12 +19,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from geomlops.ml.mlm import ModelIO
 from geomlops.ml.raster import MASK_NODATA, Raster
 from geomlops.ml.scaling import normalise
 from geomlops.ml.tiling import predict_probabilities
+from geomlops.model.io import ModelIO
+from geomlops.model.resolve import ResolvedModel
 from geomlops.serving.artifacts import download
-from geomlops.serving.resolve import ResolvedModel
 from geomlops.settings import Settings
 from geomlops.transformers.raster_to_vector import payload
 
@@ -100,7 +100,7 @@ class Predictor:
         return {
             "model_name": self.resolved.name,
             "model_version": self.resolved.version,
-            "stac_item_id": self.resolved.stac_item_id,
+            "stac_item_id": self.resolved.item_id,
         }
 
     def predict(self, raster: Raster) -> dict[str, Any]:

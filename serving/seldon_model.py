@@ -11,11 +11,12 @@ answers ``/api/v1.0/predictions`` with the mask payload (:mod:`geomlops.transfor
 raster_to_vector.payload`) in ``jsonData`` — what the raster-to-vector output transformer
 turns into GeoJSON — and ``meta.tags`` naming the model, its version and its STAC item.
 
-The version is the ``production`` one unless ``model_version`` names one
-(:func:`geomlops.serving.resolve.resolve_model`, injectable for the promotion issue's
-helper). A model with nothing promoted does not stop the component: it starts, answers 404
-with what to do, and looks again (at most every ``retry_seconds``), so promoting a version
-is enough to bring the service to life.
+The version is the ``production`` one unless ``model_version`` names one, by the platform's
+one resolution rule (:func:`geomlops.model.resolve.resolve_model`, asked over MLflow's REST
+API: the serving environment has no MLflow client), so a rejected version is never served,
+nor a production version whose records disagree. A model with nothing promoted does not
+stop the component: it starts, answers 404 with what to do, and looks again (at most every
+``retry_seconds``), so promoting a version is enough to bring the service to life.
 """
 
 from __future__ import annotations
@@ -23,24 +24,31 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from seldon_core.flask_utils import SeldonMicroserviceException
 
 from geomlops.errors import GeomlopsError
 from geomlops.ml.raster import local_gdal
+from geomlops.model.registry import RestRegistry
+from geomlops.model.resolve import NoProductionVersion, ResolvedModel, resolve_model
 from geomlops.serving.inputs import InputPolicy, InputRejected, read_image, request_image
 from geomlops.serving.predictor import Predictor
-from geomlops.serving.resolve import NoProductionVersion, Resolver, resolve_model
 from geomlops.settings import get_settings
 from geomlops.transformers.wrapper_messages import big_messages_blueprint
 
 log = logging.getLogger(__name__)
 COMPONENT_NAME = "model"
 
+Resolver = Callable[[str, "str | None"], ResolvedModel]
+"""What the model component is given: ``resolve(name, version) -> ResolvedModel``."""
 
-def _default_resolver(name: str, version: str | None) -> Any:
-    return resolve_model(name, version)
+
+def _default_resolver(name: str, version: str | None) -> ResolvedModel:
+    settings = get_settings()
+    registry = RestRegistry.from_settings(settings)
+    return resolve_model(name, version, settings=settings, registry=registry)
 
 
 class SegmentationModel:

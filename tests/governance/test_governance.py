@@ -29,7 +29,7 @@ from geomlops.datasets import DatasetRegistry
 from geomlops.datasets.registry import staged
 from geomlops.errors import ConflictError, NotFoundError, ValidationFailed
 from geomlops.governance.decisions import Governance
-from geomlops.governance.production import resolve_model
+from geomlops.model.resolve import resolve_model
 from geomlops.registration.register import register_package
 from geomlops.settings import get_settings
 from geomlops.workflows.templates.train import run_uri

@@ -29,9 +29,9 @@ from shapely.geometry import LinearRing, shape
 
 from geomlops.connections import Connections
 from geomlops.ml.raster import read_bands
+from geomlops.model.resolve import resolve_model
 from geomlops.sample_data import fetch
 from geomlops.serving.predictor import Predictor
-from geomlops.serving.resolve import resolve_model
 from geomlops.settings import get_settings
 from geomlops.transformers.raster_to_vector import payload, read_mask
 

@@ -17,11 +17,10 @@ from pyproj import Geod, Transformer
 from shapely.geometry import shape
 
 from geomlops.errors import GeomlopsError, NotFoundError, ValidationFailed
+from geomlops.model.io import OutputClass, parse_classes
 from geomlops.sample_data import fetch
 from geomlops.transformers.raster_to_vector import (
-    OutputClass,
     mask_to_geojson,
-    parse_classes,
     read_mask,
     vectorize,
     write_geojson,

@@ -19,7 +19,7 @@ from shapely.geometry import box, mapping
 
 from geomlops.cli.infer import _datetime
 from geomlops.errors import ValidationFailed
-from geomlops.ml.mlm import ModelIO, OutputClass
+from geomlops.model.io import ModelIO, OutputClass
 from geomlops.settings import InferenceSettings
 from geomlops.workflows.inference import masks
 from geomlops.workflows.inference.aoi import outside_fraction, parse_aoi, read_aoi

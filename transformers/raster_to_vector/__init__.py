@@ -18,7 +18,6 @@ Example::
 
 from __future__ import annotations
 
-from geomlops.transformers.raster_to_vector.classes import OutputClass, parse_classes
 from geomlops.transformers.raster_to_vector.geojson import (
     feature,
     feature_collection,
@@ -36,12 +35,10 @@ from geomlops.transformers.raster_to_vector.vectorize import (
 __all__ = [
     "ClassPolygons",
     "MaskRaster",
-    "OutputClass",
     "VectorizeOptions",
     "feature",
     "feature_collection",
     "mask_to_geojson",
-    "parse_classes",
     "read_mask",
     "vectorize",
     "vectorize_payload",

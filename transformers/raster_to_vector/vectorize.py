@@ -17,8 +17,8 @@ from affine import Affine
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from geomlops.errors import ValidationFailed
+from geomlops.model.io import OutputClass, parse_classes
 from geomlops.transformers.raster_to_vector import pixels
-from geomlops.transformers.raster_to_vector.classes import OutputClass, parse_classes
 from geomlops.transformers.raster_to_vector.georef import Georeference
 from geomlops.transformers.raster_to_vector.payload import DecodedMask
 

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from geomlops import objects
 from geomlops.connections import Connections
-from geomlops.ml.mlm import ModelIO, OutputClass
+from geomlops.model.io import ModelIO, OutputClass
 
 CONFIG = "plan/config.json"
 

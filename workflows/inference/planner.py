@@ -32,7 +32,8 @@ from shapely.geometry import shape
 from geomlops import objects
 from geomlops.connections import Connections, get_connections
 from geomlops.errors import GeomlopsError, NotFoundError, ValidationFailed
-from geomlops.ml.mlm import ModelIO
+from geomlops.model import properties as prop
+from geomlops.model.io import ModelIO
 from geomlops.settings import InferenceSettings, Settings, get_settings
 from geomlops.workflows.inference import masks
 from geomlops.workflows.inference.aoi import as_geojson, outside_fraction, parse_aoi
@@ -68,7 +69,7 @@ class Plan:
 # --- model and region ---------------------------------------------------------------------
 def pin_model(name: str, version: str | None, settings: Settings) -> tuple[ModelPin, dict]:
     """The model version to use and its catalog item."""
-    from geomlops.governance.production import resolve_model
+    from geomlops.model.resolve import resolve_model
 
     resolved = resolve_model(name, version or None, settings=settings)
     io = ModelIO.from_item(resolved.item)
@@ -80,12 +81,12 @@ def pin_model(name: str, version: str | None, settings: Settings) -> tuple[Model
         # The training run's model folder: what `evaluate` loaded, with the exported program
         # (MLflow 3 resolves `models:/NAME/N` to a logged model that may lack the flavour).
         model_uri=(
-            f"runs:/{props['geomlops:mlflow_run_id']}/model"
-            if props.get("geomlops:mlflow_run_id")
+            f"runs:/{props[prop.MLFLOW_RUN_ID]}/model"
+            if props.get(prop.MLFLOW_RUN_ID)
             else resolved.model_uri
         ),
         stage=resolved.stage,
-        image=str(props.get("geomlops:image") or settings.training.platform_image),
+        image=str(props.get(prop.IMAGE) or settings.training.platform_image),
         bands=list(io.bands),
         mean=list(io.mean),
         stddev=list(io.stddev),

@@ -40,6 +40,7 @@ from geomlops.catalog.imagery import file_checksum
 from geomlops.connections import Connections, get_connections
 from geomlops.errors import GeomlopsError, ValidationFailed
 from geomlops.ml.raster import MASK_NODATA
+from geomlops.model import properties as prop
 from geomlops.settings import Settings, get_settings
 from geomlops.transformers.raster_to_vector import vectorize, write_geojson
 from geomlops.workflows.inference.aoi import area_m2
@@ -180,15 +181,15 @@ def _common_properties(config: InferenceRunConfig, workflow_runs: list[str]) -> 
         "processing:software": software_versions(),
         "processing:datetime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "processing:facility": "geomlops-batch-inference",
-        "geomlops:workflow": config.workflow,
-        "geomlops:workflow_runs": workflow_runs,
-        "geomlops:model": model.name,
-        "geomlops:model_version": model.version,
-        "geomlops:model_item": model.item_id,
-        "geomlops:outside_region": config.outside_region,
-        "geomlops:outside_fraction": config.request.outside_fraction,
-        "geomlops:request_datetime": config.request.datetime,
-        "geomlops:classes": [{"value": c.value, "name": c.name} for c in model.classes],
+        prop.WORKFLOW: config.workflow,
+        prop.WORKFLOW_RUNS: workflow_runs,
+        prop.MODEL: model.name,
+        prop.MODEL_VERSION: model.version,
+        prop.MODEL_ITEM: model.item_id,
+        prop.OUTSIDE_REGION: config.outside_region,
+        prop.OUTSIDE_FRACTION: config.request.outside_fraction,
+        prop.REQUEST_DATETIME: config.request.datetime,
+        prop.CLASSES: [{"value": c.value, "name": c.name} for c in model.classes],
     }
 
 
@@ -322,8 +323,8 @@ def _scene_item(
             "datetime": scene.datetime,
             "title": f"{config.model.name} v{config.model.version} on {scene.item_id}",
             **common,
-            "geomlops:scene": scene.item_id,
-            "geomlops:stats": stats,
+            prop.SCENE: scene.item_id,
+            prop.STATS: stats,
             **({"proj:code": f"EPSG:{epsg}"} if epsg else {"proj:wkt2": crs.to_wkt()}),
             "proj:shape": [int(window.height), int(window.width)],
             "proj:transform": list(transform)[:6],
@@ -372,8 +373,8 @@ def _run_item(
             "title": f"{config.model.name} v{config.model.version}: polygons of run "
             f"{config.workflow}",
             **common,
-            "geomlops:stats": totals,
-            "geomlops:scenes": [s.item_id for s in config.scenes],
+            prop.STATS: totals,
+            prop.SCENES: [s.item_id for s in config.scenes],
         },
         "links": [
             _link(stac_url, "derived_from", MODELS, config.model.item_id, "model version"),

@@ -37,10 +37,10 @@ from rasterio.crs import CRS
 from rasterio.windows import Window
 
 from geomlops.connections import Connections
-from geomlops.ml.mlm import ModelIO
 from geomlops.ml.raster import MASK_NODATA
 from geomlops.ml.scaling import normalise
 from geomlops.ml.tiling import predict_probabilities
+from geomlops.model.io import ModelIO
 from geomlops.workflows.inference import masks
 from geomlops.workflows.inference.config import ScenePin, Tile, TileRecord
 from geomlops.workflows.inference.storage import gdal_env, raster_path

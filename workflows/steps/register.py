@@ -21,7 +21,9 @@ from urllib.parse import quote
 from geomlops import objects
 from geomlops.connections import Connections, get_connections
 from geomlops.errors import GeomlopsError
-from geomlops.governance.stages import STAGE_TAG
+from geomlops.model import properties as prop
+from geomlops.model.ids import MODELS_COLLECTION, model_item_id
+from geomlops.model.stages import STAGE_TAG
 from geomlops.settings import Settings, get_settings
 from geomlops.workflows.steps.config import TrainRunConfig
 from geomlops.workflows.steps.train import (
@@ -36,11 +38,6 @@ from geomlops.workflows.steps.train import (
 )
 
 log = logging.getLogger(__name__)
-
-
-def model_item_id(package: str, model_version: str) -> str:
-    """Id of a model version's item in ``models``: the one place its format is written."""
-    return f"{package}-mv{model_version}"
 
 
 def register_step(config_uri: str, settings: Settings | None = None) -> dict[str, Any]:
@@ -159,7 +156,7 @@ def approved_step(config_uri: str, settings: Settings | None = None) -> dict[str
     and recorded in the audit log; this step only checks the outcome.
     """
     from geomlops.catalog.collections import MODELS
-    from geomlops.governance.stages import STAGE_PROPERTY, Stage
+    from geomlops.model.stages import STAGE_PROPERTY, Stage
 
     settings = settings or get_settings()
     conn = get_connections(settings)
@@ -174,12 +171,12 @@ def approved_step(config_uri: str, settings: Settings | None = None) -> dict[str
         return {
             "item_id": item["id"],
             "stage": stage,
-            "approved_by": props.get("geomlops:approved_by"),
+            "approved_by": props.get(prop.APPROVED_BY),
         }
     if stage == Stage.REJECTED:
         raise StepFailed(
-            f"{label} was rejected by {props.get('geomlops:rejected_by')}: "
-            f"{props.get('geomlops:rejection_reason')}"
+            f"{label} was rejected by {props.get(prop.REJECTED_BY)}: "
+            f"{props.get(prop.REJECTION_REASON)}"
         )
     raise StepFailed(
         f"{label} is {stage}: resuming does not approve it. An approver runs "
@@ -218,7 +215,7 @@ def candidate_item(
 
     item = copy.deepcopy(_mlm_template(trained["run_id"], config, settings))
     item["id"] = model_item_id(config.package.name, model_version)
-    item["collection"] = "models"
+    item["collection"] = MODELS_COLLECTION
     if VERSION_SCHEMA not in item.setdefault("stac_extensions", []):
         item["stac_extensions"].append(VERSION_SCHEMA)
     props = item["properties"]
@@ -228,26 +225,26 @@ def candidate_item(
         props["datetime"] = datetime.now(UTC).isoformat()
     metrics = {k: v for k, v in evaluated.get("metrics", {}).items() if k.startswith("val_")}
     if config.submitted_by:
-        props["geomlops:trained_by"] = config.submitted_by
+        props[prop.TRAINED_BY] = config.submitted_by
     props.update(
         {
             "version": model_version,
             STAGE: CANDIDATE,
-            "geomlops:package": config.package.name,
-            "geomlops:package_version": config.package.version,
-            "geomlops:package_item": config.package.item_id,
-            "geomlops:git_commit": config.package.git_commit,
-            "geomlops:image": config.package.image,
-            "geomlops:dataset": config.dataset.name,
-            "geomlops:dataset_version": f"v{config.dataset.number}",
-            "geomlops:dataset_md5": config.dataset.md5,
-            "geomlops:dataset_git_rev": config.dataset.git_rev,
-            "geomlops:workflow": config.workflow,
-            "geomlops:mlflow_model": config.package.name,
-            "geomlops:mlflow_model_version": model_version,
-            "geomlops:mlflow_run_id": trained["run_id"],
-            "geomlops:evaluate_run_id": evaluated["run_id"],
-            "geomlops:metrics": metrics,
+            prop.PACKAGE: config.package.name,
+            prop.PACKAGE_VERSION: config.package.version,
+            prop.PACKAGE_ITEM: config.package.item_id,
+            prop.GIT_COMMIT: config.package.git_commit,
+            prop.IMAGE: config.package.image,
+            prop.DATASET: config.dataset.name,
+            prop.DATASET_VERSION: f"v{config.dataset.number}",
+            prop.DATASET_MD5: config.dataset.md5,
+            prop.DATASET_GIT_REV: config.dataset.git_rev,
+            prop.WORKFLOW: config.workflow,
+            prop.MLFLOW_MODEL: config.package.name,
+            prop.MLFLOW_MODEL_VERSION: model_version,
+            prop.MLFLOW_RUN_ID: trained["run_id"],
+            prop.EVALUATE_RUN_ID: evaluated["run_id"],
+            prop.METRICS: metrics,
         }
     )
     model_asset = next(
@@ -272,7 +269,7 @@ def candidate_item(
         },
         {
             "rel": "derived_from",
-            "href": f"{stac}/collections/models/items/{quote(config.package.item_id)}",
+            "href": f"{stac}/collections/{MODELS_COLLECTION}/items/{quote(config.package.item_id)}",
             "type": "application/geo+json",
             "title": f"Model package {config.package.name} {config.package.version}",
         },

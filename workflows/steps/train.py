@@ -29,7 +29,8 @@ from geomlops.datasets.materialise import materialise
 from geomlops.datasets.refs import DatasetRef, item_id_for
 from geomlops.datasets.registry import DatasetRegistry
 from geomlops.errors import GeomlopsError, NotFoundError
-from geomlops.governance.stages import STAGE_PROPERTY, Stage
+from geomlops.model import properties as prop
+from geomlops.model.stages import STAGE_PROPERTY, Stage
 from geomlops.settings import Settings, get_settings
 from geomlops.workflows.steps.config import (
     DatasetPin,
@@ -93,9 +94,7 @@ def find_package(catalog: Any, name: str, version: str | None) -> PackagePin:
         for a in item.get("assets", {}).values()
         if "mlm:source_code" in a.get("roles", [])
     ]
-    missing = [
-        key for key in ("version", "geomlops:git_commit", "geomlops:image") if not props.get(key)
-    ]
+    missing = [key for key in ("version", prop.GIT_COMMIT, prop.IMAGE) if not props.get(key)]
     if missing or not sources:
         raise GeomlopsError(
             f"catalog item {item['id']!r} of package {name!r} lacks "
@@ -105,8 +104,8 @@ def find_package(catalog: Any, name: str, version: str | None) -> PackagePin:
     return PackagePin(
         name=name,
         version=str(props["version"]),
-        git_commit=str(props["geomlops:git_commit"]),
-        image=str(props["geomlops:image"]),
+        git_commit=str(props[prop.GIT_COMMIT]),
+        image=str(props[prop.IMAGE]),
         source=sources[0],
         item_id=item["id"],
     )
