@@ -151,9 +151,7 @@ class ModelIO:
             shape = given["input"]["shape"]
             patch_size = int(shape[-1])
             # Inference names every channel, so a class needs a name here (MLM does not).
-            declared = [
-                {**c, "value": int(c["value"]), "name": str(c["name"])} for c in output[CLASSES_KEY]
-            ]
+            declared = [OutputClass(int(c["value"]), str(c["name"])) for c in output[CLASSES_KEY]]
         except (KeyError, IndexError, TypeError, ValueError) as error:
             raise ValidationFailed(
                 f"{where}: its MLM fields lack what inference needs ({error!r})",
