@@ -17,6 +17,7 @@ from geomlops.catalog.collections import collection_dicts
 from geomlops.catalog.db import pgstac_connection
 from geomlops.catalog.keys import ensure_admin_key, ensure_schema
 from geomlops.catalog.queryables import register_mlm_queryables
+from geomlops.errors import ConfigError
 from geomlops.settings import Settings, get_settings
 from geomlops.stack.state import StatePaths, secret
 
@@ -30,10 +31,24 @@ def admin_key(settings: Settings) -> str:
     return secret(StatePaths(settings.stack.home), ADMIN_KEY_SECRET, {"key": 48})["key"]
 
 
-def bootstrap(settings: Settings | None = None) -> None:
-    """Create what the catalog needs, if missing; safe to run on every ``geomlops up``."""
+def bootstrap(settings: Settings | None = None, *, key_from_settings: bool = False) -> None:
+    """Create what the catalog needs, if missing; safe to run on every ``geomlops up``.
+
+    ``key_from_settings`` takes the administrator key from ``GEOMLOPS_API_KEY`` instead of
+    the state directory: a cluster's bootstrap Job has no state directory, and its key
+    lives in a Kubernetes Secret. Opt-in only, so a personal key exported in a local shell
+    never becomes the local stack's administrator key.
+    """
     settings = settings or get_settings()
-    key = admin_key(settings)
+    if key_from_settings:
+        if settings.auth.api_key is None:
+            raise ConfigError(
+                "--admin-key-from-settings needs GEOMLOPS_API_KEY",
+                hint="set GEOMLOPS_API_KEY to the administrator key (the chart's Secret does)",
+            )
+        key = settings.auth.api_key.get_secret_value()
+    else:
+        key = admin_key(settings)
     with pgstac_connection(settings) as conn:
         for collection in collection_dicts():
             conn.execute("SELECT pgstac.upsert_collection(%s::jsonb)", (json.dumps(collection),))
@@ -45,5 +60,13 @@ def bootstrap(settings: Settings | None = None) -> None:
 
 
 if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m geomlops.catalog.bootstrap")
+    parser.add_argument(
+        "--admin-key-from-settings",
+        action="store_true",
+        help="The administrator key is GEOMLOPS_API_KEY (a cluster), not the state directory's.",
+    )
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    bootstrap()
+    bootstrap(key_from_settings=parser.parse_args().admin_key_from_settings)

@@ -359,6 +359,11 @@ class TrainingSettings(BaseSettings):
         description="Kubernetes Secret whose keys give workflow pods the service URLs and "
         "credentials (each optional: a local run inherits them from the executor).",
     )
+    service_account: str = Field(
+        default="geomlops-workflow",
+        description="Kubernetes ServiceAccount the platform's workflows run as (the Helm "
+        "chart's, bound to Argo's minimal Role); never the namespace's `default` account.",
+    )
 
 
 class RegistrationSettings(BaseSettings):

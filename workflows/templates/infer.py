@@ -48,6 +48,7 @@ def infer_template(settings: Settings) -> WorkflowTemplate:
         "and shards, predict in parallel pods, publish COGs, GeoJSON and prediction items.",
         PARAMETERS,
         on_exit="report",
+        service_account_name=settings.training.service_account,
     ) as template:
         # fmt: off
         plan_args = [

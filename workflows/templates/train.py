@@ -85,6 +85,7 @@ def train_template(settings: Settings) -> WorkflowTemplate:
         "Train a registered model package on a DVC dataset version, evaluate it, register "
         "a candidate model version, and wait for approval.",
         PARAMETERS,
+        service_account_name=settings.training.service_account,
     ) as template:
         # fmt: off
         resolve_args = [
