@@ -10,9 +10,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from geomlops.catalog.client import CatalogClient
-from geomlops.catalog.filters import and_filters, mlm_filter
-from geomlops.catalog.validation import stac_problems, validate_stac
 from geomlops.errors import ValidationFailed
 
 app = typer.Typer(
@@ -59,6 +56,8 @@ def validate(files: list[Path] = FILES) -> None:
         geomlops catalog validate model_packages/unet/item.json
         geomlops catalog validate items/*.json
     """
+    from geomlops.catalog.validation import stac_problems
+
     problems = []
     for path, item in _items(files):
         found = stac_problems(item)
@@ -84,6 +83,9 @@ def add(
         geomlops catalog add item.json --collection models
         GEOMLOPS_API_KEY=gml_... geomlops catalog add items/*.json
     """
+    from geomlops.catalog.client import CatalogClient
+    from geomlops.catalog.validation import validate_stac
+
     with CatalogClient.from_settings() as client:
         prepared = [client.prepare(item, collection) for _, item in _items(files)]
         validate_stac(prepared, client.schemas)
@@ -116,6 +118,9 @@ def search(
         geomlops catalog search --bbox -1,38,0,39 --datetime 2019-01-01T00:00:00Z/.. --json
         geomlops catalog search --framework pytorch --band B8A --band B12
     """
+    from geomlops.catalog.client import CatalogClient
+    from geomlops.catalog.filters import and_filters, mlm_filter
+
     box = _bbox(bbox)
     extra = None
     if filter_json:

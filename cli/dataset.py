@@ -5,16 +5,17 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from geomlops.datasets.materialise import materialise
-from geomlops.datasets.refs import DatasetRef
-from geomlops.datasets.registry import DatasetRegistry, staged
+from geomlops.cli.options import JsonOption
 from geomlops.errors import ValidationFailed
+
+if TYPE_CHECKING:
+    from geomlops.datasets.refs import DatasetRef
 
 app = typer.Typer(
     name="dataset",
@@ -22,7 +23,7 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 err = Console(stderr=True, highlight=False)
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
+RefArg = Annotated[str, typer.Argument(help="NAME (latest) or NAME@vN.")]
 
 
 def _when(text: str | None, option: str) -> tuple[datetime | None, datetime | None]:
@@ -71,6 +72,8 @@ def add(
         geomlops dataset add ../shared/data/imagery/sen1floods11 --base ../shared/data \
             --name sen1floods11 --datetime 2019-09-17
     """
+    from geomlops.datasets.registry import DatasetRegistry, staged
+
     start, end = _when(time_range, "--datetime")
     registry = DatasetRegistry()
     if base is None:
@@ -95,6 +98,8 @@ def list_(as_json: JsonOption = False) -> None:
         geomlops dataset list
         geomlops dataset list --json
     """
+    from geomlops.datasets.registry import DatasetRegistry
+
     registry = DatasetRegistry()
     versions = [v for name in registry.names() for v in registry.versions(name)]
     if as_json:
@@ -109,16 +114,15 @@ def list_(as_json: JsonOption = False) -> None:
 
 
 @app.command()
-def show(
-    ref: Annotated[str, typer.Argument(help="NAME (latest) or NAME@vN.")],
-    as_json: JsonOption = False,
-) -> None:
+def show(ref: RefArg, as_json: JsonOption = False) -> None:
     """Show one version and its catalog item.
 
     Examples:
         geomlops dataset show sen1floods11
         geomlops dataset show sen1floods11@v1 --json
     """
+    from geomlops.datasets.registry import DatasetRegistry
+
     registry = DatasetRegistry()
     version = registry.resolve(_ref(ref))
     data = {**version.to_json(), "item": registry.item(version)}
@@ -136,7 +140,7 @@ def show(
 
 @app.command("materialise")
 def materialise_command(
-    ref: Annotated[str, typer.Argument(help="NAME (latest) or NAME@vN.")],
+    ref: RefArg,
     dest: Annotated[Path, typer.Argument(help="New folder to write the files into.")],
 ) -> None:
     """Fetch a version from the DVC remote into DEST, verifying its checksum.
@@ -144,12 +148,16 @@ def materialise_command(
     Examples:
         geomlops dataset materialise sen1floods11@v1 ./data
     """
+    from geomlops.datasets.materialise import materialise
+
     version = materialise(_ref(ref), dest)
     err.print(f"{version.tag}: {version.file_count} files verified ({version.md5})")
     typer.echo(str(dest))
 
 
 def _ref(text: str) -> DatasetRef:
+    from geomlops.datasets.refs import DatasetRef
+
     try:
         return DatasetRef.parse(text)
     except ValidationFailed as exc:

@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING, Annotated
 
-import psycopg
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
 
-from geomlops import audit as audit_log
-from geomlops.catalog.db import pgstac_url
-from geomlops.governance.decisions import Governance, Outcome
-from geomlops.governance.lineage import LineageResolver, Link
-from geomlops.settings import get_settings
+from geomlops.cli.options import JsonOption, ModelArg, ReasonOption
+
+if TYPE_CHECKING:
+    from geomlops.governance.decisions import Outcome
+    from geomlops.governance.lineage import Link
 
 err = Console(stderr=True, highlight=False)
 out = Console(highlight=False)
-
-REASON = typer.Option(..., "--reason", "-r", help="Why: recorded in the audit log for good.")
 
 
 def _report(outcome: Outcome, verb: str) -> None:
@@ -30,9 +28,9 @@ def _report(outcome: Outcome, verb: str) -> None:
 
 
 def promote(
-    model: str = typer.Argument(..., help="Registered model name, e.g. flood-water-s2."),
-    version: str = typer.Argument(..., help="Model version number to put into production."),
-    reason: str = REASON,
+    model: ModelArg,
+    version: Annotated[str, typer.Argument(help="Model version number to put into production.")],
+    reason: ReasonOption,
 ) -> None:
     """Promote a candidate to production, as the identity behind GEOMLOPS_API_KEY.
 
@@ -42,40 +40,48 @@ def promote(
     Examples:
         GEOMLOPS_API_KEY=$APPROVER_KEY geomlops promote flood-water-s2 3 --reason "IoU 0.80"
     """
+    from geomlops.governance.decisions import Governance
+    from geomlops.settings import get_settings
+
     with Governance(get_settings()) as governance:
         _report(governance.promote(model, version, reason), "promoted")
 
 
 def reject(
-    model: str = typer.Argument(..., help="Registered model name."),
-    version: str = typer.Argument(..., help="Candidate version to reject."),
-    reason: str = REASON,
+    model: ModelArg,
+    version: Annotated[str, typer.Argument(help="Candidate version to reject.")],
+    reason: ReasonOption,
 ) -> None:
     """Reject a candidate: it can never be promoted.
 
     Examples:
         geomlops reject flood-water-s2 4 --reason "misses small channels in the Ebro delta"
     """
+    from geomlops.governance.decisions import Governance
+    from geomlops.settings import get_settings
+
     with Governance(get_settings()) as governance:
         _report(governance.reject(model, version, reason), "rejected")
 
 
-def rollback(
-    model: str = typer.Argument(..., help="Registered model name."),
-    reason: str = REASON,
-) -> None:
+def rollback(model: ModelArg, reason: ReasonOption) -> None:
     """Put the previous production version back into production (an approver decision).
 
     Examples:
         geomlops rollback flood-water-s2 --reason "false water over new solar farms"
     """
+    from geomlops.governance.decisions import Governance
+    from geomlops.settings import get_settings
+
     with Governance(get_settings()) as governance:
         _report(governance.rollback(model, reason), "rolled back to")
 
 
 def reconcile(
-    model: str = typer.Argument(..., help="Registered model name."),
-    repair: bool = typer.Option(False, "--repair", help="Fix what differs (approver only)."),
+    model: ModelArg,
+    repair: Annotated[
+        bool, typer.Option("--repair", help="Fix what differs (approver only).")
+    ] = False,
 ) -> None:
     """Compare MLflow and the catalog with the audit log; exit 1 if they differ.
 
@@ -83,6 +89,9 @@ def reconcile(
         geomlops reconcile flood-water-s2
         geomlops reconcile flood-water-s2 --repair
     """
+    from geomlops.governance.decisions import Governance
+    from geomlops.settings import get_settings
+
     with Governance(get_settings()) as governance:
         differences = governance.reconcile(model, repair=repair)
     for difference in differences:
@@ -95,9 +104,11 @@ def reconcile(
 
 
 def audit(
-    model: str | None = typer.Argument(None, help="Only this model's entries."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON for programs."),
-    verify: bool = typer.Option(False, "--verify", help="Check the hash chain; exit 1 if broken."),
+    model: Annotated[str | None, typer.Argument(help="Only this model's entries.")] = None,
+    as_json: JsonOption = False,
+    verify: Annotated[
+        bool, typer.Option("--verify", help="Check the hash chain; exit 1 if broken.")
+    ] = False,
 ) -> None:
     """Show the audit trail: registrations, training runs, promotions, rejections, rollbacks.
 
@@ -106,6 +117,12 @@ def audit(
         geomlops audit flood-water-s2 --json
         geomlops audit --verify
     """
+    import psycopg
+
+    from geomlops import audit as audit_log
+    from geomlops.catalog.db import pgstac_url
+    from geomlops.settings import get_settings
+
     with psycopg.connect(pgstac_url(get_settings()), connect_timeout=10) as conn:
         entries = list(audit_log.entries(conn, model))
         problems = audit_log.verify(conn) if verify else []
@@ -147,8 +164,8 @@ def _tree(link: Link, tree: Tree | None = None) -> Tree:
 
 
 def lineage(
-    item_id: str = typer.Argument(..., help="Model version item id, e.g. flood-water-s2-mv1."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON for programs."),
+    item_id: Annotated[str, typer.Argument(help="Model version item id, e.g. flood-water-s2-mv1.")],
+    as_json: JsonOption = False,
 ) -> None:
     """Show what a model version came from; exit 1 if any link is broken.
 
@@ -159,6 +176,9 @@ def lineage(
         geomlops lineage flood-water-s2-mv1
         geomlops lineage flood-water-s2-mv1 --json | jq '.children[] | select(.ok | not)'
     """
+    from geomlops.governance.lineage import LineageResolver
+    from geomlops.settings import get_settings
+
     with LineageResolver(get_settings()) as resolver:
         root = resolver.resolve(item_id)
     if as_json:

@@ -7,11 +7,7 @@ from pathlib import Path
 
 import typer
 
-from geomlops.catalog.client import CatalogClient
-from geomlops.catalog.ingest import ingest
-from geomlops.catalog.sensors import PROFILES
-from geomlops.connections import get_connections
-from geomlops.settings import get_settings
+from geomlops.catalog.sensors import PROFILES  # plain data, cheap: the --sensor help lists it
 
 app = typer.Typer(name="imagery", help="Ingest source imagery as COGs.", no_args_is_help=True)
 
@@ -48,6 +44,11 @@ def add(
         geomlops imagery add Spain_7370579_S2Hand.tif --datetime 2019-09-18T10:50:00Z
         geomlops imagery add scene.tif --sensor sentinel-2-l1c --datetime 2021-06-01
     """
+    from geomlops.catalog.client import CatalogClient
+    from geomlops.catalog.ingest import ingest
+    from geomlops.connections import get_connections
+    from geomlops.settings import get_settings
+
     acquired = _when(when)
     settings = get_settings()
     with CatalogClient.from_settings(settings) as client:

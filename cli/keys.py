@@ -12,10 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from geomlops.catalog import keys as key_store
-from geomlops.catalog.db import pgstac_connection
-from geomlops.catalog.identity import ROLE_NAMES, Role
-from geomlops.settings import get_settings
+from geomlops.catalog.identity import ROLE_NAMES, Role  # plain data, cheap: --role's help
+from geomlops.cli.options import JsonOption
 
 app = typer.Typer(
     name="keys", help="Create, list and revoke catalog API keys.", no_args_is_help=True
@@ -33,7 +31,7 @@ ROLE_OPTION = typer.Option(
 def create(
     name: str = typer.Argument(..., help="Identity the key belongs to, e.g. alice or ci-bot."),
     role: list[str] = ROLE_OPTION,
-    as_json: bool = typer.Option(False, "--json", help="Print JSON for programs."),
+    as_json: JsonOption = False,
 ) -> None:
     """Create a key for NAME and print it once (only its hash is stored).
 
@@ -46,6 +44,10 @@ def create(
         raise typer.BadParameter(
             f"unknown role(s) {unknown}; choose from {', '.join(ROLE_NAMES)}", param_hint="--role"
         )
+    from geomlops.catalog import keys as key_store
+    from geomlops.catalog.db import pgstac_connection
+    from geomlops.settings import get_settings
+
     with pgstac_connection(get_settings()) as conn:
         key_store.ensure_schema(conn)
         key, info = key_store.create_key(conn, name, role)
@@ -59,7 +61,7 @@ def create(
 @app.command("list")
 def list_(
     all_keys: bool = typer.Option(False, "--all", help="Include revoked keys."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON for programs."),
+    as_json: JsonOption = False,
 ) -> None:
     """List keys: identity, roles, the key's first characters, when created/revoked.
 
@@ -67,6 +69,10 @@ def list_(
         geomlops keys list
         geomlops keys list --all --json
     """
+    from geomlops.catalog import keys as key_store
+    from geomlops.catalog.db import pgstac_connection
+    from geomlops.settings import get_settings
+
     with pgstac_connection(get_settings()) as conn:
         key_store.ensure_schema(conn)
         infos = key_store.list_keys(conn, include_revoked=all_keys)
@@ -107,6 +113,10 @@ def revoke(name: str = typer.Argument(..., help="Identity whose active key to re
     Examples:
         geomlops keys revoke alice
     """
+    from geomlops.catalog import keys as key_store
+    from geomlops.catalog.db import pgstac_connection
+    from geomlops.settings import get_settings
+
     with pgstac_connection(get_settings()) as conn:
         key_store.ensure_schema(conn)
         info = key_store.revoke_key(conn, name)

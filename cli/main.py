@@ -6,9 +6,8 @@ platform's errors to exit codes (0 success, 1 runtime error, 2 usage error).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import click
 import typer
 from rich.console import Console
 from typer.core import TyperGroup
@@ -25,6 +24,9 @@ from geomlops.cli import stack
 from geomlops.cli import train_step as train_step_cli
 from geomlops.cli import workflows as workflows_cli
 from geomlops.errors import GeomlopsError
+
+if TYPE_CHECKING:
+    import click
 
 
 class GeomlopsGroup(TyperGroup):

@@ -8,9 +8,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from geomlops.registration.problems import validation_error
-from geomlops.registration.register import SHA_PATTERN, register_package
-from geomlops.registration.validate import validate_package
+from geomlops.cli.options import JsonOption
 
 app = typer.Typer(
     name="package",
@@ -21,11 +19,10 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 # Not `exists=True`: a missing folder is a problem validation reports like any other.
 PACKAGE_ARG = typer.Argument(..., help="The package folder, e.g. model_packages/flood-water-s2.")
-JSON_OPTION = typer.Option(False, "--json", help="Print the result as JSON on stdout.")
 
 
 @app.command()
-def validate(path: Path = PACKAGE_ARG, as_json: bool = JSON_OPTION) -> None:
+def validate(path: Path = PACKAGE_ARG, as_json: JsonOption = False) -> None:
     """Check a package against the contract; list every problem with file, place and hint.
 
     Checks the folder, required files, sizes and links, package.yaml, mlm.json (offline,
@@ -36,6 +33,9 @@ def validate(path: Path = PACKAGE_ARG, as_json: bool = JSON_OPTION) -> None:
         geomlops package validate model_packages/flood-water-s2
         geomlops package validate model_packages/flood-water-s1 --json
     """
+    from geomlops.registration.problems import validation_error
+    from geomlops.registration.validate import validate_package
+
     result = validate_package(path)
     if as_json:
         typer.echo(
@@ -66,7 +66,7 @@ def register(
     git_sha: str | None = typer.Option(
         None, "--git-sha", help="Commit the package comes from; default: HEAD of its repository."
     ),
-    as_json: bool = JSON_OPTION,
+    as_json: JsonOption = False,
 ) -> None:
     r"""Validate, then create the MLflow registered model and the `registered` catalog item.
 
@@ -79,6 +79,8 @@ def register(
         geomlops package register model_packages/flood-water-s1 \
             --image ghcr.io/acme/flood-water-s1@sha256:0123... --git-sha "$GITHUB_SHA"
     """
+    from geomlops.registration.register import SHA_PATTERN, register_package
+
     if git_sha is not None and not SHA_PATTERN.match(git_sha):
         raise typer.BadParameter(
             "not a git commit hash (hex, 7 to 64 digits)", param_hint="--git-sha"

@@ -12,22 +12,12 @@ import sys
 from typing import Annotated
 
 import typer
-import yaml
 from rich.console import Console
 
 from geomlops.cli.groups import DefaultRunGroup
-from geomlops.settings import get_settings
+from geomlops.cli.options import ModelArg, ModelVersionOption
 
 console = Console(stderr=True, highlight=False)
-
-VersionOption = Annotated[
-    str | None,
-    typer.Option(
-        "--version",
-        help="Serve this model version (any stage). Default: the production version.",
-    ),
-]
-
 
 app = typer.Typer(
     cls=DefaultRunGroup,
@@ -41,11 +31,11 @@ app = typer.Typer(
 
 @app.command("run", hidden=True)
 def run(
-    model: Annotated[str, typer.Argument(help="Registered model name, e.g. flood-water-s2.")],
+    model: ModelArg,
     port: Annotated[
         int | None, typer.Option(min=1, max=65535, help="Router port; default: a free one.")
     ] = None,
-    version: VersionOption = None,
+    version: ModelVersionOption = None,
 ) -> None:
     r"""Run MODEL's graph on 127.0.0.1 until interrupted (Ctrl-C).
 
@@ -60,6 +50,7 @@ def run(
     """
     from geomlops.serving.local import serve_foreground
     from geomlops.serving.manifest import seldon_deployment
+    from geomlops.settings import get_settings
     from geomlops.stack.state import StatePaths
 
     settings = get_settings()
@@ -76,8 +67,8 @@ def run(
 
 @app.command("manifest")
 def manifest(
-    model: Annotated[str, typer.Argument(help="Registered model name, e.g. flood-water-s2.")],
-    version: VersionOption = None,
+    model: ModelArg,
+    version: ModelVersionOption = None,
     output_json: Annotated[bool, typer.Option("--json", help="JSON instead of YAML.")] = False,
 ) -> None:
     """Print the SeldonDeployment serving MODEL (validated against the CRD schema).
@@ -89,7 +80,10 @@ def manifest(
         geomlops serve manifest flood-water-s2 | kubectl apply -f -
         GEOMLOPS_SERVING_GPUS=1 geomlops serve manifest flood-water-s2 --json
     """
+    import yaml
+
     from geomlops.serving.manifest import seldon_deployment
+    from geomlops.settings import get_settings
 
     document = seldon_deployment(model, version=version, settings=get_settings())
     if output_json:

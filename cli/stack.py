@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import shlex
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from geomlops.connections import get_connections
-from geomlops.settings import get_settings
-from geomlops.stack.manager import LocalStack, ServiceStatus
+from geomlops.cli.options import JsonOption
+
+if TYPE_CHECKING:
+    from geomlops.stack.manager import ServiceStatus
 
 err = Console(stderr=True)
 out = Console()
@@ -37,6 +39,9 @@ def up() -> None:
         geomlops up
         GEOMLOPS_HOME=/srv/geomlops geomlops up
     """
+    from geomlops.settings import get_settings
+    from geomlops.stack.manager import LocalStack
+
     stack = LocalStack(get_settings())
     statuses = stack.up(progress=lambda msg: err.print(f"[dim]{msg}[/]"))
     out.print(_table(statuses))
@@ -49,19 +54,23 @@ def down() -> None:
     Examples:
         geomlops down
     """
+    from geomlops.settings import get_settings
+    from geomlops.stack.manager import LocalStack
+
     stopped = LocalStack(get_settings()).down(progress=lambda msg: err.print(f"[dim]{msg}[/]"))
     err.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
 
 
-def status(
-    as_json: bool = typer.Option(False, "--json", help="Print JSON for programs."),
-) -> None:
+def status(as_json: JsonOption = False) -> None:
     """Show each service's URL and health; exit 1 if any is unhealthy.
 
     Examples:
         geomlops status
         geomlops status --json | jq '.[] | select(.healthy | not)'
     """
+    from geomlops.settings import get_settings
+    from geomlops.stack.manager import LocalStack
+
     statuses = LocalStack(get_settings()).status()
     if as_json:
         typer.echo(json.dumps([s.as_dict() for s in statuses], indent=2))
@@ -78,6 +87,8 @@ def env() -> None:
         eval "$(geomlops env)"
         mlflow experiments search
     """
+    from geomlops.connections import get_connections
+
     for key, value in get_connections().env().items():
         typer.echo(f"export {key}={shlex.quote(value)}")
 
@@ -90,6 +101,7 @@ def demo() -> None:
         GEOMLOPS_HOME=/tmp/demo geomlops demo
     """
     from geomlops.cli.demo import run_demo
+    from geomlops.settings import get_settings
 
     run_demo(get_settings())
 

@@ -13,14 +13,13 @@ from typing import Annotated, Any
 
 import typer
 
-from geomlops.workflows.steps.config import TrainParams
+from geomlops.cli.options import ConfigOption, WorkflowOption
 
 app = typer.Typer(
     name="train-step",
     help="Steps of the geomlops-train workflow (run by its pods; one command per step).",
     no_args_is_help=True,
 )
-ConfigArg = Annotated[str, typer.Option("--config", help="s3:// URI of the run's config.")]
 
 
 def _print(result: Any) -> None:
@@ -29,7 +28,7 @@ def _print(result: Any) -> None:
 
 @app.command()
 def resolve(
-    workflow: Annotated[str, typer.Option(help="Name of the workflow run.")],
+    workflow: WorkflowOption,
     run_uri: Annotated[str, typer.Option(help="s3:// folder for the run's documents.")],
     package: Annotated[str, typer.Option(help="Registered model package name.")],
     dataset: Annotated[str, typer.Option(help="Dataset NAME or NAME@vN.")],
@@ -53,6 +52,7 @@ def resolve(
         geomlops train-step resolve --workflow t1 --run-uri s3://mlflow/workflow-runs/t1 \
             --package flood-water-s2 --dataset sen1floods11@v1
     """
+    from geomlops.workflows.steps.config import TrainParams
     from geomlops.workflows.steps.train import resolve as resolve_run
 
     uri, image = resolve_run(
@@ -78,7 +78,7 @@ def resolve(
 
 
 @app.command()
-def materialise(config: ConfigArg) -> None:
+def materialise(config: ConfigOption) -> None:
     """Fetch and verify the dataset version; copy it to the run's folder.
 
     Examples:
@@ -90,7 +90,7 @@ def materialise(config: ConfigArg) -> None:
 
 
 @app.command()
-def train(config: ConfigArg) -> None:
+def train(config: ConfigOption) -> None:
     """Run the package's `train` entry point (mlflow run) on the dataset.
 
     Examples:
@@ -102,7 +102,7 @@ def train(config: ConfigArg) -> None:
 
 
 @app.command()
-def evaluate(config: ConfigArg) -> None:
+def evaluate(config: ConfigOption) -> None:
     """Run the package's `evaluate` entry point on the held-out block.
 
     Examples:
@@ -114,7 +114,7 @@ def evaluate(config: ConfigArg) -> None:
 
 
 @app.command()
-def register(config: ConfigArg) -> None:
+def register(config: ConfigOption) -> None:
     """Create the MLflow model version and its candidate item in `models`.
 
     Examples:
@@ -126,7 +126,7 @@ def register(config: ConfigArg) -> None:
 
 
 @app.command()
-def approved(config: ConfigArg) -> None:
+def approved(config: ConfigOption) -> None:
     """Succeed only if the run's model version was promoted (fail if rejected or undecided).
 
     Examples:

@@ -15,9 +15,6 @@ import subprocess
 from pathlib import Path
 from urllib.parse import quote
 
-import psycopg
-from psycopg import sql
-
 from geomlops.errors import StackError
 from geomlops.settings import LOOPBACK
 from geomlops.stack.context import StackContext
@@ -191,6 +188,8 @@ class PostgresService:
             )
 
     def check(self) -> str | None:
+        import psycopg  # here, not at the top: `geomlops status` without a stack never needs it
+
         try:
             with psycopg.connect(self.dsn()) as conn:
                 conn.execute("SELECT 1")
@@ -200,6 +199,9 @@ class PostgresService:
 
     def after_healthy(self) -> None:
         """Create the platform's databases and migrate PgSTAC (both idempotent)."""
+        import psycopg
+        from psycopg import sql
+
         db = self.ctx.settings.db
         with psycopg.connect(self.dsn(), autocommit=True) as conn:
             existing = {row[0] for row in conn.execute("SELECT datname FROM pg_database")}

@@ -16,10 +16,12 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-import psutil
+from typing import TYPE_CHECKING
 
 from geomlops.errors import StackError
+
+if TYPE_CHECKING:
+    import psutil
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,8 @@ class PidRecord:
 
     def session_leftovers(self) -> list[psutil.Process]:
         """Live processes of this service's session started with or after it."""
+        import psutil  # in each function: `geomlops status` without a stack never needs it
+
         if self.sid is None:
             return []
         found = []
@@ -54,6 +58,8 @@ class PidRecord:
 
     def process(self) -> psutil.Process | None:
         """The live process this record describes, or None if it is gone or another."""
+        import psutil
+
         try:
             proc = psutil.Process(self.pid)
             if abs(proc.create_time() - self.create_time) > 1.0:
@@ -93,6 +99,8 @@ def read_pid(pid_file: Path) -> PidRecord | None:
 
 def _terminate(procs: list[psutil.Process], timeout: float = 10.0) -> list[psutil.Process]:
     """SIGTERM, then SIGKILL what is still alive after ``timeout``; returns any survivors."""
+    import psutil
+
     for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
         for proc in procs:
             with contextlib.suppress(psutil.NoSuchProcess):
@@ -117,6 +125,8 @@ def spawn(
     service is re-parented to init. It then outlives the command that started it and is
     never left as a zombie of a long-lived caller (a test session, a notebook).
     """
+    import psutil
+
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("ab") as log:
         log.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(argv)}\n".encode())
@@ -163,6 +173,8 @@ def stop(pid_file: Path, *, timeout: float = 20.0) -> bool:
 
 def _group(record: PidRecord) -> list[psutil.Process]:
     """The recorded process, its descendants and anything else left in its session."""
+    import psutil
+
     proc = record.process()
     if proc is None:
         return record.session_leftovers()

@@ -6,8 +6,6 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-import httpx
-
 from geomlops.settings import LOOPBACK
 from geomlops.stack import process
 from geomlops.stack.context import StackContext
@@ -55,6 +53,8 @@ class ProcessService:
         )
 
     def check(self) -> str | None:
+        import httpx  # here, not at the top: `geomlops status` without a stack never needs it
+
         if not self.running():
             return "not running"
         try:
@@ -195,6 +195,8 @@ class SeaweedService(ProcessService):
 
     def _check_data_path(self) -> str | None:
         """None once stored data can be read (or none was stored yet: a fresh stack)."""
+        import httpx
+
         try:
             response = httpx.get(self.filer_url() + self.probe_path, timeout=HEALTH_TIMEOUT)
         except httpx.HTTPError as exc:
@@ -234,6 +236,8 @@ class SeaweedService(ProcessService):
 
     def after_healthy(self) -> None:
         """Create the platform's buckets (DESIGN.md §7) if missing; write the probe file."""
+        import httpx
+
         client = self.client()
         existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
         for bucket in self.ctx.settings.s3.buckets.values():
