@@ -15,17 +15,15 @@ something defined where they are used.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from geomlops.workflows.executor.expressions import (
-    TAG,
     ExpressionError,
     depends_tasks,
     parse_depends,
 )
+from geomlops.workflows.executor.tags import TagScope, tag_problems
 
 TEMPLATE_KINDS = ("container", "script", "dag", "steps", "suspend")
 POD_KINDS = ("container", "script")
@@ -249,7 +247,7 @@ def _check_template(check: _Check, template: dict[str, Any], path: str) -> None:
         return
     kind = kinds[0]
     inputs = _check_inputs(check, template.get("inputs"), f"{path}.inputs")
-    scope = _TagScope(
+    scope = TagScope(
         workflow_parameters=check.workflow_parameters,
         inputs=inputs,
         pod=kind in POD_KINDS,
@@ -294,7 +292,7 @@ def _check_inputs(check: _Check, inputs: Any, path: str) -> set[str]:
                         check,
                         parameter[key],
                         f"{where}.{key}",
-                        _TagScope(check.workflow_parameters),
+                        TagScope(check.workflow_parameters),
                     )
     return names
 
@@ -323,7 +321,7 @@ def _check_retry(check: _Check, strategy: Any, path: str) -> None:
 
 
 def _check_pod(
-    check: _Check, template: dict[str, Any], kind: str, path: str, scope: _TagScope
+    check: _Check, template: dict[str, Any], kind: str, path: str, scope: TagScope
 ) -> None:
     body = template[kind]
     where = f"{path}.{kind}"
@@ -357,7 +355,7 @@ def _check_outputs(
     outputs: Any,
     path: str,
     kind: str,
-    scope: _TagScope,
+    scope: TagScope,
     template: dict[str, Any],
 ) -> None:
     if outputs is None:
@@ -388,7 +386,7 @@ def _check_outputs(
             _check_tags(check, parameter, where, scope)
 
 
-def _children_scope(template: dict[str, Any], kind: str, scope: _TagScope) -> _TagScope:
+def _children_scope(template: dict[str, Any], kind: str, scope: TagScope) -> TagScope:
     if kind == "dag":
         names = {
             str(t.get("name"))
@@ -426,7 +424,7 @@ def _check_task_common(check: _Check, task: dict[str, Any], where: str) -> None:
         check.fields(task["continueOn"], f"{where}.continueOn", {"error", "failed"})
 
 
-def _check_dag(check: _Check, template: dict[str, Any], path: str, scope: _TagScope) -> None:
+def _check_dag(check: _Check, template: dict[str, Any], path: str, scope: TagScope) -> None:
     dag = template["dag"]
     where = f"{path}.dag"
     if not check.fields(dag, where, {"tasks", "failFast"}):
@@ -468,13 +466,13 @@ def _check_dag(check: _Check, template: dict[str, Any], path: str, scope: _TagSc
     for index, task in enumerate(tasks):
         if not isinstance(task, dict):
             continue
-        ancestors = _ancestors(str(task.get("name")), dependencies)
-        task_scope = scope.with_siblings("tasks", ancestors, looped=_loops(task))
+        upstream = ancestors(str(task.get("name")), dependencies)
+        task_scope = scope.with_siblings("tasks", upstream, looped=_loops(task))
         fields = {k: task[k] for k in ("arguments", "when", "withParam", "withItems") if k in task}
         _check_tags(check, fields, f"{where}.tasks[{index}]", task_scope)
 
 
-def _check_steps(check: _Check, template: dict[str, Any], path: str, scope: _TagScope) -> None:
+def _check_steps(check: _Check, template: dict[str, Any], path: str, scope: TagScope) -> None:
     groups = template["steps"]
     if not isinstance(groups, list) or not groups:
         check.add(f"{path}.steps", "needs at least one step group")
@@ -527,7 +525,8 @@ def _find_cycle(dependencies: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
-def _ancestors(name: str, dependencies: dict[str, set[str]]) -> set[str]:
+def ancestors(name: str, dependencies: dict[str, set[str]]) -> set[str]:
+    """Every task ``name`` depends on, directly or through others."""
     seen: set[str] = set()
     pending = list(dependencies.get(name, ()))
     while pending:
@@ -538,104 +537,9 @@ def _ancestors(name: str, dependencies: dict[str, set[str]]) -> set[str]:
     return seen
 
 
-# --- {{ }} tags -------------------------------------------------------------------------
-
-WORKFLOW_TAGS = {
-    "workflow.name",
-    "workflow.namespace",
-    "workflow.uid",
-    "workflow.creationTimestamp",
-    "workflow.mainEntrypoint",
-    "workflow.parameters",
-    "workflow.status",
-    "workflow.failures",
-    "workflow.duration",
-}
-_SIBLING_TAG = re.compile(
-    r"^(tasks|steps)\.([A-Za-z0-9][-A-Za-z0-9_]*)\."
-    r"(outputs\.parameters\.[-A-Za-z0-9_.]+|outputs\.parameters|outputs\.result|outputs\.exitCode"
-    r"|status|id|startedAt|finishedAt|exitCode)$"
-)
-
-
-@dataclass(frozen=True)
-class _TagScope:
-    """Which tags are defined at one place of a template."""
-
-    workflow_parameters: set[str]
-    inputs: set[str] = frozenset()  # type: ignore[assignment]
-    pod: bool = False
-    retries: bool = False
-    sibling_kind: str | None = None
-    siblings: frozenset[str] = frozenset()
-    looped: bool = False
-
-    def with_siblings(self, kind: str, names: set[str], *, looped: bool = False) -> _TagScope:
-        return _TagScope(
-            self.workflow_parameters,
-            self.inputs,
-            False,
-            False,
-            kind,
-            frozenset(names),
-            looped,
-        )
-
-    def problem(self, tag: str) -> str | None:
-        """Why ``tag`` is undefined here, or None when it is defined."""
-        if tag.startswith("="):
-            return "expression tags ({{=…}}) are not supported by the local executor"
-        if tag in WORKFLOW_TAGS:
-            return None
-        if tag.startswith("workflow.parameters."):
-            name = tag.removeprefix("workflow.parameters.")
-            return None if name in self.workflow_parameters else f"no workflow parameter {name!r}"
-        if tag.startswith(("workflow.labels.", "workflow.annotations.")):
-            return None
-        if tag == "inputs.parameters":
-            return None
-        if tag.startswith("inputs.parameters."):
-            name = tag.removeprefix("inputs.parameters.")
-            return None if name in self.inputs else f"no input parameter {name!r} in this template"
-        if tag in ("pod.name", "node.name"):
-            return (
-                None if self.pod else f"{{{{{tag}}}}} is defined in container/script templates only"
-            )
-        if tag == "retries":
-            return None if self.retries else "{{retries}} needs a retryStrategy on the template"
-        if tag == "item" or tag.startswith("item."):
-            return None if self.looped else "{{item}} needs withItems, withParam or withSequence"
-        match = _SIBLING_TAG.match(tag)
-        if match:
-            kind, name, _ = match.groups()
-            if kind != self.sibling_kind:
-                return f"{{{{{tag}}}}} is not defined here"
-            if name not in self.siblings:
-                what = "a dependency of this task" if kind == "tasks" else "an earlier step"
-                return f"{kind[:-1]} {name!r} is not {what}"
-            return None
-        return f"{{{{{tag}}}}} is not supported by the local executor"
-
-
-def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
-    if isinstance(value, str):
-        yield path, value
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _strings(item, f"{path}[{index}]")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _strings(item, f"{path}.{key}")
-
-
-def _check_tags(check: _Check, value: Any, path: str, scope: _TagScope) -> None:
-    for where, text in _strings(value, path):
-        if "{{" not in text:
-            continue
-        for match in TAG.finditer(text):
-            problem = scope.problem(match.group(1).strip())
-            if problem:
-                check.add(where, problem)
+def _check_tags(check: _Check, value: Any, path: str, scope: TagScope) -> None:
+    for where, problem in tag_problems(value, path, scope):
+        check.add(where, problem)
 
 
 def template_kind(template: dict[str, Any]) -> str:
