@@ -170,12 +170,13 @@ class ModelIO:
                 f"non-zero stddev per band ({len(bands)})",
                 hint="run `python -m geomlops.ml.scaling PACKAGE_DIR --write` and retrain",
             )
-        nodata = {b.get("nodata") for b in props.get("bands", []) if isinstance(b, dict)}
+        recorded = {b.get("nodata") for b in props.get("bands", []) if isinstance(b, dict)}
+        nodata = next(iter(recorded)) if len(recorded) == 1 else None  # one value for all bands
         return cls(
             bands=bands,
             mean=tuple(float(s["mean"]) for s in scaling),
             stddev=tuple(float(s["stddev"]) for s in scaling),
             patch_size=patch_size,
             classes=classes,
-            nodata=float(nodata.pop()) if len(nodata) == 1 and None not in nodata else None,
+            nodata=None if nodata is None else float(nodata),
         )
