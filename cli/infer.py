@@ -2,9 +2,9 @@
 
 ``infer`` checks the request here first (AOI readable, date range well formed, model
 resolvable, AOI inside the model's region unless allowed), uploads the AOI, submits the
-``geomlops-batch-inference`` WorkflowTemplate (Argo server, or the local executor) and, unless
-``--no-wait``, waits and prints the task counts and published outputs. Logs on stderr,
-results on stdout.
+``geomlops-batch-inference`` WorkflowTemplate to the Argo API (a cluster's, or the local
+stack's) and, unless ``--no-wait``, waits and prints the task counts and published
+outputs. Logs on stderr, results on stdout.
 """
 
 from __future__ import annotations
@@ -201,21 +201,15 @@ def _plan_run(run: str) -> str:
 def _submit(
     params: dict[str, str], settings: Settings, *, wait: bool
 ) -> tuple[str, dict[str, Any] | None]:
-    from geomlops.cli.workflows import _backend
-    from geomlops.workflows.templates import all_templates, render
+    from geomlops.cli.workflows import _backend, _progress
     from geomlops.workflows.templates.infer import INFER
 
-    backend = _backend()
-    if settings.argo.server:
-        name = backend.submit_template(INFER, params)
-    else:
-        name = backend.submit(render(all_templates(settings)[INFER]), params)
+    backend = _backend(settings)
+    name = backend.submit_template(INFER, params)
     err.print(f"submitted [bold]{name}[/]")
     if not wait:
-        if not settings.argo.server:
-            backend.start(name)
         return name, None
-    return name, backend.wait(name) if settings.argo.server else backend.run(name)
+    return name, backend.wait(name, progress=_progress())
 
 
 def _finish(

@@ -1,17 +1,16 @@
-"""`geomlops workflows render|submit|list|status|logs|resume|stop`.
+"""`geomlops workflows render|submit|list|status|logs|resume|stop|retry`.
 
-Runs go to the Argo server when ``GEOMLOPS_ARGO_SERVER`` is set, else to the local executor,
-which interprets the very manifest ``render`` writes. ``submit`` waits until the run ends
+Every verb talks to an Argo Server API through Hera (:class:`ArgoServer`): the one at
+``GEOMLOPS_ARGO_SERVER`` on a cluster, else the local stack's ``argo`` service, where the
+local executor runs the very manifest ``render`` writes. ``submit`` waits until the run ends
 or suspends: exit 0 Succeeded, 2 suspended (the resume command is printed), 1 Failed/Error.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import yaml
@@ -20,11 +19,14 @@ from rich.table import Table
 
 from geomlops.errors import NotFoundError, ValidationFailed
 from geomlops.settings import Settings, get_settings
-from geomlops.workflows.templates import all_templates, render
+
+if TYPE_CHECKING:
+    from geomlops.workflows.argo import ArgoServer
 
 app = typer.Typer(
     name="workflows",
-    help="Render the platform's Argo WorkflowTemplates and run them (Argo server or local).",
+    help="Render the platform's Argo WorkflowTemplates and run them (Argo server, or the "
+    "local stack's).",
     no_args_is_help=True,
 )
 err = Console(stderr=True, highlight=False)
@@ -33,9 +35,6 @@ RunArg = Annotated[str, typer.Argument(help="Name of the run.")]
 ParamOption = Annotated[
     list[str] | None, typer.Option("--parameter", "-p", help="Workflow parameter k=v.")
 ]
-LOCAL_OUTPUTS = {"/tmp/outputs": "{pod_dir}/outputs"}  # noqa: S108 - container path, mapped
-"""Container paths the platform's templates write outputs to, mapped per pod locally."""
-
 EXIT_SUSPENDED = 2
 
 
@@ -49,28 +48,17 @@ def _parameters(values: list[str] | None) -> dict[str, str]:
     return parsed
 
 
-def _local(settings: Settings) -> Any:
-    """The local executor, its pods finding `geomlops` and the outputs mapped per pod."""
-    from geomlops.workflows.executor import LocalExecutor, RichProgress
-
-    path_map = {**LOCAL_OUTPUTS, **settings.workflows.path_map}
-    settings = settings.model_copy(
-        update={"workflows": settings.workflows.model_copy(update={"path_map": path_map})}
-    )
-    bindir = str(Path(sys.executable).parent)
-    env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"}
-    return LocalExecutor(settings, listener=RichProgress(), env=env)
-
-
-def _argo(settings: Settings) -> Any:
+def _backend(settings: Settings | None = None) -> ArgoServer:
+    """The Argo API client: the configured server, or the local stack's (one code path)."""
     from geomlops.workflows.argo import ArgoServer
 
-    return ArgoServer(settings)
+    return ArgoServer(settings or get_settings())
 
 
-def _backend() -> Any:
-    settings = get_settings()
-    return _argo(settings) if settings.argo.server else _local(settings)
+def _progress() -> Any:
+    from geomlops.workflows.argo import PolledProgress
+
+    return PolledProgress()
 
 
 @app.command("render")
@@ -85,6 +73,8 @@ def render_command(
         geomlops workflows render --out charts/geomlops/templates/workflows
         GEOMLOPS_TRAIN_GPUS=0 geomlops workflows render
     """
+    from geomlops.workflows.templates import all_templates, render
+
     manifests = {name: render(t) for name, t in all_templates().items()}
     if out is None:
         typer.echo(yaml.safe_dump_all(manifests.values(), sort_keys=False), nl=False)
@@ -118,9 +108,10 @@ def submit(
     """
     if (template is None) == (file is None):
         raise typer.BadParameter("give a template name or --file, not both", param_hint="TEMPLATE")
+    from geomlops.workflows.templates import all_templates
+
     params = _parameters(parameter)
     settings = get_settings()
-    backend = _backend()
     if template is not None:
         templates = all_templates(settings)
         if template not in templates:
@@ -129,28 +120,23 @@ def submit(
                 hint=f"the platform's templates: {', '.join(sorted(templates))}",
             )
         params = _with_submitter(templates[template], params, settings)
-        if settings.argo.server:
-            name = backend.submit_template(template, params)
-        else:
-            name = backend.submit(render(templates[template]), params)
+        backend = _backend(settings)
+        name = backend.submit_template(template, params)
     else:
         assert file is not None  # noqa: S101 - checked above
         try:
             manifest = yaml.safe_load(file.read_text())
         except yaml.YAMLError as exc:
             raise ValidationFailed(f"{file}: not YAML ({exc})") from exc
-        if settings.argo.server:
-            name = backend.submit_manifest(manifest, params)
-        else:
-            name = backend.submit(manifest, params)
+        if not isinstance(manifest, dict):
+            raise ValidationFailed(f"{file}: not an Argo manifest (a YAML mapping)")
+        backend = _backend(settings)
+        name = backend.submit_manifest(manifest, params)
     err.print(f"submitted [bold]{name}[/]")
     if no_wait:
-        if not settings.argo.server:
-            backend.start(name)
         typer.echo(json.dumps({"name": name}) if as_json else name)
         return
-    status = backend.wait(name) if settings.argo.server else _drive(backend, name)
-    _report(status, as_json)
+    _report(backend.wait(name, progress=_progress()), as_json)
 
 
 SUBMITTER = "submitted-by"
@@ -173,10 +159,6 @@ def _with_submitter(template: Any, params: dict[str, str], settings: Settings) -
 
     with CatalogClient.from_settings(settings) as catalog:
         return {**params, SUBMITTER: catalog.whoami().name}
-
-
-def _drive(executor: Any, name: str) -> dict[str, Any]:
-    return executor.run(name)
 
 
 def _report(status: dict[str, Any], as_json: bool) -> None:
@@ -212,7 +194,10 @@ def list_(as_json: JsonOption = False) -> None:
     if as_json:
         typer.echo(json.dumps(runs, indent=2))
         return
-    table = Table("run", "phase", "created", "finished", "message")
+    table = Table("run", "phase")
+    for column in ("created", "finished"):
+        table.add_column(column, no_wrap=True)  # RFC 3339, whole
+    table.add_column("message")
     for run in runs:
         phase = run["phase"] + (" (suspended)" if run.get("suspended") else "")
         table.add_row(run["name"], phase, run["createdAt"], run["finishedAt"] or "", run["message"])
@@ -263,17 +248,12 @@ def logs(
     run: RunArg,
     node: Annotated[str | None, typer.Option(help="One step (display name).")] = None,
 ) -> None:
-    """Print the logs of a run's steps (local runs).
+    """Print the logs of a run's steps (each pod's main container).
 
     Examples:
         geomlops workflows logs geomlops-train-x7k2p --node train
     """
-    settings = get_settings()
-    if settings.argo.server:
-        raise ValidationFailed(
-            "logs of runs on an Argo server are read with `argo logs RUN` or the Argo UI"
-        )
-    typer.echo(_local(settings).logs(run, node=node), nl=False)
+    typer.echo(_backend().logs(run, node=node), nl=False)
 
 
 @app.command()
@@ -294,15 +274,11 @@ def resume(
         geomlops workflows resume geomlops-train-x7k2p --reason "IoU 0.80 on the held-out block"
     """
     settings = get_settings()
+    params = _parameters(parameter)
+    backend = _backend(settings)
     _approve_training(run, reason, settings)
-    if settings.argo.server:
-        _argo(settings).resume(run, node)
-        _report(_argo(settings).wait(run), as_json)
-        return
-    status = _local(settings).resume(
-        run, node=node, parameters=_parameters(parameter), reason=reason
-    )
-    _report(status, as_json)
+    backend.resume(run, node, params)
+    _report(backend.wait(run, progress=_progress()), as_json)
 
 
 @app.command()
@@ -311,17 +287,31 @@ def stop(
     terminate: Annotated[bool, typer.Option(help="Skip the exit handler.")] = False,
     reason: Annotated[str | None, typer.Option(help="Why (recorded).")] = None,
 ) -> None:
-    """Stop a run: kill its pods; it ends Failed.
+    """Stop a run: kill its pods, run its exit handler (not with --terminate); it ends Failed.
 
     Examples:
         geomlops workflows stop geomlops-train-x7k2p --reason "wrong dataset"
+        geomlops workflows stop geomlops-train-x7k2p --terminate
     """
-    settings = get_settings()
-    if settings.argo.server:
-        data = _argo(settings).stop(run, reason)
+    backend = _backend()
+    if terminate:
+        backend.terminate(run)
     else:
-        data = _local(settings).stop(run, terminate=terminate, reason=reason)
+        backend.stop(run, reason)
+    data = backend.wait(run, until_finished=True)
     typer.echo(f"{data['name']}: {data['phase']}")
+
+
+@app.command()
+def retry(run: RunArg, as_json: JsonOption = False) -> None:
+    """Run a Failed run again from its failed steps (succeeded steps are kept); wait for it.
+
+    Examples:
+        geomlops workflows retry geomlops-batch-inference-x7k2p
+    """
+    backend = _backend()
+    backend.retry(run)
+    _report(backend.wait(run, progress=_progress()), as_json)
 
 
 def _approve_training(run: str, reason: str | None, settings: Settings) -> None:

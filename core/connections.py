@@ -51,6 +51,11 @@ class Connections:
         return self._get("mlflow_tracking_uri", "MLflow")
 
     @property
+    def argo_url(self) -> str:
+        """The Argo Server API: ``GEOMLOPS_ARGO_SERVER``, else the local stack's ``argo``."""
+        return self._get("argo_url", "Argo API")
+
+    @property
     def s3_endpoint_url(self) -> str:
         return self._get("s3_endpoint_url", "S3")
 
@@ -100,7 +105,16 @@ class Connections:
     def env(self) -> dict[str, str]:
         """Environment variables that point standard tools (mlflow, aws, dvc, GDAL) here."""
         s3 = urlsplit(self.s3_endpoint_url)
+        argo = {}
+        if self.resolved.get("argo_url"):  # the `argo` CLI's variables
+            url = urlsplit(self._get("argo_url", "Argo API"))
+            argo = {
+                "ARGO_SERVER": url.netloc,
+                "ARGO_HTTP1": "true",
+                "ARGO_SECURE": "true" if url.scheme == "https" else "false",
+            }
         return {
+            **argo,
             "STAC_API_URL": self.stac_url,
             "MLFLOW_TRACKING_URI": self.mlflow_tracking_uri,
             "MLFLOW_S3_ENDPOINT_URL": self.s3_endpoint_url,
@@ -153,6 +167,7 @@ def get_connections(settings: Settings | None = None) -> Connections:
     return Connections(
         resolved={
             "stac_url": settings.stac.url or local("stac"),
+            "argo_url": settings.argo.server or local("argo"),
             "mlflow_tracking_uri": settings.mlflow.tracking_uri or local("mlflow"),
             "s3_endpoint_url": settings.s3.endpoint_url or local("s3"),
             "s3_access_key": s3_creds.get("access_key"),

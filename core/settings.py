@@ -301,23 +301,39 @@ class DatasetSettings(BaseSettings):
 
 
 class ArgoSettings(BaseSettings):
-    """An Argo Workflows server; when set, `geomlops workflows submit` goes there."""
+    """The Argo Server API every workflow command talks to (a cluster's, or the local one)."""
 
     model_config = _config("GEOMLOPS_ARGO_")
 
     server: str | None = Field(
         default=None,
         description="Argo server URL (`GEOMLOPS_ARGO_SERVER`), e.g. `https://argo.example.org`; "
-        "unset means the local executor.",
+        "unset means the local stack's `argo` service (the local executor serving the same API).",
     )
     token: SecretStr | None = Field(
-        default=None, description="Bearer token for the Argo server (`GEOMLOPS_ARGO_TOKEN`)."
+        default=None,
+        description="Bearer token for the Argo server (`GEOMLOPS_ARGO_TOKEN`); unset means the "
+        "platform's API key (`GEOMLOPS_API_KEY`, or the local administrator key), which the "
+        "local `argo` service accepts as the catalog does.",
     )
     namespace: str = Field(default="geomlops", description="Namespace workflows run in.")
     verify_ssl: bool = Field(default=True, description="Verify the server's TLS certificate.")
-    poll_interval: float = Field(
-        default=5.0, gt=0, description="Seconds between status checks while waiting on a run."
+    port: int = Field(
+        default=0, ge=0, le=65535, description="Local `argo` service port; 0 picks a free one."
     )
+    poll_interval: float | None = Field(
+        default=None,
+        gt=0,
+        description="Seconds between status checks while waiting on a run; unset means 5 for "
+        "a configured server and 0.25 for the local one.",
+    )
+
+    @property
+    def poll_seconds(self) -> float:
+        """The status-check interval in effect (a remote server is polled less often)."""
+        if self.poll_interval is not None:
+            return self.poll_interval
+        return 5.0 if self.server else 0.25
 
 
 class TrainingSettings(BaseSettings):

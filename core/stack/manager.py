@@ -21,7 +21,12 @@ from geomlops.stack import process
 from geomlops.stack.context import StackContext
 from geomlops.stack.ports import choose_port
 from geomlops.stack.postgres import PostgresService
-from geomlops.stack.processes import MLflowService, SeaweedService, StacApiService
+from geomlops.stack.processes import (
+    ArgoApiService,
+    MLflowService,
+    SeaweedService,
+    StacApiService,
+)
 from geomlops.stack.state import StatePaths, load_ports, save_ports
 
 Progress = Callable[[str], None]
@@ -44,7 +49,7 @@ class Service(Protocol):
 
 SERVICE_WAVES: tuple[tuple[type[Service], ...], ...] = (
     (PostgresService,),
-    (SeaweedService, MLflowService, StacApiService),
+    (SeaweedService, MLflowService, StacApiService, ArgoApiService),
 )
 """Services of a wave start together once the previous wave is healthy; `down` stops
 them in reverse order."""
@@ -75,6 +80,7 @@ def _configured_ports(settings: Settings) -> dict[str, tuple[int, str]]:
         "s3": (settings.s3.port, "GEOMLOPS_S3_PORT"),
         "mlflow": (settings.mlflow.port, "GEOMLOPS_MLFLOW_PORT"),
         "stac": (settings.stac.port, "GEOMLOPS_STAC_PORT"),
+        "argo": (settings.argo.port, "GEOMLOPS_ARGO_PORT"),
     }
 
 
@@ -94,7 +100,7 @@ def _reject_external(settings: Settings) -> None:
 
 
 class LocalStack:
-    """The four services of the local stack under one state directory."""
+    """The services of the local stack under one state directory."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

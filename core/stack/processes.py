@@ -1,4 +1,4 @@
-"""The stack's services that run as plain background processes: S3, MLflow, STAC API."""
+"""The stack's services that run as plain background processes: S3, MLflow, STAC API, Argo API."""
 
 from __future__ import annotations
 
@@ -315,3 +315,26 @@ class StacApiService(ProcessService):
             log_file=self.log,
             env=self.env(),
         )
+
+
+class ArgoApiService(ProcessService):
+    """The local executor behind Argo Server's REST API (``geomlops.workflows.executor.server``).
+
+    Started by module name, as the STAC API is: the kernel names the entry point but never
+    imports ``geomlops.workflows``. Runs it starts are driven by their own background
+    processes, so they outlive a restart of this service (and a ``geomlops down``).
+    Credentials are checked by the catalog, so it needs no port of its own to start.
+    """
+
+    name = "argo"
+    port_roles = ("argo",)
+    health_path = "/api/v1/version"
+
+    def argv(self) -> Sequence[str]:
+        return [
+            self.ctx.python, "-m", "uvicorn", "geomlops.workflows.executor.server:create_app",
+            "--factory",
+            "--host", LOOPBACK,
+            "--port", str(self.port),
+            "--no-access-log",
+        ]  # fmt: skip

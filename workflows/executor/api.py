@@ -36,9 +36,17 @@ from geomlops.workflows.executor.manifest import (
     resolve_parameters,
     run_name_for,
 )
-from geomlops.workflows.executor.model import RunState, iso
+from geomlops.workflows.executor.model import NodePhase, RunPhase, RunState, iso
 from geomlops.workflows.executor.progress import ProgressEvent
-from geomlops.workflows.executor.store import RunLock, RunStore, drop_request, has_requests
+from geomlops.workflows.executor.store import (
+    JOURNAL,
+    SNAPSHOT,
+    RunLock,
+    RunStore,
+    drop_request,
+    has_requests,
+    write_json_atomic,
+)
 from geomlops.workflows.executor.support import check_workflow
 
 Listener = Callable[[ProgressEvent], None]
@@ -265,6 +273,43 @@ class LocalExecutor:
         if state.finished:
             raise ConflictError(f"run {name!r} has already finished ({state.phase})")
         return self._request(name, "stop", {"terminate": terminate, "reason": reason}, wait=wait)
+
+    def retry(self, name: str, *, wait: bool = True) -> dict[str, Any]:
+        """Run a Failed or Error run again from where it failed, as ``argo retry`` does.
+
+        Succeeded nodes are kept; failed, errored, skipped and omitted nodes, the nodes
+        above them that had not succeeded, and the exit handler's nodes are forgotten, so
+        the engine (which skips a node that is already fulfilled) runs exactly those again.
+        """
+        directory = self.store.run_dir(name)
+        self.store.load(name)  # NotFoundError for an unknown run
+        with RunLock(directory).held(name):
+            state = self.store.load(name)
+            if state.phase not in (RunPhase.FAILED, RunPhase.ERROR):
+                raise ConflictError(
+                    f"run {name!r} is {state.phase}; only a Failed or Error run can be retried"
+                )
+            exit_prefix = f"{state.name}.onExit"
+            kept = {
+                key: node
+                for key, node in state.nodes.items()
+                if node.phase == NodePhase.SUCCEEDED
+                and not (node.name == exit_prefix or node.name.startswith(exit_prefix + "."))
+            }
+            for node in state.nodes.values():  # Argo deletes the pods it retries, logs too
+                if node.id not in kept and node.pod_name:
+                    (directory / "logs" / f"{node.pod_name}.log").unlink(missing_ok=True)
+            state.nodes = kept
+            state.phase = RunPhase.RUNNING
+            state.message = ""
+            state.finished_at = None
+            state.shutdown = None
+            write_json_atomic(directory / SNAPSHOT, state.to_dict())
+            (directory / JOURNAL).write_bytes(b"")
+        if wait:
+            return self.run(name)
+        self.start(name)
+        return self.status(name)
 
     def _request(
         self, name: str, kind: str, payload: dict[str, Any], *, wait: bool
