@@ -11,6 +11,8 @@ BIN := $(VENV)/bin
 VENV_SERVING := .venv-serving
 APT_PACKAGES := postgresql postgresql-15-postgis-3 acl git
 SHARED_DATA := $(abspath ../shared/data)
+# Every Dockerfile but the registration tests' deliberately broken ones (hadolint in `test`).
+DOCKERFILES = $(shell git ls-files '*Dockerfile' ':!:tests/registration/broken_packages/*')
 
 # Sample data (real scenes, schemas) is never committed: point at the shared copy when
 # there is one; otherwise the sample-data registry downloads what it needs.
@@ -26,6 +28,7 @@ demo: install
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/hadolint $(DOCKERFILES)
 	$(BIN)/python tools/typecheck.py
 	$(BIN)/pytest
 
