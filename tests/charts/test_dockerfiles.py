@@ -1,0 +1,51 @@
+"""Every Dockerfile in the repository passes hadolint (as `make test` runs it).
+
+The registration tests' broken packages are the only exception: their Dockerfiles are
+wrong on purpose (tests/registration/broken_packages). The rules are .hadolint.yaml's.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+HADOLINT = Path(sys.executable).parent / "hadolint"
+BROKEN_ON_PURPOSE = "tests/registration/broken_packages/"
+
+
+def _dockerfiles() -> list[str]:
+    tracked = subprocess.run(
+        ["git", "ls-files", "*Dockerfile"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split()
+    return [path for path in tracked if not path.startswith(BROKEN_ON_PURPOSE)]
+
+
+def test_the_platform_image_has_a_dockerfile() -> None:
+    assert "Dockerfile" in _dockerfiles()
+    assert {"serving/Dockerfile", "transformers/Dockerfile"} <= set(_dockerfiles())
+
+
+@pytest.mark.parametrize("path", _dockerfiles())
+def test_hadolint_passes(path: str) -> None:
+    result = subprocess.run(
+        [str(HADOLINT), "--no-color", path], cwd=REPO, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_hadolint_catches_a_bad_dockerfile(tmp_path: Path) -> None:
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python:latest\nRUN apt-get install curl\n")
+    result = subprocess.run(
+        [str(HADOLINT), "--no-color", str(bad)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "DL3007" in result.stdout  # `latest` is not a pinned image
