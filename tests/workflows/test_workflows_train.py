@@ -114,6 +114,13 @@ def test_train_ends_suspended_with_candidate(registered: str, stack: Connections
     assert "--reason" in resumed.stderr
     assert _status(run)["suspended"]
 
+    # Resumed from the Argo UI instead, nothing is decided: the run goes on to `approved`,
+    # whose pod runs this command. It fails, and says how an approver decides.
+    ui_resumed = runner.invoke(app, ["train-step", "approved", "--config", config])
+    assert ui_resumed.exit_code != 0
+    assert "geomlops promote" in ui_resumed.stderr + ui_resumed.stdout
+    assert "resuming does not approve it" in ui_resumed.stderr + ui_resumed.stdout
+
 
 def _step_config(run: str) -> str:
     """Where resolve saved the run's config (the template's run folder)."""
