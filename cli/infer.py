@@ -13,17 +13,27 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
 from geomlops.cli.groups import DefaultRunGroup
+from geomlops.cli.options import (
+    ConfigOption,
+    JsonOption,
+    ModelArg,
+    ModelVersionOption,
+    NoWaitOption,
+    RunArg,
+    WorkflowOption,
+)
 from geomlops.errors import GeomlopsError
-from geomlops.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from geomlops.settings import Settings
 
 err = Console(stderr=True, highlight=False)
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
 _INSTANT = r"(\.\.|\d{4}-\d{2}-\d{2}([Tt ][0-9:.]+([Zz]|[+-]\d{2}:\d{2})?)?)"
 _INTERVAL = re.compile(rf"^{_INSTANT}/{_INSTANT}$")
 
@@ -74,15 +84,13 @@ def _upload_aoi(path: Path, settings: Settings) -> str:
 
 @app.command("run", hidden=True)
 def run(
-    model: Annotated[str, typer.Argument(help="Registered model, e.g. flood-water-s2.")],
+    model: ModelArg,
     aoi: Annotated[
         Path,
         typer.Option(exists=True, dir_okay=False, help="AOI as GeoJSON (EPSG:4326) polygons."),
     ],
     datetime: Annotated[str, typer.Option(help="START/END of the scenes' acquisition.")],
-    version: Annotated[
-        str | None, typer.Option(help="Model version; default: the production version.")
-    ] = None,
+    version: ModelVersionOption = None,
     allow_outside_region: Annotated[
         bool,
         typer.Option(
@@ -96,7 +104,7 @@ def run(
             exists=True, dir_okay=False, help="A label raster: report IoU per class against it."
         ),
     ] = None,
-    no_wait: Annotated[bool, typer.Option("--no-wait", help="Return once submitted.")] = False,
+    no_wait: NoWaitOption = False,
     as_json: JsonOption = False,
 ) -> None:
     r"""Predict MODEL over the scenes covering an AOI in a date range.
@@ -106,6 +114,7 @@ def run(
         geomlops infer flood-water-s2 --aoi austria.geojson --datetime 2021-01-01/.. \
             --allow-outside-region --json
     """
+    from geomlops.settings import get_settings
     from geomlops.workflows.inference.aoi import read_aoi
     from geomlops.workflows.inference.planner import check_region, pin_model
 
@@ -134,7 +143,7 @@ def run(
 
 @app.command()
 def status(
-    run: Annotated[str, typer.Argument(help="Name of the batch-inference run.")],
+    run: RunArg,
     as_json: JsonOption = False,
 ) -> None:
     """Task counts (tiles total/succeeded/failed/waiting) of a run, and its failed tiles.
@@ -142,6 +151,7 @@ def status(
     Examples:
         geomlops infer status geomlops-batch-inference-x7k2p --json
     """
+    from geomlops.settings import get_settings
     from geomlops.workflows.inference.progress import run_summary
 
     summary = run_summary(_plan_run(run), get_settings())
@@ -153,7 +163,7 @@ def status(
 
 @app.command()
 def resume(
-    run: Annotated[str, typer.Argument(help="The batch-inference run to complete.")],
+    run: RunArg,
     reference: Annotated[
         Path | None,
         typer.Option(exists=True, dir_okay=False, help="A label raster to compare with."),
@@ -166,6 +176,7 @@ def resume(
         geomlops infer resume geomlops-batch-inference-x7k2p
     """
     from geomlops.connections import get_connections
+    from geomlops.settings import get_settings
     from geomlops.workflows.inference.config import InferenceRunConfig
     from geomlops.workflows.inference.progress import config_uri
 
@@ -281,7 +292,7 @@ def _flag(text: str, name: str) -> bool:
 
 @step_app.command("plan")
 def plan_command(
-    workflow: Annotated[str, typer.Option(help="Name of the workflow run.")],
+    workflow: WorkflowOption,
     model: Annotated[str, typer.Option(help="Registered model name.")],
     aoi: Annotated[str, typer.Option(help="s3:// URI of the AOI GeoJSON.")],
     datetime: Annotated[str, typer.Option(help="START/END.")],
@@ -315,7 +326,7 @@ def plan_command(
 
 @step_app.command("predict")
 def predict_command(
-    config: Annotated[str, typer.Option(help="s3:// URI of the run's plan.")],
+    config: ConfigOption,
     shard: Annotated[int, typer.Option(min=0, help="Shard index.")],
 ) -> None:
     """Predict the shard's missing tiles (exit 1 if a tile still fails after retries).
@@ -330,7 +341,7 @@ def predict_command(
 
 @step_app.command("publish")
 def publish_command(
-    config: Annotated[str, typer.Option(help="s3:// URI of the run's plan.")],
+    config: ConfigOption,
     workflow_run: Annotated[str, typer.Option(help="The workflow run publishing.")] = "",
 ) -> None:
     """Mosaic, vectorise and catalog a complete run (refused while tiles are missing).
@@ -345,7 +356,7 @@ def publish_command(
 
 @step_app.command("report")
 def report_command(
-    workflow: Annotated[str, typer.Option(help="Name of the workflow run.")],
+    workflow: WorkflowOption,
     status: Annotated[str, typer.Option(help="The run's phase ({{workflow.status}}).")],
     resume_from: Annotated[str, typer.Option(help="Run it resumed, if any.")] = "",
 ) -> None:

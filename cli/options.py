@@ -21,14 +21,20 @@ ModelArg = Annotated[str, typer.Argument(help="Registered model name, e.g. flood
 
 ModelVersionOption = Annotated[
     str | None,
-    typer.Option("--version", help="Model version (any stage); default: the production version."),
+    typer.Option(
+        "--version", help="Model version (any but a rejected one); default: the production version."
+    ),
 ]
-"""Which version of a model to use; unset means the one with the production alias."""
+"""Which version of a model to use; unset means the one with the production alias. The
+model-version contract (``geomlops.model.resolve``) refuses a rejected version."""
 
 ReasonOption = Annotated[
     str, typer.Option("--reason", "-r", help="Why: recorded in the audit log for good.")
 ]
 """Required: a decision about a model version is refused without a reason."""
+
+RunReasonOption = Annotated[str | None, typer.Option("--reason", help="Why (recorded).")]
+"""Optional, for what is done to a workflow run (stop, resume); recorded with it."""
 
 RunArg = Annotated[str, typer.Argument(help="Name of the workflow run.")]
 

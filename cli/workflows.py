@@ -13,14 +13,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-import yaml
 from rich.console import Console
 from rich.table import Table
 
+from geomlops.cli.options import (
+    JsonOption,
+    NoWaitOption,
+    ParameterOption,
+    RunArg,
+    RunReasonOption,
+)
 from geomlops.errors import NotFoundError, ValidationFailed
-from geomlops.settings import Settings, get_settings
 
 if TYPE_CHECKING:
+    from geomlops.settings import Settings
     from geomlops.workflows.argo import ArgoServer
 
 app = typer.Typer(
@@ -30,11 +36,6 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 err = Console(stderr=True, highlight=False)
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
-RunArg = Annotated[str, typer.Argument(help="Name of the run.")]
-ParamOption = Annotated[
-    list[str] | None, typer.Option("--parameter", "-p", help="Workflow parameter k=v.")
-]
 EXIT_SUSPENDED = 2
 
 
@@ -50,6 +51,7 @@ def _parameters(values: list[str] | None) -> dict[str, str]:
 
 def _backend(settings: Settings | None = None) -> ArgoServer:
     """The Argo API client: the configured server, or the local stack's (one code path)."""
+    from geomlops.settings import get_settings
     from geomlops.workflows.argo import ArgoServer
 
     return ArgoServer(settings or get_settings())
@@ -73,6 +75,8 @@ def render_command(
         geomlops workflows render --out charts/geomlops/templates/workflows
         GEOMLOPS_TRAIN_GPUS=0 geomlops workflows render
     """
+    import yaml
+
     from geomlops.workflows.templates import all_templates, render
 
     manifests = {name: render(t) for name, t in all_templates().items()}
@@ -91,12 +95,12 @@ def submit(
     template: Annotated[
         str | None, typer.Argument(help="WorkflowTemplate name, e.g. geomlops-train.")
     ] = None,
-    parameter: ParamOption = None,
+    parameter: ParameterOption = None,
     file: Annotated[
         Path | None,
         typer.Option("--file", "-f", exists=True, dir_okay=False, help="Any Argo manifest."),
     ] = None,
-    no_wait: Annotated[bool, typer.Option("--no-wait", help="Return at once.")] = False,
+    no_wait: NoWaitOption = False,
     as_json: JsonOption = False,
 ) -> None:
     r"""Start a run; wait until it ends (exit 0/1) or suspends (exit 2).
@@ -108,6 +112,9 @@ def submit(
     """
     if (template is None) == (file is None):
         raise typer.BadParameter("give a template name or --file, not both", param_hint="TEMPLATE")
+    import yaml
+
+    from geomlops.settings import get_settings
     from geomlops.workflows.templates import all_templates
 
     params = _parameters(parameter)
@@ -237,6 +244,7 @@ def _inference_tasks(data: dict[str, Any]) -> dict[str, Any] | None:
 
     if data.get("workflowTemplate") != INFER:
         return None
+    from geomlops.settings import get_settings
     from geomlops.workflows.inference.progress import run_summary
 
     run = (data.get("parameters") or {}).get("resume-from") or data["name"]
@@ -260,8 +268,8 @@ def logs(
 def resume(
     run: RunArg,
     node: Annotated[str | None, typer.Option(help="Resume only this suspended node.")] = None,
-    parameter: ParamOption = None,
-    reason: Annotated[str | None, typer.Option(help="Why (recorded).")] = None,
+    parameter: ParameterOption = None,
+    reason: RunReasonOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Resume a suspended run and wait for it, as `submit` does.
@@ -273,6 +281,8 @@ def resume(
     Examples:
         geomlops workflows resume geomlops-train-x7k2p --reason "IoU 0.80 on the held-out block"
     """
+    from geomlops.settings import get_settings
+
     settings = get_settings()
     params = _parameters(parameter)
     backend = _backend(settings)
@@ -285,7 +295,7 @@ def resume(
 def stop(
     run: RunArg,
     terminate: Annotated[bool, typer.Option(help="Skip the exit handler.")] = False,
-    reason: Annotated[str | None, typer.Option(help="Why (recorded).")] = None,
+    reason: RunReasonOption = None,
 ) -> None:
     """Stop a run: kill its pods, run its exit handler (not with --terminate); it ends Failed.
 
