@@ -49,3 +49,19 @@ def test_hadolint_catches_a_bad_dockerfile(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert "DL3007" in result.stdout  # `latest` is not a pinned image
+
+
+def test_the_platform_image_holds_every_package_folder() -> None:
+    """The build installs the package from the folders pyproject maps; none may be missing."""
+    import tomllib
+
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    folders = set(pyproject["tool"]["setuptools"]["package-dir"].values())
+    text = (REPO / "Dockerfile").read_text()
+    copied = {
+        line.split()[1]
+        for line in text.splitlines()
+        if line.startswith("COPY ") and "--from" not in line
+    }
+    assert folders <= copied, f"the Dockerfile does not COPY {sorted(folders - copied)}"
+    assert "USER 10001" in text  # non-root, numeric (runAsNonRoot can check it)
