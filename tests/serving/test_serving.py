@@ -2,8 +2,9 @@
 
 A flood-water-s2 model is trained briefly (4 epochs of the package's own train entry
 point, against the stack's MLflow), registered, and given the ``production`` alias directly
-with MlflowClient (promotion proper, with its approval rules, is the promotion issue's).
-Then the real command runs in a subprocess, as a person runs it, and is talked to over HTTP.
+with MlflowClient and a catalog item saying so (promotion proper, with its approval rules,
+is governance's; resolution only needs the two records to agree). Then the real command
+runs in a subprocess, as a person runs it, and is talked to over HTTP.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -27,9 +30,13 @@ import rasterio.features
 import torch
 from shapely.geometry import LinearRing, shape
 
+from geomlops.catalog.client import CatalogClient
 from geomlops.connections import Connections
 from geomlops.ml.raster import read_bands
+from geomlops.model.ids import MODELS_COLLECTION, model_item_id
+from geomlops.model.registry import MlflowClientRegistry, RestRegistry
 from geomlops.model.resolve import resolve_model
+from geomlops.model.stages import STAGE_PROPERTY
 from geomlops.sample_data import fetch
 from geomlops.serving.predictor import Predictor
 from geomlops.settings import get_settings
@@ -53,12 +60,27 @@ pytestmark = [
 ]
 
 
+_REJECTED: dict[str, str] = {}
+
+
+def _catalog_item(client: Any, run_id: str, version: str, stage: str) -> dict[str, Any]:
+    """The version's ``models`` item as the register step writes it: the run's MLM, staged."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = client.download_artifacts(run_id, "model/mlm.json", tmp)
+        item = json.loads(Path(path).read_text())
+    item["id"] = model_item_id(MODEL, version)
+    item["properties"].update({"version": version, STAGE_PROPERTY: stage})
+    return item
+
+
 @pytest.fixture(scope="module")
 def promoted(stack: Connections) -> Iterator[str]:
     """Train, register and alias a flood-water-s2 version as production; yields it.
 
-    The alias is set behind governance's back (no catalog item, no audit entry), so it is
-    removed afterwards: modules that run later on the same stack must not inherit it.
+    The alias and the catalog item saying ``production`` are set behind governance's back
+    (no audit entry), so both are removed afterwards: modules that run later on the same
+    stack must not inherit them. A second version of the same run is registered and
+    recorded as rejected (:func:`rejected`).
     """
     from mlflow.tracking import MlflowClient
 
@@ -80,17 +102,38 @@ def promoted(stack: Connections) -> Iterator[str]:
     version = client.create_model_version(
         MODEL, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id
     )
+    rejected = client.create_model_version(
+        MODEL, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id
+    )
+    items = [
+        _catalog_item(client, run.info.run_id, str(version.version), "production"),
+        _catalog_item(client, run.info.run_id, str(rejected.version), "rejected"),
+    ]
+    with CatalogClient.from_settings() as catalog:
+        for item in items:
+            catalog.upsert_item(item, MODELS_COLLECTION)
     client.set_registered_model_alias(MODEL, "production", version.version)
+    _REJECTED["version"] = str(rejected.version)
     yield str(version.version)
     client.delete_registered_model_alias(MODEL, "production")
+    with CatalogClient.from_settings() as catalog:
+        for item in items:
+            catalog.delete_item(MODELS_COLLECTION, item["id"])
+
+
+@pytest.fixture(scope="module")
+def rejected(promoted: str) -> str:
+    """The version :func:`promoted` registered beside the production one, recorded rejected."""
+    return _REJECTED["version"]
 
 
 class Served:
     """A running `geomlops serve` process and its URL."""
 
-    def __init__(self, model: str, env: dict[str, str]) -> None:
+    def __init__(self, model: str, env: dict[str, str], version: str | None = None) -> None:
         self.process = subprocess.Popen(
-            [str(REPO / ".venv" / "bin" / "geomlops"), "serve", model],
+            [str(REPO / ".venv" / "bin" / "geomlops"), "serve", model,
+             *(["--version", version] if version else [])],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
         )  # fmt: skip
         line = self.process.stdout.readline()  # one JSON line once ready
@@ -300,3 +343,27 @@ def test_a_model_without_production_version_answers_404_and_stays_up(
         assert service.stop() == 0
     time.sleep(0.5)
     assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_both_registry_transports_resolve_the_served_version_alike(promoted: str) -> None:
+    by_client = resolve_model(MODEL, registry=MlflowClientRegistry.from_settings())
+    by_rest = resolve_model(MODEL, registry=RestRegistry.from_settings())
+    assert by_client == by_rest
+    assert (by_client.version, by_client.alias, by_client.stage) == (
+        promoted,
+        "production",
+        "production",
+    )
+    assert by_client.model_file_uri.endswith("/data/model.pt2")
+
+
+def test_a_rejected_version_is_never_served(rejected: str, chip: bytes) -> None:
+    """Asked for by number, a version an approver rejected is refused (503), not served."""
+    service = Served(MODEL, _env(), version=rejected)
+    try:
+        response = service.post(_b64(chip))
+        assert response.status_code == 503, response.text
+        assert f"{MODEL} version {rejected} was rejected" in response.json()["status"]["info"]
+        assert httpx.get(f"{service.url}/ready", timeout=10).json()["ready"] is True
+    finally:
+        assert service.stop() == 0
