@@ -22,6 +22,7 @@ from geomlops.workflows.templates.parts import (
     platform_env,
     platform_template,
     retry,
+    task,
 )
 
 INFER = "geomlops-batch-inference"
@@ -138,9 +139,10 @@ def infer_template(settings: Settings) -> WorkflowTemplate:
         with DAG(name="main"):
             config = {"config": "{{tasks.plan.outputs.parameters.config}}"}
             (
-                plan(name="plan")
-                >> predict(
-                    name="predict",
+                task(plan, "plan")
+                >> task(
+                    predict,
+                    "predict",
                     arguments={
                         **config,
                         "image": "{{tasks.plan.outputs.parameters.image}}",
@@ -148,6 +150,6 @@ def infer_template(settings: Settings) -> WorkflowTemplate:
                     },
                     with_param="{{tasks.plan.outputs.parameters.shards}}",
                 )
-                >> publish(name="publish", arguments=config)
+                >> task(publish, "publish", arguments=config)
             )
     return template

@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from hera.workflows import Parameter, Resources, RetryStrategy, SecretEnv, WorkflowTemplate
+from hera.workflows import (
+    Container,
+    Parameter,
+    Resources,
+    RetryStrategy,
+    SecretEnv,
+    Suspend,
+    Task,
+    WorkflowTemplate,
+)
 from hera.workflows import models as m
 
 from geomlops.settings import Settings
@@ -49,7 +58,9 @@ def platform_template(
         annotations={"workflows.argoproj.io/description": description},
         labels={"app.kubernetes.io/part-of": "geomlops"},
         arguments=[
-            Parameter(name=key, description=text, **({} if default is None else {"value": default}))
+            Parameter(name=key, description=text)
+            if default is None  # Hera writes value=None as the string "null"
+            else Parameter(name=key, description=text, value=default)
             for key, (default, text) in parameters.items()
         ],
         **options,
@@ -81,7 +92,7 @@ def gpu_scheduling(settings: Settings, gpus: int) -> dict[str, Any]:
     training = settings.training
     return {
         "resources": Resources(gpus=gpus, gpu_flag=training.gpu_resource),
-        "tolerations": [m.Toleration(**t) for t in training.gpu_tolerations] or None,
+        "tolerations": [m.Toleration.model_validate(t) for t in training.gpu_tolerations] or None,
         "node_selector": dict(training.gpu_node_selector) or None,
     }
 
@@ -91,3 +102,16 @@ def output_file(name: str, description: str) -> Parameter:
     return Parameter(
         name=name, description=description, value_from=m.ValueFrom(path=f"{OUTPUTS}/{name}")
     )
+
+
+def task(template: Container | Suspend, name: str, **options: Any) -> Task:
+    """Call ``template`` as the task ``name`` of the DAG being defined.
+
+    Inside a ``DAG`` context Hera's call returns a :class:`Task`, but is typed for every
+    context (a Step, or nothing outside one); this narrows it once, so DAGs chain with
+    ``>>`` under the type checker as they do at run time.
+    """
+    created = template(name=name, **options)
+    if not isinstance(created, Task):
+        raise TypeError(f"{name}: a template called outside a DAG context")
+    return created

@@ -29,6 +29,7 @@ from geomlops.workflows.templates.parts import (
     platform_env,
     platform_template,
     retry,
+    task,
 )
 
 TRAIN = "geomlops-train"
@@ -130,12 +131,12 @@ def train_template(settings: Settings) -> WorkflowTemplate:
             config = {"config": "{{tasks.resolve.outputs.parameters.config}}"}
             image = {"image": "{{tasks.resolve.outputs.parameters.image}}"}
             (
-                resolve(name="resolve")
-                >> materialise(name="materialise", arguments=config)
-                >> train(name="train", arguments={**config, **image})
-                >> evaluate(name="evaluate", arguments={**config, **image})
-                >> register(name="register", arguments=config)
-                >> approve(name="approve")
-                >> approved(name="approved", arguments=config)
+                task(resolve, "resolve")
+                >> task(materialise, "materialise", arguments=config)
+                >> task(train, "train", arguments={**config, **image})
+                >> task(evaluate, "evaluate", arguments={**config, **image})
+                >> task(register, "register", arguments=config)
+                >> task(approve, "approve")
+                >> task(approved, "approved", arguments=config)
             )
     return template
