@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
 import anyio
@@ -185,7 +185,7 @@ class CatalogAuthMiddleware:
 
 
 async def _send_json(
-    send: Send, status: int, data: object, extra_headers: list[tuple[bytes, bytes]] = ()
+    send: Send, status: int, data: object, extra_headers: Sequence[tuple[bytes, bytes]] = ()
 ) -> None:
     body = json.dumps(data).encode()
     headers = [

@@ -81,7 +81,8 @@ class SchemaStore:
         try:
             return Resource.from_contents(self._load(uri))
         except SchemaUnavailable as exc:
-            raise NoSuchResource(ref=uri) from exc
+            # an attrs exception class: mypy's attrs plugin does not see its `ref` field
+            raise NoSuchResource(ref=uri) from exc  # type: ignore[call-arg]
 
     def schema(self, url: str) -> dict[str, Any]:
         """The schema at ``url`` (raises :class:`SchemaUnavailable`)."""

@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from jsonschema.exceptions import ValidationError, best_match
@@ -98,7 +98,7 @@ def _schema_comment(error: ValidationError) -> str | None:
         comment = node.schema.get("$comment") if isinstance(node.schema, dict) else None
         if isinstance(comment, str):
             return comment if len(comment) <= 240 else comment[:237] + "..."
-        node = node.parent
+        node = cast(ValidationError | None, node.parent)  # parents of a ValidationError are too
     return None
 
 
@@ -165,7 +165,7 @@ def _geometry_problems(item: Mapping[str, Any], object_id: str) -> list[Problem]
     if not isinstance(geometry, Mapping):
         return []  # null geometry is allowed; a wrong type is the schema's to report
     try:
-        geom = shape(geometry)
+        geom = shape(dict(geometry))
     except (ValueError, TypeError, AttributeError, shapely.errors.ShapelyError) as exc:
         return [Problem(object_id, "$.geometry", "geometry-valid", f"unreadable geometry: {exc}")]
     problems = []

@@ -23,9 +23,19 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from geomlops.errors import ValidationFailed
+from geomlops.errors import GeomlopsError, ValidationFailed
 
 GENESIS = "0" * 64
+
+
+def _one(row: tuple[Any, ...] | None) -> tuple[Any, ...]:
+    """The row a statement always returns (an INSERT … RETURNING, a bare SELECT).
+
+    None would mean the connection or the table is broken, not that the log is empty.
+    """
+    if row is None:
+        raise GeomlopsError("the audit log's database returned no row where one is certain")
+    return row
 
 
 class Action(StrEnum):
@@ -141,7 +151,7 @@ def append(conn: psycopg.Connection, entry: AuditEntry) -> AuditEntry:
     conn.execute(LOCK_SQL)
     last = conn.execute("SELECT hash FROM geomlops.audit_log ORDER BY id DESC LIMIT 1").fetchone()
     prev_hash = last[0] if last else GENESIS
-    at = conn.execute("SELECT date_trunc('milliseconds', clock_timestamp())").fetchone()[0]
+    at = _one(conn.execute("SELECT date_trunc('milliseconds', clock_timestamp())").fetchone())[0]
     stored = AuditEntry(
         actor=entry.actor,
         action=Action(entry.action),
@@ -153,22 +163,24 @@ def append(conn: psycopg.Connection, entry: AuditEntry) -> AuditEntry:
         prev_hash=prev_hash,
     )
     digest = _digest(stored)
-    row = conn.execute(
-        "INSERT INTO geomlops.audit_log "
-        "(at, actor, action, model, version, reason, details, prev_hash, hash) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s) RETURNING id",
-        (
-            at,
-            stored.actor,
-            str(stored.action),
-            stored.model,
-            stored.version,
-            stored.reason,
-            json.dumps(stored.details, default=str),
-            prev_hash,
-            digest,
-        ),
-    ).fetchone()
+    row = _one(
+        conn.execute(
+            "INSERT INTO geomlops.audit_log "
+            "(at, actor, action, model, version, reason, details, prev_hash, hash) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s) RETURNING id",
+            (
+                at,
+                stored.actor,
+                str(stored.action),
+                stored.model,
+                stored.version,
+                stored.reason,
+                json.dumps(stored.details, default=str),
+                prev_hash,
+                digest,
+            ),
+        ).fetchone()
+    )
     return AuditEntry(**{**stored.__dict__, "id": row[0], "hash": digest})
 
 

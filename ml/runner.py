@@ -180,7 +180,7 @@ def train(
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=steps)
     loss_fn = nn.CrossEntropyLoss(ignore_index=IGNORE)
 
-    with mlflow.start_run():
+    with mlflow.start_run() as run:
         mlflow.set_tags({"geomlops.package": spec.name, "geomlops.package_version": spec.version})
         _log_new_params(
             {
@@ -228,7 +228,7 @@ def train(
         if output is not None:
             output.mkdir(parents=True, exist_ok=True)
             mlflow.artifacts.download_artifacts(
-                artifact_uri=f"runs:/{mlflow.active_run().info.run_id}/{MODEL_ARTIFACT}",
+                artifact_uri=f"runs:/{run.info.run_id}/{MODEL_ARTIFACT}",
                 dst_path=str(output),
             )
             (output / MLM_FILE).write_text(

@@ -47,7 +47,7 @@ def _install_loopback_bind() -> None:
         self.cfg.set("bind", _loopback_bind(self.cfg.bind))
 
     load_config._geomlops_loopback = True  # type: ignore[attr-defined]
-    StandaloneApplication.load_config = load_config  # type: ignore[method-assign]
+    StandaloneApplication.load_config = load_config
 
 
 def _refuse_all_interfaces(args: list[str]) -> str | None:

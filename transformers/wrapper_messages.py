@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from flask import Blueprint, Flask, Response
@@ -54,7 +54,8 @@ class OrjsonProvider(DefaultJSONProvider):
 
     def response(self, *args: Any, **kwargs: Any) -> Response:
         obj = self._prepare_response_obj(args, kwargs)
-        return self._app.response_class(self._bytes(obj), mimetype=self.mimetype)
+        app = cast(Flask, self._app)  # Flask's provider holds its app typed as the sans-IO base
+        return app.response_class(self._bytes(obj), mimetype=self.mimetype)
 
     def _bytes(self, obj: Any) -> bytes:
         return orjson.dumps(obj, default=DefaultJSONProvider.default, option=_OPTIONS)
@@ -87,7 +88,7 @@ class WholeBody:
 
 
 def _install(state: BlueprintSetupState) -> None:
-    app: Flask = state.app
+    app = cast(Flask, state.app)
     app.json = OrjsonProvider(app)
     app.wsgi_app = WholeBody(app.wsgi_app)  # type: ignore[method-assign]
 

@@ -138,9 +138,12 @@ def vectorize(
     )
     order = np.argsort(values, kind="stable")
     class_values, group = np.unique(values[order], return_inverse=True)
-    pixel_geoms = shapely.multipolygons(parts[order], indices=group)
-    lonlat = shapely.orient_polygons(
-        shapely.transform(pixel_geoms, georef.pixel_to_lonlat(opts.precision))
+    # shapely types these array functions for scalars too; here they are always arrays
+    pixel_geoms = np.asarray(shapely.multipolygons(parts[order], indices=group))
+    lonlat = np.asarray(
+        shapely.orient_polygons(
+            shapely.transform(pixel_geoms, georef.pixel_to_lonlat(opts.precision))
+        )
     )
     lonlat = _repair(lonlat)
     areas = georef.areas_m2(pixel_geoms, lonlat)
@@ -209,7 +212,7 @@ def _shapes_dtype(grid: np.ndarray) -> np.ndarray:
 
 
 def _nodata_values(nodata: float | None, classes: list[OutputClass]) -> list[float]:
-    values = [c.value for c in classes if c.nodata]
+    values: list[float] = [c.value for c in classes if c.nodata]
     if nodata is not None and not (isinstance(nodata, float) and np.isnan(nodata)):
         values.append(nodata)
     return values

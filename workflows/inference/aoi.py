@@ -14,6 +14,7 @@ from typing import Any
 import shapely
 from pyproj import Geod
 from shapely.geometry import mapping, shape
+from shapely.geometry.base import BaseGeometry
 
 from geomlops.errors import ValidationFailed
 
@@ -21,7 +22,7 @@ _GEOD = Geod(ellps="WGS84")
 _POLYGONAL = ("Polygon", "MultiPolygon")
 
 
-def parse_aoi(document: Any, source: str) -> shapely.Geometry:
+def parse_aoi(document: Any, source: str) -> BaseGeometry:
     """One polygonal geometry (EPSG:4326) from a GeoJSON Feature(Collection) or geometry."""
     if not isinstance(document, dict) or "type" not in document:
         raise ValidationFailed(f"{source}: not a GeoJSON object")
@@ -64,7 +65,7 @@ def parse_aoi(document: Any, source: str) -> shapely.Geometry:
     return union
 
 
-def read_aoi(path: Path) -> shapely.Geometry:
+def read_aoi(path: Path) -> BaseGeometry:
     """The AOI in a GeoJSON file; errors name the file."""
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
@@ -75,13 +76,13 @@ def read_aoi(path: Path) -> shapely.Geometry:
     return parse_aoi(document, str(path))
 
 
-def area_m2(geometry: shapely.Geometry) -> float:
+def area_m2(geometry: BaseGeometry) -> float:
     """Geodesic area of a lon/lat geometry, square metres."""
     area, _ = _GEOD.geometry_area_perimeter(geometry)
     return abs(area)
 
 
-def outside_fraction(aoi: shapely.Geometry, footprint: dict[str, Any] | None) -> float:
+def outside_fraction(aoi: BaseGeometry, footprint: dict[str, Any] | None) -> float:
     """Share (0..1) of the AOI's area outside ``footprint``; 1 when there is no footprint."""
     if not footprint:
         return 1.0
@@ -92,6 +93,6 @@ def outside_fraction(aoi: shapely.Geometry, footprint: dict[str, Any] | None) ->
     return min(1.0, area_m2(outside) / area_m2(aoi)) if not outside.is_empty else 0.0
 
 
-def as_geojson(geometry: shapely.Geometry) -> dict[str, Any]:
+def as_geojson(geometry: BaseGeometry) -> dict[str, Any]:
     """A geometry as a GeoJSON dict."""
     return dict(mapping(geometry))

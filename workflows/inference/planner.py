@@ -28,6 +28,7 @@ from rasterio.crs import CRS
 from rasterio.errors import RasterioIOError
 from rasterio.warp import transform_geom
 from shapely.geometry import shape
+from shapely.geometry.base import BaseGeometry
 
 from geomlops import objects
 from geomlops.connections import Connections, get_connections
@@ -98,7 +99,7 @@ def pin_model(name: str, version: str | None, settings: Settings) -> tuple[Model
 
 
 def check_region(
-    aoi: shapely.Geometry,
+    aoi: BaseGeometry,
     model_item: dict[str, Any],
     *,
     allow_outside_region: bool,
@@ -176,7 +177,7 @@ def scene_pin(item: dict[str, Any], model: ModelPin, conn: Connections | None) -
 
 
 def find_scenes(
-    aoi: shapely.Geometry,
+    aoi: BaseGeometry,
     datetime: str,
     model: ModelPin,
     settings: Settings,
@@ -210,9 +211,7 @@ def find_scenes(
 
 
 # --- tiles and shards ---------------------------------------------------------------------
-def scene_tiles(
-    scene: ScenePin, aoi: shapely.Geometry, tile_size: int, *, strip: int
-) -> list[Tile]:
+def scene_tiles(scene: ScenePin, aoi: BaseGeometry, tile_size: int, *, strip: int) -> list[Tile]:
     """Tiles of the scene's grid (aligned on its origin) that intersect the AOI.
 
     They come in strips ``strip`` tiles wide, top to bottom within a strip, rather than row
@@ -335,7 +334,7 @@ def plan(
     return Plan(uri, config, list(range(len(shards))))
 
 
-def load_aoi(conn: Connections, uri: str) -> shapely.Geometry:
+def load_aoi(conn: Connections, uri: str) -> BaseGeometry:
     """The AOI document at an ``s3://`` URI (what ``geomlops infer`` uploads)."""
     return parse_aoi(objects.read_json(conn, uri), uri)
 

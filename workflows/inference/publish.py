@@ -31,6 +31,7 @@ from rasterio.windows import Window
 from rio_cogeo.cogeo import cog_translate, cog_validate
 from rio_cogeo.profiles import cog_profiles
 from shapely.geometry import box, mapping, shape
+from shapely.geometry.base import BaseGeometry
 
 from geomlops import objects
 from geomlops.catalog.client import CatalogClient
@@ -149,12 +150,12 @@ def _stats(records: list[TileRecord], config: InferenceRunConfig, pixel_m2: floa
     return stats
 
 
-def _pixel_area_m2(scene: ScenePin, footprint: shapely.Geometry, window: Window) -> float:
+def _pixel_area_m2(scene: ScenePin, footprint: BaseGeometry, window: Window) -> float:
     """Mean ground area of one pixel of the scene (geodesic: works for lon/lat grids too)."""
     return area_m2(footprint) / float(window.width * window.height)
 
 
-def _footprint(scene: ScenePin, window: Window) -> shapely.Geometry:
+def _footprint(scene: ScenePin, window: Window) -> BaseGeometry:
     west, south, east, north = rasterio.windows.bounds(window, rasterio.Affine(*scene.transform))
     native = shapely.segmentize(box(west, south, east, north), max(east - west, north - south) / 8)
     return shape(transform_geom(CRS.from_user_input(scene.crs), "EPSG:4326", mapping(native)))
@@ -303,7 +304,7 @@ def _scene_item(
     uri: str,
     cog: Path,
     window: Window,
-    footprint: shapely.Geometry,
+    footprint: BaseGeometry,
     stats: dict[str, Any],
     common: dict[str, Any],
     stac_url: str,

@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Protocol
 
@@ -311,7 +312,7 @@ def run_shard(
                     mask = _with_retries(
                         f"predicting {tile.id}",
                         job.tile_retries,
-                        lambda window=window: _predict(model, job, window, device),
+                        partial(_predict, model, job, window, device),
                     )
                 except Exception as error:
                     with lock:
