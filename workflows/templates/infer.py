@@ -17,6 +17,7 @@ from geomlops.settings import Settings
 from geomlops.workflows.templates.parts import (
     OUTPUTS,
     Parameters,
+    chain,
     gpu_scheduling,
     output_file,
     platform_env,
@@ -138,9 +139,9 @@ def infer_template(settings: Settings) -> WorkflowTemplate:
 
         with DAG(name="main"):
             config = {"config": "{{tasks.plan.outputs.parameters.config}}"}
-            (
-                task(plan, "plan")
-                >> task(
+            chain(
+                task(plan, "plan"),
+                task(
                     predict,
                     "predict",
                     arguments={
@@ -149,7 +150,7 @@ def infer_template(settings: Settings) -> WorkflowTemplate:
                         "shard": "{{item}}",
                     },
                     with_param="{{tasks.plan.outputs.parameters.shards}}",
-                )
-                >> task(publish, "publish", arguments=config)
+                ),
+                task(publish, "publish", arguments=config),
             )
     return template

@@ -7,6 +7,7 @@ through files under :data:`OUTPUTS`; defining each once keeps the two templates 
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any
 
 from hera.workflows import (
@@ -102,6 +103,16 @@ def output_file(name: str, description: str) -> Parameter:
     return Parameter(
         name=name, description=description, value_from=m.ValueFrom(path=f"{OUTPUTS}/{name}")
     )
+
+
+def chain(*tasks: Task) -> None:
+    """Make each task depend on the one before it: ``a >> b >> c``, one link at a time.
+
+    Hera's ``>>`` returns a task or a list, typed as either, so a chain of three or more
+    does not type-check; linking pairs does the same and does.
+    """
+    for upstream, downstream in pairwise(tasks):
+        upstream >> downstream
 
 
 def task(template: Container | Suspend, name: str, **options: Any) -> Task:

@@ -24,6 +24,7 @@ from geomlops.settings import Settings
 from geomlops.workflows.templates.parts import (
     OUTPUTS,
     Parameters,
+    chain,
     gpu_scheduling,
     output_file,
     platform_env,
@@ -130,13 +131,13 @@ def train_template(settings: Settings) -> WorkflowTemplate:
         with DAG(name="main"):
             config = {"config": "{{tasks.resolve.outputs.parameters.config}}"}
             image = {"image": "{{tasks.resolve.outputs.parameters.image}}"}
-            (
-                task(resolve, "resolve")
-                >> task(materialise, "materialise", arguments=config)
-                >> task(train, "train", arguments={**config, **image})
-                >> task(evaluate, "evaluate", arguments={**config, **image})
-                >> task(register, "register", arguments=config)
-                >> task(approve, "approve")
-                >> task(approved, "approved", arguments=config)
+            chain(
+                task(resolve, "resolve"),
+                task(materialise, "materialise", arguments=config),
+                task(train, "train", arguments={**config, **image}),
+                task(evaluate, "evaluate", arguments={**config, **image}),
+                task(register, "register", arguments=config),
+                task(approve, "approve"),
+                task(approved, "approved", arguments=config),
             )
     return template
