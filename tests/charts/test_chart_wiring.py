@@ -23,6 +23,7 @@ from chart_support import CHART, REPO, by_kind, example, merged, render
 from wiring import PATH, VENV_BIN, LocalCluster, WiringError
 
 from geomlops.catalog.bootstrap import admin_key
+from geomlops.connections import get_connections
 from geomlops.settings import get_settings
 from geomlops.stack.manager import LocalStack
 from geomlops.stack.state import StatePaths, existing_secret, load_ports
@@ -31,29 +32,66 @@ pytestmark = [pytest.mark.stack, pytest.mark.slow]
 PACKAGE = "flood-water-s2"
 
 
-def _values(chart: Path = CHART) -> dict[str, Any]:
-    """The bundled profile, with the local stack's credentials as the chart's values."""
+def _values(profile: str = "laptop") -> dict[str, Any]:
+    """A profile's values with the local stack's credentials where the chart takes them.
+
+    ``laptop`` bundles PostgreSQL and S3: their passwords and keys are values. For
+    ``production`` (external PostgreSQL and S3) the stack's services are the external ones:
+    their addresses are values, their credentials in existing Secrets (:func:`_operator_secrets`).
+    """
     settings = get_settings()
     paths = StatePaths(settings.stack.home)
     postgres = existing_secret(paths, "postgres") or {}
     s3 = existing_secret(paths, "s3") or {}
-    values = example("laptop")
-    values["postgresql"] = {
-        **values.get("postgresql", {}),
-        "databases": {
-            "pgstac": settings.db.pgstac_database,
-            "mlflow": settings.db.mlflow_database,
-        },
-        "bundled": {"user": settings.db.user, "password": postgres["password"]},
-    }
-    values["objectStore"] = {
-        **values.get("objectStore", {}),
-        "accessKey": s3["access_key"],
-        "secretKey": s3["secret_key"],
-        "buckets": settings.s3.buckets,
-    }
+    values = example(profile)
+    databases = {"pgstac": settings.db.pgstac_database, "mlflow": settings.db.mlflow_database}
+    values["postgresql"] = {**values.get("postgresql", {}), "databases": databases}
+    values["objectStore"] = {**values.get("objectStore", {}), "buckets": settings.s3.buckets}
+    values["objectStore"]["region"] = settings.s3.region
+    if values["postgresql"]["mode"] == "bundled":
+        values["postgresql"]["bundled"] = {
+            "user": settings.db.user,
+            "password": postgres["password"],
+        }
+    if values["objectStore"]["mode"] == "external":
+        values["objectStore"]["external"] = {
+            **values["objectStore"]["external"],
+            "endpointUrl": f"http://127.0.0.1:{load_ports(paths)['s3']}",
+        }
+    else:
+        values["objectStore"]["accessKey"] = s3["access_key"]
+        values["objectStore"]["secretKey"] = s3["secret_key"]
     values["auth"] = {"adminApiKey": admin_key(settings)}
     return values
+
+
+def _operator_secrets(profile: str) -> list[dict[str, Any]]:
+    """The Secrets an operator creates before installing (README's existing-secret contract)."""
+    values = merged(_values(profile))
+    paths = StatePaths(get_settings().stack.home)
+    secrets = []
+    db, s3 = values["postgresql"], values["objectStore"]
+    if db["mode"] == "external":
+        secrets.append(
+            {
+                "kind": "Secret",
+                "metadata": {"name": db["external"]["existingSecret"]},
+                "stringData": {db["external"]["dsnKey"]: get_connections().db_dsn},
+            }
+        )
+    if s3["mode"] == "external":
+        creds = existing_secret(paths, "s3") or {}
+        secrets.append(
+            {
+                "kind": "Secret",
+                "metadata": {"name": s3["external"]["existingSecret"]},
+                "stringData": {
+                    s3["external"]["accessKeyKey"]: creds["access_key"],
+                    s3["external"]["secretKeyKey"]: creds["secret_key"],
+                },
+            }
+        )
+    return secrets
 
 
 def _cluster(objects: list[dict[str, Any]], workdir: Path) -> LocalCluster:
@@ -68,9 +106,13 @@ def _cluster(objects: list[dict[str, Any]], workdir: Path) -> LocalCluster:
     )
 
 
-@pytest.fixture
-def installed(local_stack: LocalStack, tmp_path: Path) -> Iterator[LocalCluster]:
-    cluster = _cluster(render(_values()), tmp_path / "pods")
+@pytest.fixture(params=["laptop", "production"])
+def installed(
+    request: pytest.FixtureRequest, local_stack: LocalStack, tmp_path: Path
+) -> Iterator[LocalCluster]:
+    """The profile installed: bundled (laptop) or external PostgreSQL and S3 (production)."""
+    profile = request.param
+    cluster = _cluster(render(_values(profile)) + _operator_secrets(profile), tmp_path / "pods")
     try:
         cluster.install()
         yield cluster
@@ -147,7 +189,7 @@ def test_a_broken_chart_fails_naming_object_and_field(
     mlflow = broken / "templates" / "mlflow.yaml"
     mlflow.write_text(mlflow.read_text().replace("path: /health", "path: /healthz", 1))
 
-    cluster = _cluster(render(_values(broken), chart=broken), tmp_path / "pods")
+    cluster = _cluster(render(_values(), chart=broken), tmp_path / "pods")
     try:
         with pytest.raises(WiringError) as info:
             cluster.install(hooks=False)
