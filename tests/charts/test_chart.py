@@ -178,6 +178,8 @@ def test_chart_defaults_are_the_settings_defaults() -> None:
     assert values["serving"]["modelImage"] == serving.model_image
     assert values["serving"]["transformerImage"] == serving.transformer_image
     assert values["serving"]["replicas"] == serving.replicas
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["appVersion"] == values["image"]["tag"]  # the release's platform image
     # The defaults the WorkflowTemplate template rewrites are the default render's.
     text = (CHART / "templates" / "workflows.yaml").read_text()
     assert f'"image" "{training.platform_image}"' in text
