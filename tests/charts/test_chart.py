@@ -559,3 +559,19 @@ def test_packaged_chart_holds_the_workflow_files(tmp_path: Path) -> None:
     assert "geomlops/files/workflows/geomlops-train.yaml" in names
     assert "geomlops/values.schema.json" in names
     assert not any("/examples/" in n for n in names)
+
+
+def test_a_read_only_root_needs_the_scratch_volume(tmp_path: Path) -> None:
+    """The image's HOME and GEOMLOPS_HOME (/tmp) must be on a volume: the root is read-only."""
+    from wiring import LocalCluster
+
+    objects = render(PROFILES["laptop"])
+    stac = by_kind(objects, "Deployment")["geomlops-stac"]
+    (container,) = stac["spec"]["template"]["spec"]["containers"]
+    container["volumeMounts"] = []
+    cluster = LocalCluster(objects, container["image"], {}, tmp_path)
+    assert cluster.start(stac, container) is None
+    assert cluster.problems == [
+        "Deployment/geomlops-stac container stac: the image sets HOME=/tmp, on no writable "
+        "volume of the container (its root filesystem is read-only)"
+    ]

@@ -8,8 +8,10 @@ fails here as it would fail there:
   ``secretKeyRef`` from the rendered Secrets (a missing key fails unless ``optional``),
   then ``$(VAR)`` references in later values, ``command`` and ``args``; a reference to a
   variable no entry defines is left as it is by the kubelet, and reported here;
-- the process gets only that environment, plus what the platform image sets (PATH,
-  ``HOME`` and ``GEOMLOPS_HOME``, here temporary folders);
+- the process gets only that environment over the platform image's own ``ENV`` (read from
+  the Dockerfile): paths in it (``HOME``, ``GEOMLOPS_HOME``) and the image's ``WORKDIR``
+  must lie on one of the container's emptyDir volumes (its root filesystem is read-only),
+  which become folders of its own here; ``PATH`` is this environment's;
 - Service DNS names become loopback ports: the platform's own Services the ports its
   processes are given, the infrastructure Services (the bundled PostgreSQL and S3, which
   run upstream images) the local stack's, which stand in for them;
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -38,11 +41,36 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from chart_support import by_kind, pod_spec, ref, secret_data
+from chart_support import REPO, by_kind, pod_spec, ref, secret_data
 
 VAR = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 VENV_BIN = Path(sys.executable).parent
 PATH = os.pathsep.join([str(VENV_BIN), "/usr/local/bin", "/usr/bin", "/bin"])
+
+
+def image_config(dockerfile: Path) -> tuple[dict[str, str], str]:
+    """ENV and WORKDIR of a Dockerfile's final stage: what every container of it starts with."""
+    text = dockerfile.read_text().replace("\\\n", " ")
+    final = re.split(r"^FROM\s", text, flags=re.MULTILINE)[-1]
+    env: dict[str, str] = {}
+    workdir = "/"
+    for line in final.splitlines():
+        words = line.strip().split(None, 1)
+        if len(words) == 2 and words[0] == "ENV":
+            for word in shlex.split(words[1]):
+                key, _, value = word.partition("=")
+                env[key] = value
+        elif len(words) == 2 and words[0] == "WORKDIR":
+            workdir = words[1]
+    return env, workdir
+
+
+def _on_mount(path: str, mounts: dict[str, Path]) -> Path | None:
+    """Where ``path`` in the container lies here, if it is on one of its mounts."""
+    for mount, local in sorted(mounts.items(), key=lambda m: -len(m[0])):
+        if path == mount or path.startswith(mount + "/"):
+            return local / path[len(mount) :].lstrip("/")
+    return None
 
 
 class WiringError(AssertionError):
@@ -83,10 +111,12 @@ class LocalCluster:
     workdir: Path
     ready_timeout: float = 90.0
     job_timeout: float = 300.0
+    dockerfile: Path = REPO / "Dockerfile"
     started: list[Started] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self.image_env, self.image_workdir = image_config(self.dockerfile)
         self.secrets = {n: secret_data(s) for n, s in by_kind(self.objects, "Secret").items()}
         self.configmaps = {
             n: dict(c.get("data") or {}) for n, c in by_kind(self.objects, "ConfigMap").items()
@@ -214,23 +244,50 @@ class LocalCluster:
             argv[0] = resolved
         return argv
 
+    def mounts(self, obj: dict[str, Any], c: dict[str, Any], pod_dir: Path) -> dict[str, Path]:
+        """The container's emptyDir mounts -> folders of its own (its writable places)."""
+        volumes = {v["name"]: v for v in (pod_spec(obj) or {}).get("volumes", [])}
+        mounts = {}
+        for m in c.get("volumeMounts", []):
+            if "emptyDir" in volumes.get(m["name"], {}):
+                mounts[m["mountPath"].rstrip("/")] = pod_dir / m["name"]
+                mounts[m["mountPath"].rstrip("/")].mkdir(parents=True, exist_ok=True)
+        return mounts
+
     def start(self, obj: dict[str, Any], c: dict[str, Any]) -> Started | None:
+        where = f"{ref(obj)} container {c['name']}"
         name = f"{obj['metadata']['name']}-{c['name']}"
-        home = self.workdir / name
-        (home / "geomlops").mkdir(parents=True, exist_ok=True)
+        pod_dir = self.workdir / name
+        pod_dir.mkdir(parents=True, exist_ok=True)
+        mounts = self.mounts(obj, c, pod_dir)
         env = self.environment(obj, c)
         argv = self.argv(obj, c, env)
         if not argv:
             return None
-        # What the platform image's ENV sets (Dockerfile), here in the pod's own folders.
-        process_env = {"PATH": PATH, "HOME": str(home), "GEOMLOPS_HOME": str(home / "geomlops")}
-        process_env.update(env)
+        # The image's own ENV (its Dockerfile), under the container's: PATH is this
+        # environment's; a path must lie on a writable volume (the root is read-only).
+        process_env = {}
+        for key, value in {**self.image_env, **env}.items():
+            if key == "PATH":
+                process_env[key] = PATH
+            elif value.startswith("/") and key in self.image_env and key not in env:
+                local = _on_mount(value, mounts)
+                if local is None:
+                    self.problems.append(
+                        f"{where}: the image sets {key}={value}, on no writable volume of "
+                        "the container (its root filesystem is read-only)"
+                    )
+                    return None
+                process_env[key] = str(local)
+            else:
+                process_env[key] = value
+        cwd = _on_mount(c.get("workingDir") or self.image_workdir, mounts) or pod_dir
         log = self.workdir / f"{name}.log"
         with log.open("wb") as out:
             process = subprocess.Popen(
                 argv,
                 env=process_env,
-                cwd=home,
+                cwd=cwd,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
