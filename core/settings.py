@@ -325,7 +325,7 @@ class ArgoSettings(BaseSettings):
         default=None,
         gt=0,
         description="Seconds between status checks while waiting on a run; unset means 5 for "
-        "a configured server and 0.25 for the local one.",
+        "a configured server and 0.5 for the local one.",
     )
 
     @property
@@ -333,7 +333,7 @@ class ArgoSettings(BaseSettings):
         """The status-check interval in effect (a remote server is polled less often)."""
         if self.poll_interval is not None:
             return self.poll_interval
-        return 5.0 if self.server else 0.25
+        return 5.0 if self.server else 0.5
 
 
 class TrainingSettings(BaseSettings):

@@ -265,8 +265,8 @@ class ArgoServer:
         except (requests.RequestException, OSError) as exc:
             raise _translate(exc, f"logs of {name}", self.host) from exc
         if not response.ok:
-            exc = exception_from_server_response(response)
-            raise _translate(exc, f"logs of {name}", self.host) from exc
+            refused = exception_from_server_response(response)
+            raise _translate(refused, f"logs of {name}", self.host) from refused
         lines: dict[str, list[str]] = {}
         for raw in response.text.splitlines():
             if not raw.strip():
