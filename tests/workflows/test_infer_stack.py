@@ -103,6 +103,11 @@ def spain(stack: Connections, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return aoi
 
 
+@pytest.fixture(autouse=True)
+def _through_the_local_api(argo: str) -> None:
+    """Runs go to the in-process Argo API, so their pods see the `GEOMLOPS_INFER_*` set here."""
+
+
 @pytest.fixture
 def small_tiles(monkeypatch: pytest.MonkeyPatch, fresh_settings: None) -> None:
     """64 px tiles in shards of 4: a 512 px chip becomes 64 tiles in 16 shards."""
