@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING
 
 from typer.core import TyperGroup
 
-if TYPE_CHECKING:
-    import click
+if TYPE_CHECKING:  # typer vendors click; its own copy is the one it types against
+    from typer import _click as click
 
 
 class DefaultRunGroup(TyperGroup):

@@ -24,8 +24,8 @@ from geomlops.cli import governance as governance_cli
 from geomlops.cli import stack
 from geomlops.errors import GeomlopsError
 
-if TYPE_CHECKING:
-    import click
+if TYPE_CHECKING:  # typer vendors click; its own copy is the one it types against
+    from typer import _click as click
 
 VERB_GROUPS: dict[str, str] = {
     "catalog": "geomlops.cli.catalog:app",

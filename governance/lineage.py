@@ -246,8 +246,10 @@ class LineageResolver(CatalogAndRegistry):
             props.get(prop.MLFLOW_MODEL_VERSION),
         )
         label = f"{name} v{version}"
+        if name is None or version is None:
+            return _broken("registry", label, "the item names no MLflow model version")
         try:
-            mv = self.mlflow.get_model_version(name, version)
+            mv = self.mlflow.get_model_version(name, str(version))
         except (MlflowException, TypeError):
             return _broken("registry", label, "not in the MLflow model registry")
         if props.get(prop.MLFLOW_RUN_ID) and mv.run_id != props[prop.MLFLOW_RUN_ID]:

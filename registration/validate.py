@@ -206,7 +206,7 @@ def _mlm_problems(path: Path, mlm: dict[str, Any]) -> list[Problem]:
                 "list that schema URL in stac_extensions and use MLM v1.6.0 fields",
             )
         )
-    assets = mlm.get("assets") if isinstance(mlm.get("assets"), dict) else {}
+    assets = mlm["assets"] if isinstance(mlm.get("assets"), dict) else {}
     code = {k: a for k, a in assets.items() if "mlm:source_code" in (a or {}).get("roles", [])}
     if not code:
         problems.append(
@@ -279,7 +279,7 @@ def _project_problems(path: Path, project: MLProject, result: ValidationResult) 
 
 
 def _hyperparameter_problems(project: MLProject, mlm: dict[str, Any]) -> list[Problem]:
-    props = mlm.get("properties") if isinstance(mlm.get("properties"), dict) else {}
+    props = mlm["properties"] if isinstance(mlm.get("properties"), dict) else {}
     hyper = props.get("mlm:hyperparameters")
     if not isinstance(hyper, dict) or "train" not in ENTRY_POINTS:
         return []

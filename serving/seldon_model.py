@@ -127,7 +127,7 @@ class SegmentationModel:
             raise SeldonMicroserviceException(
                 str(error), status_code=error.status, reason=error.reason
             ) from error
-        meta = request.get("meta") if isinstance(request.get("meta"), dict) else {}
+        meta: dict[str, Any] = request["meta"] if isinstance(request.get("meta"), dict) else {}
         tags = {**(meta.get("tags") or {}), **predictor.tags}
         return {"jsonData": predictor.predict(raster), "meta": {**meta, "tags": tags}}
 

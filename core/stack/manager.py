@@ -35,9 +35,12 @@ Progress = Callable[[str], None]
 class Service(Protocol):
     """What the manager needs of each service."""
 
-    name: str
-    port_roles: tuple[str, ...]
-    log: object
+    @property
+    def name(self) -> str: ...
+    @property
+    def port_roles(self) -> tuple[str, ...]: ...
+    @property
+    def log(self) -> object: ...
 
     def url(self) -> str: ...
     def running(self) -> bool: ...
@@ -47,7 +50,10 @@ class Service(Protocol):
     def stop(self) -> bool: ...
 
 
-SERVICE_WAVES: tuple[tuple[type[Service], ...], ...] = (
+ServiceFactory = Callable[[StackContext], Service]
+"""A service class, as the manager uses it: built from the stack's context."""
+
+SERVICE_WAVES: tuple[tuple[ServiceFactory, ...], ...] = (
     (PostgresService,),
     (SeaweedService, MLflowService, StacApiService, ArgoApiService),
 )
@@ -154,7 +160,7 @@ class LocalStack:
             services = self.services()
             running = {s.name: s.running() for s in services}
             moved = self._assign_ports(services, running)
-            by_type = {type(s): s for s in services}
+            by_type: dict[ServiceFactory, Service] = {type(s): s for s in services}
             try:
                 for wave in SERVICE_WAVES:
                     members = [by_type[cls] for cls in wave]

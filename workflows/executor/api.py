@@ -401,7 +401,8 @@ class LocalExecutor:
 
     def list(self) -> list[dict[str, Any]]:
         """One summary per run, newest first."""
-        summaries = []
+        summaries: list[dict[str, Any]] = []
+        created: list[float] = []
         for name in self.store.names():
             try:
                 state = self.store.load(name)
@@ -415,8 +416,8 @@ class LocalExecutor:
                     "createdAt": iso(state.created_at),
                     "finishedAt": iso(state.finished_at),
                     "message": state.message,
-                    "_created": state.created_at,
-                }
+                },
             )
-        summaries.sort(key=lambda s: s.pop("_created"), reverse=True)
-        return summaries
+            created.append(state.created_at)
+        order = sorted(range(len(summaries)), key=created.__getitem__, reverse=True)
+        return [summaries[i] for i in order]
