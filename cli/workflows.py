@@ -72,7 +72,7 @@ def render_command(
     """Write the Argo YAML of every WorkflowTemplate.
 
     Examples:
-        geomlops workflows render --out charts/geomlops/templates/workflows
+        geomlops workflows render --out charts/geomlops/files/workflows
         GEOMLOPS_TRAIN_GPUS=0 geomlops workflows render
     """
     import yaml

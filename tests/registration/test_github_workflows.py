@@ -20,6 +20,8 @@ import pytest
 import typer
 import yaml
 from registration_corpus import commit_all, git, make_repo, materialise
+from typer import _click  # typer vendors click: its own Context
+from typer.core import TyperGroup
 
 from geomlops.cli.main import app
 
@@ -69,15 +71,17 @@ def _make_targets() -> set[str]:
 def _cli_command(words: list[str]) -> tuple[Any, list[str]]:
     """The command a `geomlops ...` line runs, and its remaining words.
 
-    Typer builds on its own copy of click, so groups are recognised by their subcommands.
+    Subcommands are looked up through click's ``get_command``, as a command line does, so
+    verb groups that are built on demand are found too. Typer builds on its own copy of
+    click, hence ``typer._click``.
     """
     command: Any = typer.main.get_command(app)
     rest = words[1:]
-    while getattr(command, "commands", None) and rest and not rest[0].startswith("-"):
-        sub = command.commands.get(rest[0])
+    while isinstance(command, TyperGroup) and rest and not rest[0].startswith("-"):
+        sub = command.get_command(_click.core.Context(command, info_name=command.name), rest[0])
         assert sub is not None, f"`geomlops` has no command {' '.join(words[: -len(rest) + 1])}"
         command, rest = sub, rest[1:]
-    assert not getattr(command, "commands", None), f"{words} names a group, not a command"
+    assert not isinstance(command, TyperGroup), f"{words} names a group, not a command"
     return command, rest
 
 

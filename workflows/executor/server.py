@@ -29,198 +29,46 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
 from typing import Annotated, Any
 
-import httpx
 from fastapi import Body, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from geomlops.errors import (
-    AuthError,
-    ConflictError,
     GeomlopsError,
     NotFoundError,
-    StackNotRunning,
-    ValidationFailed,
 )
-from geomlops.settings import Settings, get_settings
+from geomlops.settings import Settings
 from geomlops.workflows.executor.api import LocalExecutor
+from geomlops.workflows.executor.argo_wire import (
+    APPROVER,
+    ARGO_VERSION,
+    CREATOR_LABEL,
+    FAILED_PRECONDITION,
+    INTERNAL,
+    INVALID_ARGUMENT,
+    NOT_FOUND,
+    PENDING_OUTPUTS,
+    PERMISSION_DENIED,
+    SETTLE_TIMEOUT,
+    SUBMITTER,
+    TEMPLATE_LABEL,
+    WRITER,
+    ArgoError,
+    code_of,
+    error_response,
+    parse_labels,
+    parse_node_selector,
+    parse_parameters,
+    workflow_object,
+)
 from geomlops.workflows.executor.manifest import API_VERSION
-from geomlops.workflows.executor.model import RunPhase, RunState, iso, pod_name
+from geomlops.workflows.executor.model import RunPhase, RunState, pod_name
+from geomlops.workflows.executor.server_auth import Backend, Caller
 
 log = logging.getLogger(__name__)
-
-ARGO_VERSION = "v3.7.18"
-"""The Argo Server version whose API shapes this app answers with."""
-CREATOR_LABEL = "workflows.argoproj.io/creator"
-TEMPLATE_LABEL = "workflows.argoproj.io/workflow-template"
-PHASE_LABEL = "workflows.argoproj.io/phase"
-COMPLETED_LABEL = "workflows.argoproj.io/completed"
-STATE_DIR_ANNOTATION = "workflows.geomlops.io/state-dir"
-"""Where the local run keeps its state and pod files (local runs only)."""
-SUBMITTER = "submitted-by"
-LOCAL_OUTPUTS = {"/tmp/outputs": "{pod_dir}/outputs"}  # noqa: S108 - container path, mapped
-"""Container paths the platform's templates write outputs to, mapped per pod locally."""
-PENDING_OUTPUTS = "pending-outputs.json"
-"""Output parameters set on suspend nodes (``PUT …/set``) for the next resume."""
-WRITER, APPROVER, ADMIN = "writer", "approver", "admin"
-WHOAMI_PATH = "/auth/whoami"
-AUTH_TIMEOUT = 10.0
-SETTLE_TIMEOUT = 15.0
-"""Seconds a resume/stop/terminate waits for the run's executor to take it up."""
-
-# gRPC status codes, and the HTTP status grpc-gateway answers each with.
-INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS, PERMISSION_DENIED = 3, 5, 6, 7
-FAILED_PRECONDITION, ABORTED, INTERNAL, UNAVAILABLE, UNAUTHENTICATED = 9, 10, 13, 14, 16
-HTTP_STATUS = {
-    INVALID_ARGUMENT: 400,
-    NOT_FOUND: 404,
-    ALREADY_EXISTS: 409,
-    PERMISSION_DENIED: 403,
-    FAILED_PRECONDITION: 400,
-    ABORTED: 409,
-    INTERNAL: 500,
-    UNAVAILABLE: 503,
-    UNAUTHENTICATED: 401,
-}
-
-
-class ArgoError(Exception):
-    """An answer in the gRPC-gateway's error shape."""
-
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-def _error_response(code: int, message: str) -> JSONResponse:
-    return JSONResponse(
-        {"code": code, "message": message, "details": []}, status_code=HTTP_STATUS.get(code, 500)
-    )
-
-
-def _code_of(error: GeomlopsError) -> int:
-    """The one table from the platform's errors to Argo's."""
-    if isinstance(error, NotFoundError):
-        return NOT_FOUND
-    if isinstance(error, ValidationFailed):
-        return INVALID_ARGUMENT
-    if isinstance(error, ConflictError):
-        return ABORTED
-    if isinstance(error, AuthError):
-        return UNAUTHENTICATED
-    if isinstance(error, StackNotRunning):
-        return UNAVAILABLE
-    return INTERNAL
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who sent the request, as the catalog names them."""
-
-    name: str
-    roles: frozenset[str]
-
-    def require(self, *roles: str) -> None:
-        """Refuse the request unless the caller holds one of ``roles`` (or is admin)."""
-        if ADMIN in self.roles or self.roles & set(roles):
-            return
-        raise ArgoError(
-            PERMISSION_DENIED,
-            f"identity {self.name!r} has roles {sorted(self.roles) or 'none'}; this needs one "
-            f"of {list(roles)} or admin",
-        )
-
-
-class Backend:
-    """The settings and the executor behind the app (resolved per request)."""
-
-    def __init__(self, settings: Settings | None) -> None:
-        self.fixed = settings
-        self._http: httpx.AsyncClient | None = None
-
-    @property
-    def http(self) -> httpx.AsyncClient:
-        """One client for every credential check.
-
-        A new client costs ~70 ms (its TLS context), twenty times the check itself, and a
-        waiting CLI polls several times a second.
-        """
-        if self._http is None:
-            self._http = httpx.AsyncClient(timeout=AUTH_TIMEOUT)
-        return self._http
-
-    async def close(self) -> None:
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
-
-    @property
-    def settings(self) -> Settings:
-        # Unset: re-read per request, so an app run inside a test follows its environment.
-        return self.fixed or get_settings()
-
-    def executor(self) -> LocalExecutor:
-        """The local executor, with the templates' output paths mapped per pod."""
-        settings = self.settings
-        path_map = {**LOCAL_OUTPUTS, **settings.workflows.path_map}
-        settings = settings.model_copy(
-            update={"workflows": settings.workflows.model_copy(update={"path_map": path_map})}
-        )
-        return LocalExecutor(settings)
-
-    def templates(self, namespace: str) -> dict[str, dict[str, Any]]:
-        """The platform's WorkflowTemplates as installed in ``namespace``."""
-        from geomlops.workflows.templates import all_templates, render
-
-        installed = {}
-        for name, template in all_templates(self.settings).items():
-            manifest = render(template)
-            manifest.setdefault("metadata", {})["namespace"] = namespace
-            installed[name] = manifest
-        return installed
-
-    async def caller(self, request: Request) -> Caller:
-        """The identity behind the request's credential, asked of the catalog."""
-        from geomlops.connections import get_connections
-
-        headers = {}
-        authorization = request.headers.get("authorization") or ""
-        scheme, _, token = authorization.strip().partition(" ")
-        if request.headers.get("x-api-key"):
-            headers["x-api-key"] = request.headers["x-api-key"]
-        elif scheme.lower() == "bearer" and token.strip():
-            # Argo clients send every token as a bearer token: an OIDC token (a JWT) goes on
-            # as one, anything else is one of the catalog's API keys.
-            token = token.strip()
-            if token.count(".") == 2:
-                headers["authorization"] = f"Bearer {token}"
-            else:
-                headers["x-api-key"] = token
-        if not headers:
-            raise ArgoError(
-                UNAUTHENTICATED,
-                "this request needs a credential: send `Authorization: Bearer <API key>`",
-            )
-        try:
-            url = get_connections(self.settings).stac_url + WHOAMI_PATH
-            response = await self.http.get(url, headers=headers)
-        except (httpx.HTTPError, StackNotRunning) as exc:
-            raise ArgoError(UNAVAILABLE, f"cannot check the credential: {exc}") from exc
-        if response.status_code in (401, 403):
-            try:
-                reason = response.json().get("description") or response.text
-            except ValueError:
-                reason = response.text
-            raise ArgoError(UNAUTHENTICATED, f"credential refused: {reason}")
-        if response.status_code != 200:
-            raise ArgoError(UNAVAILABLE, f"the catalog answered {response.status_code}")
-        data = response.json()
-        return Caller(name=str(data["name"]), roles=frozenset(data.get("roles") or []))
 
 
 async def _caller(request: Request) -> Caller:
@@ -232,73 +80,6 @@ CallerDep = Annotated[Caller, Depends(_caller)]
 JsonBody = Annotated[dict[str, Any], Body()]
 
 
-# --- the Argo objects answered -----------------------------------------------------------
-
-
-def _node(node: dict[str, Any]) -> dict[str, Any]:
-    """A node of the executor's status as Argo's ``NodeStatus``."""
-    out: dict[str, Any] = {
-        "id": node["id"],
-        "name": node["name"],
-        "displayName": node["displayName"],
-        "type": node["type"],
-        "phase": node["phase"],
-    }
-    for key in ("templateName", "message", "startedAt", "finishedAt", "boundaryID", "inputs"):
-        if node.get(key):
-            out[key] = node[key]
-    if node.get("children"):
-        out["children"] = list(node["children"])
-    if node.get("outputs"):
-        outputs = dict(node["outputs"])
-        if "exitCode" in outputs:
-            outputs["exitCode"] = str(outputs["exitCode"])
-        out["outputs"] = outputs
-    if node.get("retries") is not None:
-        out["nodeFlag"] = {"retried": True}
-    if node.get("restarts"):
-        out["failedPodRestarts"] = int(node["restarts"])
-    return out
-
-
-def workflow_object(executor: LocalExecutor, name: str, *, nodes: bool = True) -> dict[str, Any]:
-    """The run as Argo's ``Workflow`` object (metadata, spec, status)."""
-    state = executor.store.load(name)
-    status = executor.status(name)
-    source = state.workflow["metadata"]
-    labels = {
-        **(source.get("labels") or {}),
-        PHASE_LABEL: state.phase,
-        COMPLETED_LABEL: "true" if state.finished else "false",
-    }
-    annotations = {
-        **(source.get("annotations") or {}),
-        STATE_DIR_ANNOTATION: status["stateDir"],
-    }
-    body: dict[str, Any] = {"phase": state.phase}
-    for key in ("message", "startedAt", "finishedAt", "progress"):
-        if status.get(key):
-            body[key] = status[key]
-    if nodes and status["nodes"]:
-        body["nodes"] = {n["id"]: _node(n) for n in status["nodes"]}
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "Workflow",
-        "metadata": {
-            "name": state.name,
-            "namespace": state.namespace,
-            "uid": state.uid,
-            "resourceVersion": str(state.seq),
-            "generation": 1,
-            "creationTimestamp": iso(state.created_at),
-            "labels": labels,
-            "annotations": annotations,
-        },
-        "spec": state.workflow["spec"],
-        "status": body,
-    }
-
-
 def _load(executor: LocalExecutor, namespace: str, name: str) -> None:
     """Raise Argo's NotFound unless ``name`` is a run in ``namespace``."""
     try:
@@ -307,41 +88,6 @@ def _load(executor: LocalExecutor, namespace: str, name: str) -> None:
         state = None
     if state is None or state.namespace != namespace:
         raise ArgoError(NOT_FOUND, f'workflows.argoproj.io "{name}" not found')
-
-
-def _parameters(values: list[str] | None) -> dict[str, str]:
-    parsed = {}
-    for value in values or []:
-        key, sep, text = value.partition("=")
-        if not sep or not key:
-            raise ArgoError(INVALID_ARGUMENT, f"parameter {value!r} is not name=value")
-        parsed[key] = text
-    return parsed
-
-
-def _labels(text: str | None) -> dict[str, str]:
-    labels = {}
-    for part in (text or "").split(","):
-        if part.strip():
-            key, sep, value = part.partition("=")
-            if not sep:
-                raise ArgoError(INVALID_ARGUMENT, f"label {part!r} is not key=value")
-            labels[key.strip()] = value.strip()
-    return labels
-
-
-def _node_selector(selector: str | None) -> str | None:
-    """The node a ``nodeFieldSelector`` names (``displayName=…``, ``name=…`` or ``id=…``)."""
-    if not selector:
-        return None
-    key, sep, value = selector.partition("=")
-    if not sep or key.strip() not in ("displayName", "name", "id") or "," in value:
-        raise ArgoError(
-            INVALID_ARGUMENT,
-            f"nodeFieldSelector {selector!r}: only displayName=, name= or id= of one node is "
-            "supported by the local executor",
-        )
-    return value.strip()
 
 
 def _claim_submitter(manifest: dict[str, Any], params: dict[str, str], caller: Caller) -> None:
@@ -397,23 +143,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(ArgoError)
     async def _argo_error(request: Request, error: ArgoError) -> JSONResponse:
-        return _error_response(error.code, error.message)
+        return error_response(error.code, error.message)
 
     @app.exception_handler(GeomlopsError)
     async def _platform_error(request: Request, error: GeomlopsError) -> JSONResponse:
-        return _error_response(_code_of(error), str(error))
+        return error_response(code_of(error), str(error))
 
     @app.exception_handler(RequestValidationError)
     async def _bad_request(request: Request, error: RequestValidationError) -> JSONResponse:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in error.errors()
         )
-        return _error_response(INVALID_ARGUMENT, f"malformed request: {problems}")
+        return error_response(INVALID_ARGUMENT, f"malformed request: {problems}")
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
         code = {404: NOT_FOUND, 405: INVALID_ARGUMENT}.get(error.status_code, INTERNAL)
-        return _error_response(code, f"{request.method} {request.url.path}: {error.detail}")
+        return error_response(code, f"{request.method} {request.url.path}: {error.detail}")
 
     @app.get("/api/v1/version")
     def version() -> dict[str, str]:
@@ -467,7 +213,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         metadata: dict[str, Any] = {
             "labels": {
                 **(template["metadata"].get("labels") or {}),
-                **_labels(options.get("labels")),
+                **parse_labels(options.get("labels")),
                 TEMPLATE_LABEL: name,
             },
             "annotations": dict(template["metadata"].get("annotations") or {}),
@@ -482,7 +228,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             namespace,
             caller,
         )  # fmt: skip
-        params = _parameters(options.get("parameters"))
+        params = parse_parameters(options.get("parameters"))
         _claim_submitter(manifest, params, caller)
         executor = backend.executor()
         run = executor.submit(manifest, params)
@@ -517,7 +263,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ) -> dict[str, Any]:
         """``WorkflowService.ListWorkflows``, newest first."""
         executor = backend.executor()
-        wanted = _labels(label_selector)
+        wanted = parse_labels(label_selector)
         items = []
         for summary in executor.list():
             name = summary["name"]
@@ -551,7 +297,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         caller.require(WRITER, APPROVER)
         executor = backend.executor()
         _load(executor, namespace, name)
-        node = _node_selector(body.get("nodeFieldSelector"))
+        node = parse_node_selector(body.get("nodeFieldSelector"))
         try:
             outputs = json.loads(body.get("outputParameters") or "{}")
         except ValueError as exc:
@@ -578,7 +324,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         caller.require(WRITER, APPROVER)
         executor = backend.executor()
         _load(executor, namespace, name)
-        node = _node_selector(body.get("nodeFieldSelector"))
+        node = parse_node_selector(body.get("nodeFieldSelector"))
         path = executor.store.run_dir(name) / PENDING_OUTPUTS
         pending = json.loads(path.read_text()) if path.exists() else {}
         outputs = {**pending.get("", {}), **(pending.get(node, {}) if node else {})}

@@ -1,249 +1,21 @@
-"""The one settings object every component reads.
-
-One pydantic-settings class per concern, composed into :class:`Settings`. Each field is
-read from a ``GEOMLOPS_*`` environment variable, so the same code runs against the local
-stack (where ports are chosen at ``geomlops up`` and remembered in the state directory) and
-a cluster (where URLs are given). No other module reads ``os.environ`` for configuration.
-"""
+"""Settings of the platform's work: workflows, datasets, training, serving, inference."""
 
 from __future__ import annotations
 
 import os
-from functools import lru_cache
 from pathlib import Path
 
-from pydantic import (
-    AliasChoices,
-    BaseModel,
-    Field,
-    SecretStr,
-    field_validator,
-    model_validator,
-)
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings
 
-LOOPBACK = "127.0.0.1"
-
-
-def _config(prefix: str) -> SettingsConfigDict:
-    return SettingsConfigDict(env_prefix=prefix, extra="ignore", case_sensitive=False)
-
-
-class StackSettings(BaseSettings):
-    """Where the local stack keeps its state and how it binds."""
-
-    model_config = _config("GEOMLOPS_")
-
-    home: Path = Field(
-        default=Path("~/.geomlops"),
-        description="State directory: databases, objects, logs, keys. `GEOMLOPS_HOME`.",
-    )
-    startup_timeout: float = Field(
-        default=120.0, gt=0, description="Seconds to wait for one service to become healthy."
-    )
-
-    @field_validator("home")
-    @classmethod
-    def _absolute_home(cls, value: Path) -> Path:
-        return value.expanduser().absolute()
-
-
-class DatabaseSettings(BaseSettings):
-    """PostgreSQL holding PgSTAC and the MLflow backend store."""
-
-    model_config = _config("GEOMLOPS_DB_")
-
-    dsn: SecretStr | None = Field(
-        default=None,
-        description="An external server as `postgresql://user:pass@host:port` (no database "
-        "name); unset means the local stack's own cluster.",
-    )
-    port: int = Field(default=0, ge=0, le=65535, description="Local port; 0 picks a free one.")
-    user: str = Field(default="geomlops", description="Superuser of the local cluster.")
-    bindir: Path | None = Field(
-        default=None,
-        description="Directory of initdb/pg_ctl; unset finds Debian's PostgreSQL 15.",
-    )
-    pgstac_database: str = "pgstac"
-    mlflow_database: str = "mlflow"
-
-
-class S3Settings(BaseSettings):
-    """The S3-compatible object store (SeaweedFS locally, MinIO or any S3 in a cluster)."""
-
-    model_config = _config("GEOMLOPS_S3_")
-
-    endpoint_url: str | None = Field(
-        default=None, description="External endpoint; unset means the local SeaweedFS."
-    )
-    access_key: SecretStr | None = None
-    secret_key: SecretStr | None = None
-    region: str = "us-east-1"
-    port: int = Field(default=0, ge=0, le=65535, description="Local S3 port; 0 picks a free one.")
-    bucket_mlflow: str = Field(default="mlflow", description="MLflow run artifacts.")
-    bucket_dvc: str = Field(default="dvc", description="DVC dataset remote.")
-    bucket_imagery: str = Field(default="imagery", description="Source imagery COGs.")
-    bucket_predictions: str = Field(default="predictions", description="Inference outputs.")
-
-    @model_validator(mode="after")
-    def _keys_come_in_pairs(self) -> S3Settings:
-        if (self.access_key is None) != (self.secret_key is None):
-            raise ValueError(
-                "set both GEOMLOPS_S3_ACCESS_KEY and GEOMLOPS_S3_SECRET_KEY, or neither"
-            )
-        return self
-
-    @property
-    def buckets(self) -> dict[str, str]:
-        """Role → bucket name, the one list of buckets the platform uses (DESIGN.md §7)."""
-        return {
-            "mlflow": self.bucket_mlflow,
-            "dvc": self.bucket_dvc,
-            "imagery": self.bucket_imagery,
-            "predictions": self.bucket_predictions,
-        }
-
-
-class MLflowSettings(BaseSettings):
-    """MLflow tracking server and model registry."""
-
-    model_config = _config("GEOMLOPS_MLFLOW_")
-
-    tracking_uri: str | None = Field(
-        default=None, description="External tracking server; unset means the local one."
-    )
-    port: int = Field(default=0, ge=0, le=65535, description="Local port; 0 picks a free one.")
-    workers: int = Field(default=1, ge=1, description="Server workers (memory is scarce).")
-
-
-class StacApiSettings(BaseSettings):
-    """The STAC API (stac-fastapi-pgstac)."""
-
-    model_config = _config("GEOMLOPS_STAC_")
-
-    url: str | None = Field(default=None, description="External STAC API; unset means local.")
-    port: int = Field(default=0, ge=0, le=65535, description="Local port; 0 picks a free one.")
-
-
-def _default_schema_mirror() -> Path | None:
-    """``../shared/data/schemas/stac`` next to the repository, when that checkout has it."""
-    candidate = Path(__file__).resolve().parents[2] / "shared" / "data" / "schemas" / "stac"
-    return candidate if candidate.is_dir() else None
-
-
-class CatalogSettings(BaseSettings):
-    """STAC validation: where JSON schemas come from (offline first)."""
-
-    model_config = _config("GEOMLOPS_")
-
-    schema_mirror: Path | None = Field(
-        default_factory=_default_schema_mirror,
-        description="Directory mirroring schema URLs as `<host>/<path>` "
-        "(`GEOMLOPS_SCHEMA_MIRROR`); a schema URL is read from here before the network.",
-    )
-    schema_network: bool = Field(
-        default=False,
-        description="Fetch a schema over the network when the mirror lacks it "
-        "(`GEOMLOPS_SCHEMA_NETWORK`); off, so validation never depends on the internet.",
-    )
-
-
-class AuthSettings(BaseSettings):
-    """Who may write to (and optionally read) the catalog."""
-
-    model_config = _config("GEOMLOPS_AUTH_")
-
-    public_reads: bool = Field(
-        default=True,
-        description="Anyone may read the catalog; false requires a credential for reads too.",
-    )
-    oidc_issuer: str | None = Field(
-        default=None, description="OIDC issuer (`iss`) whose bearer tokens are accepted."
-    )
-    oidc_audience: str | None = Field(
-        default=None, description="Audience (`aud`) a bearer token must be issued for."
-    )
-    oidc_jwks_url: str | None = Field(
-        default=None, description="http(s) URL of the issuer's JSON Web Key Set (`jwks_uri`)."
-    )
-    oidc_roles_claim: str = Field(
-        default="roles", description="Token claim holding the identity's roles (a list)."
-    )
-    oidc_identity_claim: str = Field(
-        default="preferred_username",
-        description="Token claim naming the identity (falls back to `sub`).",
-    )
-    oidc_algorithms: list[str] = Field(
-        default=["RS256"], description="Signature algorithms accepted for bearer tokens."
-    )
-    api_key: SecretStr | None = Field(
-        default=None,
-        validation_alias=AliasChoices("GEOMLOPS_API_KEY"),
-        description="Key the CLI and clients send (`GEOMLOPS_API_KEY`); unset means the "
-        "administrator key generated by `geomlops up`.",
-    )
-
-    @model_validator(mode="after")
-    def _oidc_complete(self) -> AuthSettings:
-        oidc = (self.oidc_issuer, self.oidc_audience, self.oidc_jwks_url)
-        if any(oidc) and not all(oidc):
-            raise ValueError(
-                "OIDC needs all of GEOMLOPS_AUTH_OIDC_ISSUER, GEOMLOPS_AUTH_OIDC_AUDIENCE and "
-                "GEOMLOPS_AUTH_OIDC_JWKS_URL, or none of them"
-            )
-        return self
-
-    @property
-    def oidc_enabled(self) -> bool:
-        """Whether bearer tokens from an OIDC issuer are accepted."""
-        return self.oidc_issuer is not None
-
-
-def _default_sample_data() -> Path | None:
-    """``../shared/data`` next to the repository, when that checkout has it."""
-    candidate = Path(__file__).resolve().parents[2] / "shared" / "data"
-    return candidate if candidate.is_dir() else None
-
-
-class SampleDataSettings(BaseSettings):
-    """Where the sample data the platform uses (imagery, vectors) is looked up."""
-
-    model_config = _config("GEOMLOPS_")
-
-    sample_data: Path | None = Field(
-        default_factory=_default_sample_data,
-        description="Directory holding the sample files under their registry paths "
-        "(`GEOMLOPS_SAMPLE_DATA`); unset means `../shared/data` next to the repository when "
-        "it exists, else `<GEOMLOPS_HOME>/sample-data`.",
-    )
-    allow_network: bool = Field(
-        default=False,
-        description="Download a missing sample file from its public URL "
-        "(`GEOMLOPS_ALLOW_NETWORK`); off, so tests and runs never depend on the internet.",
-    )
-
-    @field_validator("sample_data")
-    @classmethod
-    def _absolute_sample_data(cls, value: Path | None) -> Path | None:
-        return value.expanduser().absolute() if value is not None else None
-
-
-def _repo_dir(name: str) -> Path | None:
-    """``name`` at the root of this checkout, when it exists (editable installs)."""
-    candidate = Path(__file__).resolve().parents[1] / name
-    return candidate if candidate.is_dir() else None
-
-
-def _default_argo_schema_dir() -> Path | None:
-    """``../shared/data/schemas/argo-workflows`` next to the repository, when it exists."""
-    candidate = Path(__file__).resolve().parents[2] / "shared/data/schemas/argo-workflows"
-    return candidate if candidate.is_dir() else None
+from geomlops.settings.base import config, repo_dir, shared_data
+from geomlops.settings.services import S3Settings
 
 
 class WorkflowSettings(BaseSettings):
     """The local Argo executor and the Argo schema used to validate manifests."""
 
-    model_config = _config("GEOMLOPS_WORKFLOWS_")
+    model_config = config("GEOMLOPS_WORKFLOWS_")
 
     parallelism: int = Field(
         default_factory=lambda: os.cpu_count() or 1,
@@ -256,7 +28,7 @@ class WorkflowSettings(BaseSettings):
         description="Where local runs keep their state; unset means `$GEOMLOPS_HOME/workflows`.",
     )
     argo_schema_dir: Path | None = Field(
-        default_factory=_default_argo_schema_dir,
+        default_factory=lambda: shared_data("schemas/argo-workflows"),
         description="Directory holding Argo's `schema-v<version>.json` files; unset means "
         "`../shared/data/schemas/argo-workflows` next to the repository when it exists.",
     )
@@ -282,7 +54,7 @@ class WorkflowSettings(BaseSettings):
 class DatasetSettings(BaseSettings):
     """The git+DVC repository that versions training datasets (`geomlops dataset ...`)."""
 
-    model_config = _config("GEOMLOPS_DATASETS_")
+    model_config = config("GEOMLOPS_DATASETS_")
 
     repo: Path | None = Field(
         default=None,
@@ -303,7 +75,7 @@ class DatasetSettings(BaseSettings):
 class ArgoSettings(BaseSettings):
     """The Argo Server API every workflow command talks to (a cluster's, or the local one)."""
 
-    model_config = _config("GEOMLOPS_ARGO_")
+    model_config = config("GEOMLOPS_ARGO_")
 
     server: str | None = Field(
         default=None,
@@ -339,7 +111,7 @@ class ArgoSettings(BaseSettings):
 class TrainingSettings(BaseSettings):
     """How training pods are scheduled on a cluster (recorded, without effect, locally)."""
 
-    model_config = _config("GEOMLOPS_TRAIN_")
+    model_config = config("GEOMLOPS_TRAIN_")
 
     gpus: int = Field(
         default=1, ge=0, description="GPUs the train and evaluate pods request; 0 = CPU only."
@@ -361,7 +133,7 @@ class TrainingSettings(BaseSettings):
         description="Where a package image holds the package (its Dockerfile WORKDIR).",
     )
     local_packages: Path | None = Field(
-        default_factory=lambda: _repo_dir("model_packages"),
+        default_factory=lambda: repo_dir("model_packages"),
         description="Folder of model packages by name, used when a step runs outside the "
         "package's image (the local executor); unset means `model_packages/` of this checkout.",
     )
@@ -385,7 +157,7 @@ class TrainingSettings(BaseSettings):
 class RegistrationSettings(BaseSettings):
     """Limits and defaults of `geomlops package validate|register`."""
 
-    model_config = _config("GEOMLOPS_REGISTRATION_")
+    model_config = config("GEOMLOPS_REGISTRATION_")
 
     max_file_bytes: int = Field(
         default=10 * 1024**2,
@@ -403,19 +175,10 @@ class RegistrationSettings(BaseSettings):
     )
 
 
-def _default_seldon_schema() -> Path | None:
-    """The SeldonDeployment CRD schema in ``../shared/data/schemas``, when that exists."""
-    candidate = (
-        Path(__file__).resolve().parents[2]
-        / "shared/data/schemas/seldon-core-v1/seldondeployment-v1.openAPIV3Schema.json"
-    )
-    return candidate if candidate.is_file() else None
-
-
 class ServingSettings(BaseSettings):
     """Online inference: the Seldon graph, its images and resources, and input limits."""
 
-    model_config = _config("GEOMLOPS_SERVING_")
+    model_config = config("GEOMLOPS_SERVING_")
 
     model_image: str = Field(
         default="ghcr.io/geomlops/serving-model:0.1.0",
@@ -477,13 +240,15 @@ class ServingSettings(BaseSettings):
         default=120.0, gt=0, description="Seconds `geomlops serve` waits for its components."
     )
     venv_bin: Path | None = Field(
-        default_factory=lambda: _repo_dir(".venv-serving/bin"),
+        default_factory=lambda: repo_dir(".venv-serving/bin"),
         description="bin/ folder of the serving environment (seldon-core 1.17.1) that "
         "`geomlops serve` runs the components from; unset means this checkout's "
         "`.venv-serving/bin` when it exists (`make install` builds it).",
     )
     seldon_schema: Path | None = Field(
-        default_factory=_default_seldon_schema,
+        default_factory=lambda: shared_data(
+            "schemas/seldon-core-v1/seldondeployment-v1.openAPIV3Schema.json"
+        ),
         description="SeldonDeployment openAPIV3Schema (JSON) that generated manifests are "
         "validated against; unset means the copy in ../shared/data when it exists.",
     )
@@ -498,7 +263,7 @@ class ServingSettings(BaseSettings):
 class InferenceSettings(BaseSettings):
     """Batch inference (`geomlops infer`): how work is cut, bounded, retried and published."""
 
-    model_config = _config("GEOMLOPS_INFER_")
+    model_config = config("GEOMLOPS_INFER_")
 
     stac_url: str | None = Field(
         default=None,
@@ -575,39 +340,3 @@ class InferenceSettings(BaseSettings):
         description="Class values that get no polygons in the run's GeoJSON (JSON list); "
         "default: class 0, the background class of the platform's models.",
     )
-
-
-class Settings(BaseModel):
-    """All settings, one attribute per concern."""
-
-    stack: StackSettings = Field(default_factory=StackSettings)
-    db: DatabaseSettings = Field(default_factory=DatabaseSettings)
-    s3: S3Settings = Field(default_factory=S3Settings)
-    mlflow: MLflowSettings = Field(default_factory=MLflowSettings)
-    stac: StacApiSettings = Field(default_factory=StacApiSettings)
-    sample_data: SampleDataSettings = Field(default_factory=SampleDataSettings)
-    catalog: CatalogSettings = Field(default_factory=CatalogSettings)
-    auth: AuthSettings = Field(default_factory=AuthSettings)
-    workflows: WorkflowSettings = Field(default_factory=WorkflowSettings)
-    datasets: DatasetSettings = Field(default_factory=DatasetSettings)
-    argo: ArgoSettings = Field(default_factory=ArgoSettings)
-    training: TrainingSettings = Field(default_factory=TrainingSettings)
-    registration: RegistrationSettings = Field(default_factory=RegistrationSettings)
-    serving: ServingSettings = Field(default_factory=ServingSettings)
-    inference: InferenceSettings = Field(default_factory=InferenceSettings)
-
-    @property
-    def workflows_state_dir(self) -> Path:
-        """Where local workflow runs live (the one place this default is computed)."""
-        return self.workflows.state_dir or self.stack.home / "workflows"
-
-    @property
-    def datasets_repo(self) -> Path:
-        """The dataset repository's working copy (the one place this default is computed)."""
-        return self.datasets.repo or self.stack.home / "datasets" / "repo"
-
-
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    """The process-wide settings, read once from the environment."""
-    return Settings()

@@ -1,0 +1,197 @@
+"""Settings of the services: the local stack, PostgreSQL, S3, MLflow, the STAC API, auth."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings
+
+from geomlops.settings.base import config, shared_data
+
+
+class StackSettings(BaseSettings):
+    """Where the local stack keeps its state and how it binds."""
+
+    model_config = config("GEOMLOPS_")
+
+    home: Path = Field(
+        default=Path("~/.geomlops"),
+        description="State directory: databases, objects, logs, keys. `GEOMLOPS_HOME`.",
+    )
+    startup_timeout: float = Field(
+        default=120.0, gt=0, description="Seconds to wait for one service to become healthy."
+    )
+
+    @field_validator("home")
+    @classmethod
+    def _absolute_home(cls, value: Path) -> Path:
+        return value.expanduser().absolute()
+
+
+class DatabaseSettings(BaseSettings):
+    """PostgreSQL holding PgSTAC and the MLflow backend store."""
+
+    model_config = config("GEOMLOPS_DB_")
+
+    dsn: SecretStr | None = Field(
+        default=None,
+        description="An external server as `postgresql://user:pass@host:port` (no database "
+        "name); unset means the local stack's own cluster.",
+    )
+    port: int = Field(default=0, ge=0, le=65535, description="Local port; 0 picks a free one.")
+    user: str = Field(default="geomlops", description="Superuser of the local cluster.")
+    bindir: Path | None = Field(
+        default=None,
+        description="Directory of initdb/pg_ctl; unset finds Debian's PostgreSQL 15.",
+    )
+    pgstac_database: str = "pgstac"
+    mlflow_database: str = "mlflow"
+
+
+class S3Settings(BaseSettings):
+    """The S3-compatible object store (SeaweedFS locally, MinIO or any S3 in a cluster)."""
+
+    model_config = config("GEOMLOPS_S3_")
+
+    endpoint_url: str | None = Field(
+        default=None, description="External endpoint; unset means the local SeaweedFS."
+    )
+    access_key: SecretStr | None = None
+    secret_key: SecretStr | None = None
+    region: str = "us-east-1"
+    port: int = Field(default=0, ge=0, le=65535, description="Local S3 port; 0 picks a free one.")
+    bucket_mlflow: str = Field(default="mlflow", description="MLflow run artifacts.")
+    bucket_dvc: str = Field(default="dvc", description="DVC dataset remote.")
+    bucket_imagery: str = Field(default="imagery", description="Source imagery COGs.")
+    bucket_predictions: str = Field(default="predictions", description="Inference outputs.")
+
+    @model_validator(mode="after")
+    def _keys_come_in_pairs(self) -> S3Settings:
+        if (self.access_key is None) != (self.secret_key is None):
+            raise ValueError(
+                "set both GEOMLOPS_S3_ACCESS_KEY and GEOMLOPS_S3_SECRET_KEY, or neither"
+            )
+        return self
+
+    @property
+    def buckets(self) -> dict[str, str]:
+        """Role → bucket name, the one list of buckets the platform uses (DESIGN.md §7)."""
+        return {
+            "mlflow": self.bucket_mlflow,
+            "dvc": self.bucket_dvc,
+            "imagery": self.bucket_imagery,
+            "predictions": self.bucket_predictions,
+        }
+
+
+class MLflowSettings(BaseSettings):
+    """MLflow tracking server and model registry."""
+
+    model_config = config("GEOMLOPS_MLFLOW_")
+
+    tracking_uri: str | None = Field(
+        default=None, description="External tracking server; unset means the local one."
+    )
+    port: int = Field(default=0, ge=0, le=65535, description="Local port; 0 picks a free one.")
+    workers: int = Field(default=1, ge=1, description="Server workers (memory is scarce).")
+
+
+class StacApiSettings(BaseSettings):
+    """The STAC API (stac-fastapi-pgstac)."""
+
+    model_config = config("GEOMLOPS_STAC_")
+
+    url: str | None = Field(default=None, description="External STAC API; unset means local.")
+    port: int = Field(default=0, ge=0, le=65535, description="Local port; 0 picks a free one.")
+
+
+class CatalogSettings(BaseSettings):
+    """STAC validation: where JSON schemas come from (offline first)."""
+
+    model_config = config("GEOMLOPS_")
+
+    schema_mirror: Path | None = Field(
+        default_factory=lambda: shared_data("schemas/stac"),
+        description="Directory mirroring schema URLs as `<host>/<path>` "
+        "(`GEOMLOPS_SCHEMA_MIRROR`); a schema URL is read from here before the network.",
+    )
+    schema_network: bool = Field(
+        default=False,
+        description="Fetch a schema over the network when the mirror lacks it "
+        "(`GEOMLOPS_SCHEMA_NETWORK`); off, so validation never depends on the internet.",
+    )
+
+
+class AuthSettings(BaseSettings):
+    """Who may write to (and optionally read) the catalog."""
+
+    model_config = config("GEOMLOPS_AUTH_")
+
+    public_reads: bool = Field(
+        default=True,
+        description="Anyone may read the catalog; false requires a credential for reads too.",
+    )
+    oidc_issuer: str | None = Field(
+        default=None, description="OIDC issuer (`iss`) whose bearer tokens are accepted."
+    )
+    oidc_audience: str | None = Field(
+        default=None, description="Audience (`aud`) a bearer token must be issued for."
+    )
+    oidc_jwks_url: str | None = Field(
+        default=None, description="http(s) URL of the issuer's JSON Web Key Set (`jwks_uri`)."
+    )
+    oidc_roles_claim: str = Field(
+        default="roles", description="Token claim holding the identity's roles (a list)."
+    )
+    oidc_identity_claim: str = Field(
+        default="preferred_username",
+        description="Token claim naming the identity (falls back to `sub`).",
+    )
+    oidc_algorithms: list[str] = Field(
+        default=["RS256"], description="Signature algorithms accepted for bearer tokens."
+    )
+    api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("GEOMLOPS_API_KEY"),
+        description="Key the CLI and clients send (`GEOMLOPS_API_KEY`); unset means the "
+        "administrator key generated by `geomlops up`.",
+    )
+
+    @model_validator(mode="after")
+    def _oidc_complete(self) -> AuthSettings:
+        oidc = (self.oidc_issuer, self.oidc_audience, self.oidc_jwks_url)
+        if any(oidc) and not all(oidc):
+            raise ValueError(
+                "OIDC needs all of GEOMLOPS_AUTH_OIDC_ISSUER, GEOMLOPS_AUTH_OIDC_AUDIENCE and "
+                "GEOMLOPS_AUTH_OIDC_JWKS_URL, or none of them"
+            )
+        return self
+
+    @property
+    def oidc_enabled(self) -> bool:
+        """Whether bearer tokens from an OIDC issuer are accepted."""
+        return self.oidc_issuer is not None
+
+
+class SampleDataSettings(BaseSettings):
+    """Where the sample data the platform uses (imagery, vectors) is looked up."""
+
+    model_config = config("GEOMLOPS_")
+
+    sample_data: Path | None = Field(
+        default_factory=lambda: shared_data(""),
+        description="Directory holding the sample files under their registry paths "
+        "(`GEOMLOPS_SAMPLE_DATA`); unset means `../shared/data` next to the repository when "
+        "it exists, else `<GEOMLOPS_HOME>/sample-data`.",
+    )
+    allow_network: bool = Field(
+        default=False,
+        description="Download a missing sample file from its public URL "
+        "(`GEOMLOPS_ALLOW_NETWORK`); off, so tests and runs never depend on the internet.",
+    )
+
+    @field_validator("sample_data")
+    @classmethod
+    def _absolute_sample_data(cls, value: Path | None) -> Path | None:
+        return value.expanduser().absolute() if value is not None else None
