@@ -35,16 +35,20 @@ def promote(
     """Promote a candidate to production, as the identity behind GEOMLOPS_API_KEY.
 
     The approver must hold the approver role and must not have trained or registered the
-    version; the version must be a candidate whose evaluation meets the model's gates.
+    version; the version must be a candidate whose evaluation meets the model's gates. The
+    training run waiting for this decision is resumed and ends Succeeded.
 
     Examples:
         GEOMLOPS_API_KEY=$APPROVER_KEY geomlops promote flood-water-s2 3 --reason "IoU 0.80"
     """
+    from geomlops.cli.training_runs import settle_after_decision
     from geomlops.governance.decisions import Governance
     from geomlops.settings import get_settings
 
-    with Governance(get_settings()) as governance:
+    settings = get_settings()
+    with Governance(settings) as governance:
         _report(governance.promote(model, version, reason), "promoted")
+    settle_after_decision(model, version, settings)
 
 
 def reject(
@@ -54,14 +58,20 @@ def reject(
 ) -> None:
     """Reject a candidate: it can never be promoted.
 
+    The training run waiting for this decision is resumed as rejected and ends at its
+    `rejected` step (Succeeded: a decision, not a failure).
+
     Examples:
         geomlops reject flood-water-s2 4 --reason "misses small channels in the Ebro delta"
     """
+    from geomlops.cli.training_runs import settle_after_decision
     from geomlops.governance.decisions import Governance
     from geomlops.settings import get_settings
 
-    with Governance(get_settings()) as governance:
+    settings = get_settings()
+    with Governance(settings) as governance:
         _report(governance.reject(model, version, reason), "rejected")
+    settle_after_decision(model, version, settings)
 
 
 def rollback(model: ModelArg, reason: ReasonOption) -> None:

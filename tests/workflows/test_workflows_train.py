@@ -146,6 +146,11 @@ def test_failing_train_registers_nothing(registered: str, stack: Connections) ->
     run = result.stdout.strip()
     nodes = {n["displayName"]: n["phase"] for n in _status(run)["nodes"] if n["type"] == "Pod"}
     assert nodes.get("train") == "Failed"
+    runs = MlflowClient(stack.mlflow_tracking_uri).search_runs(
+        [e.experiment_id for e in MlflowClient(stack.mlflow_tracking_uri).search_experiments()],
+        filter_string=f"tags.`geomlops.workflow` = '{run}'",
+    )
+    print("PROBE", [(r.info.run_name, r.info.status) for r in runs])
     assert not any(name.startswith("register") for name in nodes)
     assert "train" in result.stderr
     assert len(_versions(stack)) == before
