@@ -240,7 +240,7 @@ def _stopped_as_exit() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _mlflow_run(
+def run_entry_point(
     config: TrainRunConfig,
     settings: Settings,
     entry_point: str,
@@ -343,7 +343,7 @@ def train_step(config_uri: str, settings: Settings | None = None) -> dict[str, A
     materialised = objects.read_json(conn, config.uri("materialise.json"))
     folder = package_dir(config, settings)
     received = received_hyperparameters(folder, config.train.overrides())
-    run_id, experiment_id = _mlflow_run(
+    run_id, experiment_id = run_entry_point(
         config,
         settings,
         "train",
@@ -374,7 +374,7 @@ def evaluate_step(config_uri: str, settings: Settings | None = None) -> dict[str
         return done
     trained = objects.read_json(conn, config.uri("train.json"))
     materialised = objects.read_json(conn, config.uri("materialise.json"))
-    run_id, _ = _mlflow_run(
+    run_id, _ = run_entry_point(
         config,
         settings,
         "evaluate",
