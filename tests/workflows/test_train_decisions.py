@@ -14,6 +14,7 @@ import json
 import shutil
 import subprocess
 import uuid
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -172,8 +173,14 @@ def test_promoted_run_records_received_parameters_and_loads_everywhere(
     assert _steps(run) == {"approve": "Succeeded", "approved": "Succeeded", "rejected": "Skipped"}
 
     # Defect 3: the registered version is the logged model, so every MLflow URI loads it.
+    mlflow.set_tracking_uri(stack.mlflow_tracking_uri)
     example = np.zeros((2, 13, 64, 64), dtype="float32")
-    pyfunc = mlflow.pyfunc.load_model(f"models:/{PACKAGE}@production")
+    with warnings.catch_warnings():
+        # mlflow.pyfunc's first import infers a signature type of its own from `Any` and
+        # warns about it: inside MLflow, not our code.
+        warnings.filterwarnings("ignore", "Any type hint is inferred", UserWarning)
+        warnings.filterwarnings("ignore", ".*Any type hint is inferred", UserWarning)
+        pyfunc = mlflow.pyfunc.load_model(f"models:/{PACKAGE}@production")
     assert np.asarray(pyfunc.predict(example)).shape == (2, 2, 64, 64)
     model = mlflow.pytorch.load_model(f"models:/{PACKAGE}/{version.version}")
     assert tuple(model(torch.from_numpy(example)).shape) == (2, 2, 64, 64)
