@@ -283,15 +283,18 @@ def resume(
     """
     from geomlops.cli.training_runs import decision_of_run
     from geomlops.settings import get_settings
-    from geomlops.workflows.templates.train import DECISION
+    from geomlops.workflows.templates.train import APPROVE, DECISION
 
     settings = get_settings()
     params = _parameters(parameter)
     backend = _backend(settings)
     _approve_training(run, reason, settings)
     decided = decision_of_run(run, settings)
-    if decided is not None:  # the run takes the branch of the decision taken
+    if decided is not None and (node in (None, APPROVE)):
+        # The run takes the branch of the decision taken; the value is set on `approve`,
+        # the one node that declares it.
         params.setdefault(DECISION, decided)
+        node = APPROVE
     backend.resume(run, node, params)
     _report(backend.wait(run, progress=_progress()), as_json)
 
