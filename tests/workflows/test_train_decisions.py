@@ -177,8 +177,7 @@ def test_promoted_run_records_received_parameters_and_loads_everywhere(
     example = np.zeros((2, 13, 64, 64), dtype="float32")
     with warnings.catch_warnings():
         # mlflow.pyfunc's first import infers a signature type of its own from `Any` and
-        # warns about it: inside MLflow, not our code.
-        warnings.filterwarnings("ignore", "Any type hint is inferred", UserWarning)
+        # warns about it (the message starts with a colour code): inside MLflow, not ours.
         warnings.filterwarnings("ignore", ".*Any type hint is inferred", UserWarning)
         pyfunc = mlflow.pyfunc.load_model(f"models:/{PACKAGE}@production")
     assert np.asarray(pyfunc.predict(example)).shape == (2, 2, 64, 64)
