@@ -94,8 +94,10 @@ def test_train_ends_suspended_with_candidate(registered: str, stack: Connections
     assert ("derived_from", f"{PACKAGE}-0.1.0") in rels
     assert any(rel == "via" and href == version.run_id for rel, href in rels)
     # The version is the logged model itself: its files hold the weights the item points at.
-    logged = MlflowClient(stack.mlflow_tracking_uri).get_logged_model(version.model_id)
-    assert version.source == f"models:/{version.model_id}"
+    assert version.source.startswith("models:/m-"), version.source
+    model_id = version.source.removeprefix("models:/")
+    logged = MlflowClient(stack.mlflow_tracking_uri).get_logged_model(model_id)
+    assert logged.source_run_id == version.run_id
     assert item["assets"]["model"]["href"] == f"{logged.artifact_location}/data/model.pt2"
 
     # A step run again (a resumed or retried pod) returns its recorded result, doing nothing.

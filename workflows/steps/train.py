@@ -282,7 +282,7 @@ def run_entry_point(
     log.info("running %s", " ".join(command))
     try:
         with _stopped_as_exit():
-            done = subprocess.run(command, env=env, stdout=sys.stderr, check=False)
+            done = subprocess.run(command, env=env, stdout=_stderr(), check=False)
     except (SystemExit, KeyboardInterrupt):
         _close_run(client, run.info.run_id, "KILLED")
         raise
@@ -297,6 +297,18 @@ def run_entry_point(
             hint="its output is in this step's log (`geomlops workflows logs RUN`)",
         )
     return run.info.run_id, experiment_id
+
+
+def _stderr() -> Any:
+    """This process's stderr for a child's stdout (this step's stdout is its JSON result).
+
+    A captured stream (pytest's, say) has no file descriptor; then descriptor 2 itself.
+    """
+    try:
+        sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        return 2
+    return sys.stderr
 
 
 def _close_run(client: Any, run_id: str, status: str) -> None:
