@@ -300,7 +300,7 @@ def run_entry_point(
 
 
 def _stderr() -> Any:
-    """This process's stderr for a child's stdout (this step's stdout is its JSON result).
+    """Where a child's stdout goes: our stderr (this step's stdout is its JSON result).
 
     A captured stream (pytest's, say) has no file descriptor; then descriptor 2 itself.
     """
