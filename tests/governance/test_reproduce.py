@@ -88,3 +88,12 @@ def test_other_inputs_are_a_different_reproduction() -> None:
     assert problems == ["model_item: 'm-mv1' recorded, 'm-mv2' in the rerun"]
     report = Reproduction("p", "r", Thresholds(), input_problems=problems)
     assert not report.agrees and report.as_dict()["problems"] == problems
+
+
+def test_model_versions_and_predictions_are_told_apart() -> None:
+    from geomlops.cli.reproduce import is_model_version
+
+    for ref in ("flood-water-s2-mv3", "flood-water-s2@3", "models:/flood-water-s2/3"):
+        assert is_model_version(ref), ref
+    for ref in ("geomlops-batch-inference-x7k2p", "geomlops-batch-inference-x7k2p-Spain_1"):
+        assert not is_model_version(ref), ref
