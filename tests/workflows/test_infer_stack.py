@@ -237,10 +237,18 @@ def test_a_small_aoi_bounds_masks_polygons_statistics_and_items(
     assert small.shape[0] <= 0.51 * 512 + 1 and small.shape[1] <= 0.46 * 512 + 1
     inside = geometry_mask([aoi], out_shape=small.shape, transform=small_t, invert=True)
     assert (small[~inside] == 255).all()
-    row, col = (~whole_t) * (small_t.c, small_t.f)
-    part = whole[round(row) : round(row) + small.shape[0], round(col) : round(col) + small.shape[1]]
-    assert round(row) == round(col) == 0 and part.shape == small.shape
-    assert (small[inside] == part[inside]).mean() > 0.999
+    # Both masks on the chip's grid (each covers its own AOI's pixel bounds only).
+    with rasterio.open(chip) as src:
+        chip_t, chip_shape = src.transform, src.shape
+    on_chip = []
+    for mask, transform in ((small, small_t), (whole, whole_t)):
+        col, row = (round(v) for v in (~chip_t) * (transform.c, transform.f))
+        placed = np.full(chip_shape, 255, dtype="uint8")
+        placed[row : row + mask.shape[0], col : col + mask.shape[1]] = mask
+        on_chip.append(placed)
+    both = (on_chip[0] != 255) & (on_chip[1] != 255)
+    assert both.sum() > 0.9 * inside.sum()
+    assert (on_chip[0][both] == on_chip[1][both]).mean() > 0.999
     water_pixels = int((small == 1).sum())
     assert 0 < water_pixels < int((whole == 1).sum())
 
