@@ -157,8 +157,12 @@ def test_infer_over_the_chip(
     (mask_uri,) = published["masks"]
     mask = get_file(stack, mask_uri, tmp_path / "mask.tif")
     assert cog_validate(str(mask), quiet=True)[0]
+    aoi = shape(json.loads(spain.read_text())["geometry"])
     with rasterio.open(mask) as src, rasterio.open(_sample(CHIP)) as chip:
-        assert src.crs == chip.crs and src.shape == chip.shape
+        # the mask covers the AOI's pixels (the chip less its 2 % margin), within the chip
+        assert src.crs == chip.crs and src.transform.a == chip.transform.a
+        assert box(*src.bounds).buffer(src.transform.a).contains(aoi)
+        assert box(*chip.bounds).contains(box(*src.bounds)) and src.shape < chip.shape
         values = set(np.unique(src.read(1)).tolist())
     assert values <= {0, 1, 255} and 1 in values
     geojson = json.loads(get_file(stack, published["vectors"], tmp_path / "v.geojson").read_text())
