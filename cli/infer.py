@@ -299,6 +299,9 @@ def plan_command(
     version: Annotated[str, typer.Option(help="Model version; '' = production.")] = "",
     allow_outside_region: Annotated[str, typer.Option(help="true or false.")] = "false",
     resume_from: Annotated[str, typer.Option(help="Run whose plan to reuse.")] = "",
+    scenes: Annotated[
+        str, typer.Option(help="Comma-separated imagery item ids to use; '' = all found.")
+    ] = "",
     outputs: Annotated[
         Path | None, typer.Option(help="Write `config`, `shards`, `image` here (Argo outputs).")
     ] = None,
@@ -320,6 +323,7 @@ def plan_command(
         allow_outside_region=_flag(allow_outside_region, "--allow-outside-region"),
         resume_from=resume_from,
         outputs=outputs,
+        scenes=scenes,
     )
     _echo({"config": result.config_uri, "shards": result.shards})
 

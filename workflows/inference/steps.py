@@ -40,9 +40,13 @@ def plan_step(
     allow_outside_region: bool,
     resume_from: str,
     outputs: Path | None,
+    scenes: str = "",
     settings: Settings | None = None,
 ) -> Plan:
-    """Plan the run (or reload the plan of ``resume_from``); write the Argo outputs."""
+    """Plan the run (or reload the plan of ``resume_from``); write the Argo outputs.
+
+    ``scenes``: comma-separated imagery item ids the run is pinned to ("" = all found).
+    """
     if resume_from:
         result = resume_plan(resume_from, settings)
     else:
@@ -53,6 +57,7 @@ def plan_step(
             aoi_uri=aoi,
             datetime=datetime,
             allow_outside_region=allow_outside_region,
+            pinned_scenes=[s.strip() for s in scenes.split(",") if s.strip()] or None,
             settings=settings,
         )
     if outputs is not None:
@@ -93,6 +98,7 @@ def predict_step(config_uri: str, shard: int, settings: Settings | None = None) 
         overlap=config.overlap,
         batch_size=config.batch_size,
         tile_retries=config.tile_retries,
+        aoi=config.request.aoi,
         pod=f"{socket.gethostname()}:{os.getpid()}",
     )
     log.info("shard %d: %d tile(s) on %s", shard, len(job.tiles), device)

@@ -38,6 +38,11 @@ PARAMETERS: Parameters = {
         "true runs an AOI beyond the model's footprint; its outputs are flagged.",
     ),
     "resume-from": ("", "A run whose plan to reuse, running only its missing tiles."),
+    "scenes": (
+        "",
+        "Comma-separated imagery item ids to use, all of which must be found; empty uses "
+        "every scene found (`geomlops reproduce` pins a prediction's scenes).",
+    ),
 }
 
 
@@ -62,6 +67,7 @@ def infer_template(settings: Settings) -> WorkflowTemplate:
             "--datetime", "{{workflow.parameters.datetime}}",
             "--allow-outside-region", "{{workflow.parameters.allow-outside-region}}",
             "--resume-from", "{{workflow.parameters.resume-from}}",
+            "--scenes", "{{workflow.parameters.scenes}}",
             "--outputs", OUTPUTS,
         ]
         # fmt: on
