@@ -40,8 +40,9 @@ err = Console(stderr=True, highlight=False)
 REPORT = "reproduction.json"
 """The report's name in the rerun's folder."""
 
-_MODEL_VERSION = re.compile(r"^(models:/[^/@]+/\d+|[^/@\s]+@\d+|.+-mv\d+)$")
-"""``models:/NAME/N``, ``NAME@N`` or a model version item id ``NAME-mvN``."""
+_MODEL_VERSION = re.compile(r"^(models:/[^/@]+/\d+|[^/@\s]+[@/]\d+|.+-mv\d+)$")
+"""``models:/NAME/N``, ``NAME@N``, ``NAME/N`` or a model version item id ``NAME-mvN``:
+the forms :func:`geomlops.governance.reproduce_training.parse_version_ref` reads."""
 
 
 def is_model_version(ref: str) -> bool:
@@ -54,7 +55,7 @@ def reproduce(
         str,
         typer.Argument(
             help="A prediction item id (a batch run's or a scene's), or a model version "
-            "(NAME-mvN, NAME@N, models:/NAME/N)."
+            "(NAME-mvN, NAME@N, NAME/N, models:/NAME/N)."
         ),
     ],
     min_agreement: Annotated[
@@ -88,11 +89,9 @@ def reproduce(
     """
     if is_model_version(ref):
         # Retraining is its own module (geomlops.cli.reproduce_training), loaded only here.
-        from geomlops.cli.reproduce_training import (  # type: ignore[import-not-found, unused-ignore]
-            reproduce_model_version,
-        )
+        from geomlops.cli.reproduce_training import reproduce_model_version
 
-        raise typer.Exit(reproduce_model_version(ref))
+        raise typer.Exit(reproduce_model_version(ref, as_json=as_json))
     from geomlops.governance.reproduce import Thresholds
     from geomlops.settings import get_settings
 

@@ -26,9 +26,9 @@ COMPARED_PREFIX = "val_"
 
 
 def parse_version_ref(ref: str) -> tuple[str, str]:
-    """``NAME/N``, ``models:/NAME/N`` or the item id ``NAME-mvN`` -> (NAME, N)."""
+    """``NAME/N``, ``NAME@N``, ``models:/NAME/N`` or the item id ``NAME-mvN`` -> (NAME, N)."""
     text = ref.strip().removeprefix("models:/")
-    name, sep, version = text.rpartition("/")
+    name, sep, version = text.rpartition("@") if "@" in text else text.rpartition("/")
     if sep and name and version.isdigit():
         return name, version
     try:
@@ -36,7 +36,8 @@ def parse_version_ref(ref: str) -> tuple[str, str]:
     except ValidationFailed:
         raise ValidationFailed(
             f"{ref!r} names no model version",
-            hint="give NAME/VERSION (flood-water-s2/3), models:/NAME/VERSION or the item id "
+            hint="give NAME/VERSION (flood-water-s2/3), NAME@VERSION, models:/NAME/VERSION or the "
+            "item id "
             "(flood-water-s2-mv3)",
         ) from None
 

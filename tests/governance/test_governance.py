@@ -82,23 +82,27 @@ def candidates(keys: dict[str, str]) -> Iterator[list[dict[str, Any]]]:
         dataset, _ = DatasetRegistry().add(root, "sen1floods11", description="Sen1Floods11 chip")
     mp = pytest.MonkeyPatch()
     _as(mp, keys["trainer"])
-    runs = []
-    for epochs in ("8", "8"):
-        result = runner.invoke(
-            app,
-            [
-                "workflows", "submit", "geomlops-train",
-                "-p", f"package={MODEL}", "-p", f"dataset={dataset.tag}",
-                "-p", f"epochs={epochs}", "-p", "device=cpu",
-            ],
-        )  # fmt: skip
-        assert result.exit_code == 2, result.output
-        run = result.stdout.strip()
-        conn = get_connections_now()
-        registered = objects.read_json(conn, f"{run_uri(get_settings(), run)}/register.json")
-        runs.append({"run": run, "dataset": dataset, **registered})
-    mp.undo()
-    get_settings.cache_clear()
+    # Undone even when the fixture fails or times out: a trainer key left in the
+    # environment would submit every later test's runs as the trainer.
+    try:
+        runs = []
+        for epochs in ("8", "8"):
+            result = runner.invoke(
+                app,
+                [
+                    "workflows", "submit", "geomlops-train",
+                    "-p", f"package={MODEL}", "-p", f"dataset={dataset.tag}",
+                    "-p", f"epochs={epochs}", "-p", "device=cpu",
+                ],
+            )  # fmt: skip
+            assert result.exit_code == 2, result.output
+            run = result.stdout.strip()
+            conn = get_connections_now()
+            registered = objects.read_json(conn, f"{run_uri(get_settings(), run)}/register.json")
+            runs.append({"run": run, "dataset": dataset, **registered})
+    finally:
+        mp.undo()
+        get_settings.cache_clear()
     yield runs
 
 

@@ -92,8 +92,16 @@ def test_other_inputs_are_a_different_reproduction() -> None:
 
 def test_model_versions_and_predictions_are_told_apart() -> None:
     from geomlops.cli.reproduce import is_model_version
+    from geomlops.governance.reproduce_training import parse_version_ref
 
-    for ref in ("flood-water-s2-mv3", "flood-water-s2@3", "models:/flood-water-s2/3"):
+    for ref in (
+        "flood-water-s2-mv3",
+        "flood-water-s2@3",
+        "flood-water-s2/3",
+        "models:/flood-water-s2/3",
+    ):
         assert is_model_version(ref), ref
+        # What the verb sends to retraining, retraining reads.
+        assert parse_version_ref(ref) == ("flood-water-s2", "3"), ref
     for ref in ("geomlops-batch-inference-x7k2p", "geomlops-batch-inference-x7k2p-Spain_1"):
         assert not is_model_version(ref), ref

@@ -35,7 +35,8 @@ def _item(**props: object) -> dict:
 
 
 @pytest.mark.parametrize(
-    "ref", ["flood-water-s2/3", "models:/flood-water-s2/3", "flood-water-s2-mv3"]
+    "ref",
+    ["flood-water-s2/3", "flood-water-s2@3", "models:/flood-water-s2/3", "flood-water-s2-mv3"],
 )
 def test_version_refs(ref: str) -> None:
     assert parse_version_ref(ref) == ("flood-water-s2", "3")
