@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from geomlops.cli.groups import DefaultRunGroup
 from geomlops.cli.options import (
@@ -28,7 +29,7 @@ from geomlops.cli.options import (
     RunArg,
     WorkflowOption,
 )
-from geomlops.errors import GeomlopsError
+from geomlops.errors import GeomlopsError, NotFoundError
 
 if TYPE_CHECKING:
     from geomlops.settings import Settings
@@ -146,7 +147,10 @@ def status(
     run: RunArg,
     as_json: JsonOption = False,
 ) -> None:
-    """Task counts (tiles total/succeeded/failed/waiting) of a run, and its failed tiles.
+    """Status (PLANNING, RUNNING, PUBLISHING, COMPLETED, FAILED) and tile counts of a run.
+
+    The status follows the workflow's phase; a failed run shows why. Exit status: 0 while
+    the run is under way or when it has completed, 1 when it has failed.
 
     Examples:
         geomlops infer status geomlops-batch-inference-x7k2p --json
@@ -154,11 +158,15 @@ def status(
     from geomlops.settings import get_settings
     from geomlops.workflows.inference.progress import run_summary
 
-    summary = run_summary(_plan_run(run), get_settings())
+    workflow = _workflow_status(run)
+    plan_run = (workflow or {}).get("parameters", {}).get("resume-from") or run
+    summary = run_summary(plan_run, get_settings(), workflow)
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
-        return
-    _print_summary(summary)
+    else:
+        _print_summary(summary)
+    if summary["status"] == "FAILED":
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -198,6 +206,16 @@ def resume(
     _finish(name, original, state, reference, as_json, settings)
 
 
+def _workflow_status(run: str) -> dict[str, Any] | None:
+    """The run on the workflow server (phase, message, nodes), or None if it is not there."""
+    from geomlops.cli.workflows import _backend
+
+    try:
+        return dict(_backend().status(run))
+    except NotFoundError:
+        return None
+
+
 def _plan_run(run: str) -> str:
     """The run whose plan ``run`` works on: itself, or the run it resumed."""
     try:
@@ -233,7 +251,7 @@ def _finish(
 ) -> None:
     from geomlops.workflows.inference.progress import run_summary
 
-    summary = run_summary(run, settings)
+    summary = run_summary(run, settings, state)
     summary["workflow"] = {"name": name, "phase": state["phase"], "message": state.get("message")}
     if reference is not None and summary.get("published"):
         from geomlops.workflows.inference.compare import compare_published
@@ -252,6 +270,11 @@ def _finish(
 
 def _print_summary(summary: dict[str, Any]) -> None:
     counts = summary.get("tasks") or {}
+    if not summary.get("planned"):
+        err.print(f"[bold]{summary['run']}[/] {summary.get('status', '')}: no plan yet")
+        if summary.get("error"):
+            err.print(f"  [red]{escape(summary['error'])}[/]")
+        return
     err.print(
         f"[bold]{summary['run']}[/] {summary.get('status', '')}: tiles "
         f"{counts.get('tasks_count_success', 0)}/{counts.get('tasks_count_total', 0)} done, "
@@ -262,6 +285,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
     for shard, tiles in (counts.get("failed") or {}).items():
         for tile, why in tiles.items():
             err.print(f"  [red]shard {shard}[/] tile {tile}: {why}")
+    if summary.get("error"):
+        err.print(f"  [red]{escape(summary['error'])}[/]")
     published = summary.get("published")
     if published:
         for item_id, outcome in published["items"].items():
