@@ -207,12 +207,18 @@ def resume(
 
 
 def _workflow_status(run: str) -> dict[str, Any] | None:
-    """The run on the workflow server (phase, message, nodes), or None if it is not there."""
+    """The run on the workflow server (phase, message, nodes), or None if it is not there.
+
+    A server that cannot be asked (not running, no credential) leaves the run folder as
+    the only witness, as before; the status then says less, never something false.
+    """
     from geomlops.cli.workflows import _backend
 
     try:
         return dict(_backend().status(run))
-    except NotFoundError:
+    except GeomlopsError as exc:
+        if not isinstance(exc, NotFoundError):
+            err.print(f"[yellow]workflow server not asked:[/] {escape(exc.message)}")
         return None
 
 
