@@ -187,6 +187,30 @@ def test_infer_over_the_chip(
     assert model["label"] == production and model["facts"]["stage"] == "production"
 
 
+def test_no_imagery_for_the_dates_fails_at_once_and_says_why(production: str, spain: Path) -> None:
+    """A user error in planning is not retried, and `infer status` says what it was."""
+    from geomlops.workflows.argo import ArgoServer
+
+    failed = _infer("--aoi", str(spain), "--datetime", "2030-01-01/2030-01-31")
+    assert failed.exit_code == 1
+    run = failed.stderr.split("submitted", 1)[1].split()[0]
+    nodes = ArgoServer(get_settings()).status(run)["nodes"]
+    plans = [n for n in nodes if n["type"] == "Pod" and n["templateName"] == "plan"]
+    assert len(plans) == 1, [n["displayName"] for n in plans]  # one attempt, not three
+    assert plans[0]["message"].startswith("Error (exit code 65): no scene of collection")
+    retry = next(n for n in nodes if n["type"] == "Retry" and n["templateName"] == "plan")
+    assert retry["message"] == "retryStrategy.expression evaluated to false"
+
+    status = runner.invoke(app, ["infer", "status", run])
+    assert status.exit_code == 1
+    said = " ".join(status.stderr.split())  # as read, whatever the console's wrapping
+    assert f"{run} FAILED" in said
+    assert "no scene of collection 'imagery'" in said and "intersects the AOI" in said
+    assert "widen --datetime" in said  # the fix, too
+    as_json = json.loads(runner.invoke(app, ["infer", "status", run, "--json"]).stdout)
+    assert as_json["status"] == "FAILED" and "no scene" in as_json["error"]
+
+
 def _austrian_scene(folder: Path) -> Path:
     """The chip's 13 bands, placed where the Austrian sample scene is (UTM 33N)."""
     with rasterio.open(_sample(AUSTRIA)) as austria:

@@ -64,3 +64,13 @@ def test_a_failed_run_says_why_from_its_failed_step() -> None:
     assert failure_message({**workflow, "nodes": []}) == "child 'x.plan' failed"
     assert failure_message({**workflow, "phase": "Running"}) is None
     assert failure_message(None) is None
+
+
+def test_a_refused_plan_is_failed_while_the_exit_handler_still_runs() -> None:
+    """The plan step recorded a user error: no retry will come, so the run has failed."""
+    assert (
+        run_status(
+            planned=False, published=False, counts={}, workflow_phase="Running", plan_refused=True
+        )
+        == "FAILED"
+    )

@@ -19,6 +19,7 @@ from geomlops.workflows.inference.storage import list_keys
 
 REPORT = "report.json"
 PUBLISHED = "published.json"
+PLAN_ERROR = "plan/error.json"
 
 
 def done_tiles(conn: Connections, config: InferenceRunConfig) -> set[str]:
@@ -82,6 +83,11 @@ def config_uri(bucket: str, run: str) -> str:
     return f"s3://{bucket}/{run}/{CONFIG}"
 
 
+def plan_error_uri(bucket: str, run: str) -> str:
+    """Where the plan step of ``run`` says why it refused the request (a user error)."""
+    return f"s3://{bucket}/{run}/{PLAN_ERROR}"
+
+
 def write_report(conn: Connections, config: InferenceRunConfig, phase: str) -> dict[str, Any]:
     """Record the run's final counts and outcome in ``report.json``; returns it."""
     counts = task_counts(conn, config)
@@ -108,7 +114,12 @@ ENDED_PHASES = frozenset({"Succeeded", "Failed", "Error"})
 
 
 def run_status(
-    *, planned: bool, published: bool, counts: dict[str, Any], workflow_phase: str | None
+    *,
+    planned: bool,
+    published: bool,
+    counts: dict[str, Any],
+    workflow_phase: str | None,
+    plan_refused: bool = False,
 ) -> str:
     """The run's status, from its phase and what is in its folder.
 
@@ -116,13 +127,14 @@ def run_status(
     step may still be working); a run whose workflow ended without publishing is FAILED
     whatever its tiles say; COMPLETED only once its outputs are published. Without a
     workflow phase (the run is not known to the workflow server any more), only what is
-    in the folder decides.
+    in the folder decides. A plan step that refused the request (``plan_refused``: a user
+    error it recorded) has failed the run, even while the exit handler still runs.
     """
     if published:
         return "COMPLETED"
     ended = workflow_phase in ENDED_PHASES
     if not planned:
-        return "FAILED" if ended or workflow_phase is None else "PLANNING"
+        return "FAILED" if ended or workflow_phase is None or plan_refused else "PLANNING"
     if ended or (workflow_phase is None and counts.get("tasks_count_failed")):
         return "FAILED"
     if counts.get("tasks_count_waiting") or counts.get("tasks_count_failed"):
@@ -141,6 +153,19 @@ def failure_message(workflow: dict[str, Any] | None) -> str | None:
     return str(workflow.get("message") or "") or None
 
 
+def plan_error(conn: Connections, bucket: str, run: str) -> str | None:
+    """Why the plan step of ``run`` refused its request (with the fix), or None."""
+    try:
+        recorded = objects.read_json(conn, plan_error_uri(bucket, run))
+    except NotFoundError:
+        return None
+    lines = [str(recorded.get("error") or "planning failed")]
+    lines += [f"  - {problem}" for problem in recorded.get("problems") or []]
+    if recorded.get("hint"):
+        lines.append(f"hint: {recorded['hint']}")
+    return "\n".join(lines)
+
+
 def run_summary(
     run: str, settings: Settings, workflow: dict[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -156,11 +181,16 @@ def run_summary(
     try:
         config = InferenceRunConfig.load(conn, uri)
     except NotFoundError:
+        refused = plan_error(conn, settings.s3.bucket_predictions, run)
         summary.update(planned=False, tasks={}, published=None)
         summary["status"] = run_status(
-            planned=False, published=False, counts={}, workflow_phase=phase
+            planned=False,
+            published=False,
+            counts={},
+            workflow_phase=phase,
+            plan_refused=refused is not None,
         )
-        summary["error"] = failure_message(workflow)
+        summary["error"] = refused or failure_message(workflow)
         return summary
     summary.update(planned=True, tasks=task_counts(conn, config))
     try:
