@@ -110,17 +110,22 @@ def run(
 ) -> None:
     r"""Predict MODEL over the scenes covering an AOI in a date range.
 
+    The caller needs the roles the run needs (writer: it publishes prediction items),
+    checked before anything is uploaded or submitted.
+
     Examples:
         geomlops infer flood-water-s2 --aoi spain.geojson --datetime 2019-09-01/2019-09-30
         geomlops infer flood-water-s2 --aoi austria.geojson --datetime 2021-01-01/.. \
             --allow-outside-region --json
     """
     from geomlops.settings import get_settings
+    from geomlops.workflows.inference.access import check_run_roles
     from geomlops.workflows.inference.aoi import read_aoi
     from geomlops.workflows.inference.planner import check_region, pin_model
 
     interval = _datetime(datetime)
     settings = get_settings()
+    check_run_roles(settings)  # before any work: nothing uploaded, nothing submitted
     geometry = read_aoi(aoi)
     _, item = pin_model(model, version, settings)
     fraction = check_region(
@@ -180,15 +185,19 @@ def resume(
 ) -> None:
     """Run only the tiles RUN is missing, then publish; a new workflow run reuses its plan.
 
+    The caller needs the roles a run needs (writer), checked before anything is submitted.
+
     Examples:
         geomlops infer resume geomlops-batch-inference-x7k2p
     """
     from geomlops.connections import get_connections
     from geomlops.settings import get_settings
+    from geomlops.workflows.inference.access import check_run_roles
     from geomlops.workflows.inference.config import InferenceRunConfig
     from geomlops.workflows.inference.progress import config_uri
 
     settings = get_settings()
+    check_run_roles(settings)  # a resumed run publishes too
     original = _plan_run(run)
     config = InferenceRunConfig.load(
         get_connections(settings), config_uri(settings.s3.bucket_predictions, original)

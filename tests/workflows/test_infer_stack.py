@@ -10,6 +10,7 @@ missing tiles.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -209,6 +210,48 @@ def test_no_imagery_for_the_dates_fails_at_once_and_says_why(production: str, sp
     assert "widen --datetime" in said  # the fix, too
     as_json = json.loads(runner.invoke(app, ["infer", "status", run, "--json"]).stdout)
     assert as_json["status"] == "FAILED" and "no scene" in as_json["error"]
+
+
+def test_a_key_without_the_writer_role_is_refused_before_any_work(
+    production: str,
+    spain: Path,
+    stack: Connections,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An approver-only key, even with a workflow token that may submit: refused at once.
+
+    It used to plan and predict for minutes, then fail at publish three times ("needs …
+    writer"), and `infer resume` repeated it. Now nothing is uploaded or submitted.
+    """
+    from geomlops.workflows.argo import ArgoServer
+
+    before = {w["name"] for w in ArgoServer(get_settings()).list()}
+    document = {**json.loads(spain.read_text()), "properties": {"case": uuid.uuid4().hex}}
+    aoi = tmp_path / "aoi.geojson"
+    aoi.write_text(json.dumps(document))
+    digest = hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:16]
+    monkeypatch.setenv("GEOMLOPS_ARGO_TOKEN", _key("infer-submitter", "writer"))
+    monkeypatch.setenv("GEOMLOPS_API_KEY", _key("infer-approver-only", "approver"))
+    get_settings.cache_clear()
+
+    started = time.monotonic()
+    refused = _infer("--aoi", str(aoi), "--datetime", "2019-09-01/2019-09-30", "--no-wait")
+    seconds = time.monotonic() - started
+    resumed = runner.invoke(app, ["infer", "resume", "geomlops-batch-inference-any"])
+
+    for result in (refused, resumed):
+        said = " ".join(result.stderr.split())
+        assert result.exit_code == 1, said
+        assert "cannot run batch inference: it needs the writer role" in said
+        assert "roles ['approver']" in said and "Nothing was submitted" in said
+        assert "submitted geomlops" not in said
+    assert seconds < 30  # at once, not after the tiles
+    monkeypatch.undo()
+    get_settings.cache_clear()
+    assert {w["name"] for w in ArgoServer(get_settings()).list()} == before
+    bucket = get_settings().s3.bucket_predictions
+    assert not objects.exists(stack, f"s3://{bucket}/_requests/aoi-{digest}.geojson")
 
 
 def _austrian_scene(folder: Path) -> Path:
