@@ -10,6 +10,7 @@ missing tiles.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -330,6 +331,72 @@ def test_reproduce_names_what_it_cannot_find(stack: Connections) -> None:
     assert missing.exit_code == 1 and "no prediction 'no-such-prediction'" in missing.stderr
     bad = runner.invoke(app, ["reproduce", "x", "--min-agreement", "2"])
     assert bad.exit_code == 2 and "--min-agreement" in bad.output
+
+
+def test_no_imagery_for_the_dates_fails_at_once_and_says_why(production: str, spain: Path) -> None:
+    """A user error in planning is not retried, and `infer status` says what it was."""
+    from geomlops.workflows.argo import ArgoServer
+
+    failed = _infer("--aoi", str(spain), "--datetime", "2030-01-01/2030-01-31")
+    assert failed.exit_code == 1
+    run = failed.stderr.split("submitted", 1)[1].split()[0]
+    nodes = ArgoServer(get_settings()).status(run)["nodes"]
+    plans = [n for n in nodes if n["type"] == "Pod" and n["templateName"] == "plan"]
+    assert len(plans) == 1, [n["displayName"] for n in plans]  # one attempt, not three
+    assert plans[0]["message"].startswith("Error (exit code 65): no scene of collection")
+    retry = next(n for n in nodes if n["type"] == "Retry" and n["templateName"] == "plan")
+    assert retry["message"] == "retryStrategy.expression evaluated to false"
+
+    status = runner.invoke(app, ["infer", "status", run])
+    assert status.exit_code == 1
+    said = " ".join(status.stderr.split())  # as read, whatever the console's wrapping
+    assert f"{run} FAILED" in said
+    assert "no scene of collection 'imagery'" in said and "intersects the AOI" in said
+    assert "widen --datetime" in said  # the fix, too
+    as_json = json.loads(runner.invoke(app, ["infer", "status", run, "--json"]).stdout)
+    assert as_json["status"] == "FAILED" and "no scene" in as_json["error"]
+
+
+def test_a_key_without_the_writer_role_is_refused_before_any_work(
+    production: str,
+    spain: Path,
+    stack: Connections,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An approver-only key, even with a workflow token that may submit: refused at once.
+
+    It used to plan and predict for minutes, then fail at publish three times ("needs …
+    writer"), and `infer resume` repeated it. Now nothing is uploaded or submitted.
+    """
+    from geomlops.workflows.argo import ArgoServer
+
+    before = {w["name"] for w in ArgoServer(get_settings()).list()}
+    document = {**json.loads(spain.read_text()), "properties": {"case": uuid.uuid4().hex}}
+    aoi = tmp_path / "aoi.geojson"
+    aoi.write_text(json.dumps(document))
+    digest = hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:16]
+    monkeypatch.setenv("GEOMLOPS_ARGO_TOKEN", _key("infer-submitter", "writer"))
+    monkeypatch.setenv("GEOMLOPS_API_KEY", _key("infer-approver-only", "approver"))
+    get_settings.cache_clear()
+
+    started = time.monotonic()
+    refused = _infer("--aoi", str(aoi), "--datetime", "2019-09-01/2019-09-30", "--no-wait")
+    seconds = time.monotonic() - started
+    resumed = runner.invoke(app, ["infer", "resume", "geomlops-batch-inference-any"])
+
+    for result in (refused, resumed):
+        said = " ".join(result.stderr.split())
+        assert result.exit_code == 1, said
+        assert "cannot run batch inference: it needs the writer role" in said
+        assert "roles ['approver']" in said and "Nothing was submitted" in said
+        assert "submitted geomlops" not in said
+    assert seconds < 30  # at once, not after the tiles
+    monkeypatch.undo()
+    get_settings.cache_clear()
+    assert {w["name"] for w in ArgoServer(get_settings()).list()} == before
+    bucket = get_settings().s3.bucket_predictions
+    assert not objects.exists(stack, f"s3://{bucket}/_requests/aoi-{digest}.geojson")
 
 
 def _austrian_scene(folder: Path) -> Path:

@@ -31,7 +31,7 @@ from shapely.geometry.base import BaseGeometry
 
 from geomlops import objects
 from geomlops.connections import Connections, get_connections
-from geomlops.errors import GeomlopsError, NotFoundError, ValidationFailed
+from geomlops.errors import NotFoundError, ValidationFailed
 from geomlops.model import properties as prop
 from geomlops.model.io import ModelIO
 from geomlops.settings import InferenceSettings, Settings, get_settings
@@ -310,7 +310,7 @@ def plan(
         for t in scene_tiles(scene, aoi, tile_size, strip=inference.strip_tiles)
     ]
     if not tiles:
-        raise GeomlopsError("the AOI touches the scenes found but covers none of their pixels")
+        raise ValidationFailed("the AOI touches the scenes found but covers none of their pixels")
     shards = shard_tiles(tiles, inference)
     config = InferenceRunConfig(
         workflow=workflow,

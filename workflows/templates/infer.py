@@ -16,6 +16,7 @@ from hera.workflows import DAG, Container, Parameter, WorkflowTemplate
 from geomlops.settings import Settings
 from geomlops.workflows.templates.parts import (
     OUTPUTS,
+    TERMINATION_LOG,
     Parameters,
     chain,
     gpu_scheduling,
@@ -82,7 +83,9 @@ def infer_template(settings: Settings) -> WorkflowTemplate:
                 output_file("image", "Image of the model's package (predict pods run in it)."),
             ],
             env=platform_env(settings),
-            retry_strategy=retry(2),
+            # A user error (no imagery, AOI outside the region) fails at once, saying why.
+            retry_strategy=retry(2, stop_on_user_error=True),
+            termination_message_path=f"{OUTPUTS}/{TERMINATION_LOG}",
         )
         predict = Container(
             name="predict",
