@@ -392,7 +392,8 @@ def test_a_key_without_the_writer_role_is_refused_before_any_work(
         assert "roles ['approver']" in said and "Nothing was submitted" in said
         assert "submitted geomlops" not in said
     assert seconds < 30  # at once, not after the tiles
-    monkeypatch.undo()
+    monkeypatch.delenv("GEOMLOPS_ARGO_TOKEN")  # only these: the Argo API fixture's stay set
+    monkeypatch.delenv("GEOMLOPS_API_KEY")
     get_settings.cache_clear()
     assert {w["name"] for w in ArgoServer(get_settings()).list()} == before
     bucket = get_settings().s3.bucket_predictions
