@@ -232,7 +232,7 @@ def _small_aoi_inference(settings: Settings) -> None:
     whole_run = (outputs / "last-inference-run.txt").read_text().strip()
     small, whole = _scene_stats(run), _scene_stats(whole_run)
     console.print(f"  {'':18} {'whole scene':>12} {'small AOI':>12}")
-    for key in ("water_area_km2", "not_water_area_km2", "valid_pixels"):
+    for key in sorted(whole.keys() & small.keys()):  # per-class, no-data and cloud areas
         console.print(f"  {key:18} {whole[key]:>12} {small[key]:>12}")
     if small["water_area_km2"] >= whole["water_area_km2"]:
         raise RuntimeError("the small AOI's water area is not below the whole scene's")
