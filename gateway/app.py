@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from geomlops.gateway import errors, ogc
+from geomlops.gateway import assets, errors, ogc, tiles
 from geomlops.gateway.auth import Authenticator
 from geomlops.settings import Settings, get_settings
 
@@ -33,4 +33,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.authenticator = authenticator
     errors.install(app)
     app.include_router(ogc.router)
+    app.include_router(assets.router)
+    tiles.install(app, settings)
     return app

@@ -127,7 +127,7 @@ async def _writer(request: Request) -> Caller:
     return caller
 
 
-async def _reader(request: Request) -> Caller | None:
+async def read_access(request: Request) -> Caller | None:
     """Anyone when read access is public; otherwise any valid credential."""
     authenticator: Authenticator = request.app.state.authenticator
     if authenticator.settings.gateway.read_access == "public":
@@ -138,5 +138,5 @@ async def _reader(request: Request) -> Caller | None:
 CallerDep = Annotated[Caller, Depends(_caller)]
 WriterDep = Annotated[Caller, Depends(_writer)]
 """A caller holding the ``writer`` role (or admin): runs jobs and dismisses them."""
-ReaderDep = Annotated[Caller | None, Depends(_reader)]
+ReaderDep = Annotated[Caller | None, Depends(read_access)]
 """A caller allowed to read tiles and assets (anyone, unless read access is keyed)."""

@@ -12,18 +12,19 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
+from geomlops.catalog.collections import PREDICTIONS
+from geomlops.gateway.assets import asset_path
 from geomlops.gateway.errors import NO_SUCH_JOB, RESULT_NOT_READY, OgcError
 from geomlops.gateway.processes import BATCH_INFERENCE, COG, GEOJSON
 from geomlops.gateway.runner import argo_progress, ogc_status
 
 RESULTS_REL = "http://www.opengis.net/def/rel/ogc/1.0/results"
 JSON = "application/json"
-PREDICTIONS = "predictions"
 
 
 def asset_url(base: str, collection: str, item: str, asset: str) -> str:
     """The gateway's http href of an item's asset (range requests served)."""
-    return f"{base}/collections/{collection}/items/{quote(item, safe='')}/assets/{asset}"
+    return base + asset_path(collection, item, asset)
 
 
 def no_such_job(job_id: str) -> OgcError:

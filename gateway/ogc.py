@@ -17,9 +17,10 @@ import jsonschema
 from fastapi import APIRouter, Body, Header, Request
 from fastapi.responses import JSONResponse, Response
 
-from geomlops.errors import NotFoundError
+from geomlops.errors import NotFoundError, ValidationFailed
+from geomlops.gateway.assets import base_url
 from geomlops.gateway.auth import CallerDep, WriterDep
-from geomlops.gateway.errors import OgcError
+from geomlops.gateway.errors import OgcError, from_domain
 from geomlops.gateway.jobs import JSON, no_such_job, results, status_info
 from geomlops.gateway.processes import (
     GEOJSON,
@@ -39,10 +40,6 @@ PREDICT_TIMEOUT = 300.0
 router = APIRouter()
 
 
-def _base(request: Request) -> str:
-    return str(request.base_url).rstrip("/")
-
-
 def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
@@ -51,7 +48,7 @@ def _settings(request: Request) -> Settings:
 @router.get("/", summary="Landing page")
 def landing(request: Request) -> dict[str, Any]:
     """Landing page."""
-    base = _base(request)
+    base = base_url(request)
     return {
         "title": "geomlops gateway",
         "description": "OGC API - Processes (batch inference as workflow runs, predictions "
@@ -100,7 +97,7 @@ def _process_links(base: str, process_id: str) -> list[dict[str, str]]:
 @router.get("/processes", summary="The processes offered")
 def processes(request: Request) -> dict[str, Any]:
     """The processes offered."""
-    base = _base(request)
+    base = base_url(request)
     return {
         "processes": [{**summary(p), "links": _process_links(base, p)} for p in PROCESSES],
         "links": [{"href": f"{base}/processes", "rel": "self", "type": JSON}],
@@ -110,7 +107,7 @@ def processes(request: Request) -> dict[str, Any]:
 @router.get("/processes/{process_id}", summary="A process's description")
 def process(process_id: str, request: Request) -> dict[str, Any]:
     """A process's description."""
-    return {**description(process_id), "links": _process_links(_base(request), process_id)}
+    return {**description(process_id), "links": _process_links(base_url(request), process_id)}
 
 
 def _values(process_id: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -158,14 +155,17 @@ def execute(
     if process_id == PREDICT:
         return JSONResponse(_predict(settings, values["image"]))
     runner = Runner(settings, caller.token)
-    name, _ = runner.submit_batch_inference(
-        model=values["model"],
-        version=values.get("version"),
-        aoi=values["aoi"],
-        datetime=values["datetime"],
-        allow_outside_region=bool(values.get("allow-outside-region", False)),
-    )
-    base = _base(request)
+    try:
+        name, _ = runner.submit_batch_inference(
+            model=values["model"],
+            version=values.get("version"),
+            aoi=values["aoi"],
+            datetime=values["datetime"],
+            allow_outside_region=bool(values.get("allow-outside-region", False)),
+        )
+    except (NotFoundError, ValidationFailed) as exc:  # a bad input value, not a bad route
+        raise OgcError(400, "InvalidParameterValue", from_domain(exc).detail) from exc
+    base = base_url(request)
     info = status_info(base, runner.run(name))
     headers = {"Location": f"{base}/jobs/{name}"}
     if prefer and "respond-async" in prefer:
@@ -212,7 +212,7 @@ def _predict(settings: Settings, image: Any) -> dict[str, Any]:
 @router.get("/jobs", summary="Jobs (batch-inference workflow runs)")
 def jobs(request: Request, caller: CallerDep) -> dict[str, Any]:
     """Jobs (batch-inference workflow runs)."""
-    base = _base(request)
+    base = base_url(request)
     runner = Runner(_settings(request), caller.token)
     return {
         "jobs": [status_info(base, run) for run in runner.runs()],
@@ -232,7 +232,7 @@ def job(job_id: str, request: Request, caller: CallerDep) -> dict[str, Any]:
     """A job's status, progress and task counts."""
     runner = Runner(_settings(request), caller.token)
     run = _run(runner, job_id)
-    return status_info(_base(request), run, runner.summary(run))
+    return status_info(base_url(request), run, runner.summary(run))
 
 
 @router.delete("/jobs/{job_id}", summary="Dismiss a job: stop its workflow run")
@@ -241,7 +241,7 @@ def dismiss(job_id: str, request: Request, caller: WriterDep) -> dict[str, Any]:
     runner = Runner(_settings(request), caller.token)
     _run(runner, job_id)
     run = runner.dismiss(job_id, caller.identity.name)
-    info = status_info(_base(request), run, runner.summary(run))
+    info = status_info(base_url(request), run, runner.summary(run))
     if info["status"] in ("accepted", "running"):
         info["status"] = "dismissed"  # stopping: its pods are being killed
     return info
@@ -252,4 +252,4 @@ def job_results(job_id: str, request: Request, caller: CallerDep) -> dict[str, A
     """A successful job's outputs."""
     runner = Runner(_settings(request), caller.token)
     run = _run(runner, job_id)
-    return results(_base(request), run, runner.summary(run))
+    return results(base_url(request), run, runner.summary(run))
