@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from geomlops.gateway import assets, errors, ogc, tiles
+from geomlops.gateway import assets, errors, mappage, ogc, tiles
 from geomlops.gateway.auth import Authenticator
 from geomlops.settings import Settings, get_settings
 
@@ -35,4 +35,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ogc.router)
     app.include_router(assets.router)
     tiles.install(app, settings)
+    mappage.install(app)
     return app
