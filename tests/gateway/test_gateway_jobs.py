@@ -20,7 +20,8 @@ from geomlops.settings import get_settings
 from geomlops.workflows.argo import ArgoServer
 from geomlops.workflows.inference.progress import run_summary
 
-pytestmark = [pytest.mark.stack, pytest.mark.slow]
+# Long: the session trains and promotes a model first (minutes on 2 busy cores).
+pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.timeout(3600)]
 
 
 def test_async_job_runs_to_successful_with_task_counts(finished_job: dict[str, Any]) -> None:
@@ -168,3 +169,17 @@ def test_unknown_job_is_a_no_such_job_exception(client: httpx.Client, keys: dict
     assert response.status_code == 404
     check("NotFound", response.json())
     assert response.json()["type"].endswith("/no-such-job")
+
+
+def test_predict_without_a_graph_names_the_setting(
+    client: httpx.Client, keys: dict[str, str]
+) -> None:
+    """`predict` forwards to a Seldon graph; with none configured it says which setting."""
+    response = client.post(
+        "/processes/predict/execution",
+        json={"inputs": {"image": {"href": "s3://imagery/some.tif"}}},
+        headers=as_key(keys["writer"]),
+    )
+    assert response.status_code == 503
+    check("ServerError", response.json())
+    assert "GEOMLOPS_GATEWAY_PREDICT_URL" in response.json()["detail"]

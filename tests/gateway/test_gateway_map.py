@@ -19,7 +19,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-pytestmark = [pytest.mark.stack, pytest.mark.slow]
+# Long: the session trains and promotes a model first (minutes on 2 busy cores).
+pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.timeout(3600)]
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = [

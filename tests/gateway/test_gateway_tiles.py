@@ -24,7 +24,8 @@ from geomlops.gateway.app import create_app
 from geomlops.gateway.tiles import PALETTE, gdal_environment
 from geomlops.settings import get_settings
 
-pytestmark = [pytest.mark.stack, pytest.mark.slow]
+# Long: the session trains and promotes a model first (minutes on 2 busy cores).
+pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.timeout(3600)]
 
 
 def _rgba(png: bytes) -> np.ndarray:
