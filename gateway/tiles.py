@@ -17,6 +17,7 @@ path-style addressing, http or https), taken from the kernel's connections: the 
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from typing import Annotated, Any
@@ -79,10 +80,11 @@ class ItemCache:
         return item
 
 
-def _hex(color: str) -> tuple[int, int, int, int]:
+def _hex(color: str) -> tuple[int, int, int, int] | None:
+    """``RRGGBB`` (MLM's ``color_hint``, ``#`` tolerated) as RGBA; None if it is not one."""
     text = color.lstrip("#")
-    if len(text) != 6:
-        raise ValueError(f"not a colour: {color!r}")
+    if not re.fullmatch(r"[0-9A-Fa-f]{6}", text):
+        return None
     return int(text[0:2], 16), int(text[2:4], 16), int(text[4:6], 16), 255
 
 
@@ -92,7 +94,8 @@ def class_colormap(
     """Mask value → RGBA: the model's MLM ``color_hint``s, else the palette; no data clear.
 
     Value 0 (background) is left transparent when the model gives it no colour, so a
-    prediction over imagery shows only what was found.
+    prediction over imagery shows only what was found. A hint that is not ``RRGGBB`` falls
+    back to the palette: a map with a default colour beats no map.
     """
     hints: dict[int, str] = {}
     if model_item is not None:
@@ -104,12 +107,13 @@ def class_colormap(
     colormap: dict[int, tuple[int, int, int, int]] = {MASK_NODATA: (0, 0, 0, 0)}
     for index, cls in enumerate(classes):
         value = int(cls["value"])
-        if value in hints:
-            colormap[value] = _hex(hints[value])
+        hinted = _hex(hints[value]) if value in hints else None
+        if hinted is not None:
+            colormap[value] = hinted
         elif value == 0:
             colormap[value] = (0, 0, 0, 0)
         else:
-            colormap[value] = _hex(PALETTE[index % len(PALETTE)])
+            colormap[value] = _hex(PALETTE[index % len(PALETTE)]) or (0, 0, 0, 255)
     return colormap
 
 
