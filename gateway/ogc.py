@@ -132,7 +132,9 @@ def _values(process_id: str, body: dict[str, Any]) -> dict[str, Any]:
         try:
             jsonschema.validate(value, spec["schema"])
         except jsonschema.ValidationError as exc:
-            problems.append(f"input {name!r}: {exc.message}")
+            # A pattern's regex tells a person little; the input's description says more.
+            why = spec["description"] if exc.validator == "pattern" else exc.message
+            problems.append(f"input {name!r}: {value!r} is not valid: {why}")
             continue
         values[name] = value
     if problems:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -67,14 +66,10 @@ def browser() -> Iterator[Any]:
         pytest.fail("chromium is needed (Debian package `chromium`: `make install`)")
     from playwright.sync_api import sync_playwright
 
-    profile = tempfile.mkdtemp(prefix="geomlops-chromium-")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=[*FLAGS, f"--user-data-dir={profile}"]
-        )
+    with sync_playwright() as playwright:  # each launch gets a fresh temporary profile
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         yield browser
         browser.close()
-    shutil.rmtree(profile, ignore_errors=True)
 
 
 @pytest.fixture

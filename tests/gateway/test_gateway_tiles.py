@@ -8,6 +8,7 @@ anonymous tiles.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import httpx
@@ -17,6 +18,7 @@ import pytest
 import rasterio
 from fastapi.testclient import TestClient
 from job_support import as_key
+from rasterio.errors import NotGeoreferencedWarning
 from rasterio.io import MemoryFile
 from rio_tiler.io import Reader
 
@@ -29,8 +31,11 @@ pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.timeout(3600)]
 
 
 def _rgba(png: bytes) -> np.ndarray:
-    with MemoryFile(png) as memory, memory.open() as src:
-        return src.read()
+    """The bands of a PNG tile (a tile has no georeference: GDAL's warning is expected)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with MemoryFile(png) as memory, memory.open() as src:
+            return src.read()
 
 
 @pytest.fixture(scope="session")
