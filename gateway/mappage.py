@@ -21,12 +21,13 @@ from fastapi.staticfiles import StaticFiles
 
 from geomlops.catalog.client import CatalogClient
 from geomlops.catalog.collections import IMAGERY, MODELS, PREDICTIONS
-from geomlops.errors import NotFoundError
+from geomlops.errors import NotFoundError, ValidationFailed
 from geomlops.gateway.assets import asset_path, base_url, get_item
 from geomlops.gateway.auth import ReaderDep
 from geomlops.gateway.errors import OgcError
 from geomlops.model import ModelIO
 from geomlops.model import properties as prop
+from geomlops.model.ids import parse_model_item_id
 from geomlops.settings import Settings
 
 STATIC = Path(__file__).parent / "static"
@@ -68,8 +69,15 @@ def basemap(request: Request) -> FileResponse:
     return FileResponse(folder / COUNTRIES, media_type="application/geo+json")
 
 
-def model_summary(item: dict[str, Any]) -> dict[str, Any]:
-    """What the page lists of a model version: name, version, stage, task, input bands."""
+def model_summary(item: dict[str, Any]) -> dict[str, Any] | None:
+    """What the page lists of a model version: name, version, stage, task, input bands.
+
+    None for an item of the collection that is not a model version (a package's item).
+    """
+    try:
+        name, version = parse_model_item_id(item["id"])
+    except ValidationFailed:
+        return None
     props = item.get("properties") or {}
     try:
         bands = list(ModelIO.from_item(item).bands)
@@ -77,8 +85,8 @@ def model_summary(item: dict[str, Any]) -> dict[str, Any]:
         bands = []
     return {
         "id": item["id"],
-        "name": props.get("mlm:name"),
-        "version": props.get(prop.MLFLOW_MODEL_VERSION),
+        "name": name,
+        "version": version,
         "stage": props.get(prop.STAGE),
         "tasks": props.get("mlm:tasks") or [],
         "bands": bands,
@@ -91,8 +99,8 @@ def models(request: Request, _: ReaderDep) -> list[dict[str, Any]]:
     """Every model version in the catalog with its stage, task and input bands."""
     with CatalogClient.from_settings(_settings(request)) as catalog:
         items = list(catalog.iter_search(collections=[MODELS]))
-    listed = [model_summary(item) for item in items]
-    return sorted(listed, key=lambda m: (str(m["name"]), -int(m["version"] or 0)))
+    listed = [m for m in map(model_summary, items) if m is not None]
+    return sorted(listed, key=lambda m: (m["name"], -int(m["version"])))
 
 
 def _model_item(settings: Settings, item_id: str) -> dict[str, Any]:

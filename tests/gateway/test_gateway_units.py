@@ -121,3 +121,22 @@ def test_progress_counts_tiles_and_reaches_100_only_when_published() -> None:
     done = status_info("http://gw", {**run, "phase": "Succeeded"}, summary)
     assert done["progress"] == 100
     assert argo_progress("3/4") == 75 and argo_progress(None) is None
+
+
+def test_the_map_lists_model_versions_only() -> None:
+    from geomlops.gateway.mappage import model_summary
+
+    version = {
+        "id": "flood-water-s2-mv3",
+        "bbox": [0, 0, 1, 1],
+        "properties": {"geomlops:stage": "candidate", "mlm:tasks": ["semantic-segmentation"]},
+    }
+    summary = model_summary(version)
+    assert summary is not None
+    assert (summary["name"], summary["version"], summary["stage"]) == (
+        "flood-water-s2",
+        "3",
+        "candidate",
+    )
+    assert summary["tasks"] == ["semantic-segmentation"]
+    assert model_summary({"id": "flood-water-s2", "properties": {}}) is None
