@@ -169,15 +169,22 @@ function addRaster(id, tiles, opacity, before) {
 async function showResults(job) {
   const results = await getJson(`/jobs/${job}/results`, { headers: headers() });
   const tms = "tiles/WebMercatorQuad/{z}/{x}/{y}.png";
-  for (const [i, mask] of results.masks.entries()) {
-    const item = await getJson(itemPath(mask.href));
+  const origin = window.location.origin;
+  const before = map.getLayer("aoi") ? "aoi" : undefined;
+  const items = [];
+  for (const mask of results.masks) items.push(await getJson(itemPath(mask.href)));
+  if (items.length) {
+    // Move first, without animation: tiles asked for on the way would be cancelled.
+    const [w, s, e, n] = items[0].bbox;
+    map.fitBounds([[w, s], [e, n]], { padding: 40, animate: false });
+  }
+  for (const [i, item] of items.entries()) {
     const scene = item.properties["geomlops:scene"];
-    const imagery = `/collections/imagery/items/${scene}/${tms}` +
+    const imagery = `${origin}/collections/imagery/items/${scene}/${tms}` +
       "?assets=image%7Cbidx%3D4%2C3%2C2&rescale=0%2C3000";
-    addRaster(`imagery-${i}`, imagery, 1, map.getLayer("aoi") ? "aoi" : undefined);
-    addRaster(`mask-${i}`, `${itemPath(mask.href)}/assets/mask/${tms}`, Number($("opacity").value),
-      map.getLayer("aoi") ? "aoi" : undefined);
-    if (i === 0) map.fitBounds([item.bbox.slice(0, 2), item.bbox.slice(2, 4)], { padding: 40 });
+    addRaster(`imagery-${i}`, imagery, 1, before);
+    addRaster(`mask-${i}`, `${origin}${itemPath(results.masks[i].href)}/assets/mask/${tms}`,
+      Number($("opacity").value), before);
   }
   const polygons = await getJson(results.polygons.href);
   if (map.getSource("polygons")) map.getSource("polygons").setData(polygons);
@@ -191,6 +198,7 @@ async function showResults(job) {
       id: "polygons-fill", type: "fill", source: "polygons",
       paint: { "fill-color": "#ffd400", "fill-opacity": 0.05 },
     });
+    map.on("click", "polygons-fill", showPopup);
   }
   $("layers").hidden = false;
   state.layers = map.getStyle().layers.map((l) => l.id);
@@ -200,7 +208,7 @@ async function showResults(job) {
   state.shown = job;
 }
 
-map.on("click", "polygons-fill", (event) => {
+function showPopup(event) {
   if (state.drawing) return;
   const p = event.features[0].properties;
   const rows = [
@@ -211,7 +219,7 @@ map.on("click", "polygons-fill", (event) => {
   ];
   const html = rows.map(([k, v]) => `<b>${k}</b> ${v}`).join("<br>");
   state.popup = new maplibregl.Popup().setLngLat(event.lngLat).setHTML(html).addTo(map);
-});
+}
 
 async function showLineage(item) {
   const l = await getJson(`/map/api/lineage/${encodeURIComponent(item)}`);
