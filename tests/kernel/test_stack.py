@@ -85,7 +85,7 @@ def test_status_reports_every_service_healthy_on_loopback(local_stack: LocalStac
     result = runner.invoke(app, ["status", "--json"])
     assert result.exit_code == 0, result.output
     statuses = json.loads(result.stdout)
-    assert [s["name"] for s in statuses] == ["postgres", "s3", "mlflow", "stac", "argo"]
+    assert [s["name"] for s in statuses] == ["postgres", "s3", "mlflow", "stac", "argo", "gateway"]
     assert all(s["healthy"] for s in statuses), statuses
     assert all("127.0.0.1" in s["url"] for s in statuses)
 
@@ -208,7 +208,7 @@ def test_s3_data_probe_is_readable_and_invisible_to_s3(local_stack: LocalStack) 
     assert not [b for b in buckets if "geomlops" in b or b.startswith(".")]
 
 
-@pytest.mark.parametrize("victim", ["mlflow", "s3", "stac", "argo", "postgres"])
+@pytest.mark.parametrize("victim", ["mlflow", "s3", "stac", "argo", "gateway", "postgres"])
 def test_killed_service_is_restored_by_up(local_stack: LocalStack, victim: str) -> None:
     s3 = get_connections().s3_client()
     key = f"heal/{victim}.txt"
