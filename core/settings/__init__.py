@@ -14,7 +14,6 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from geomlops.settings.base import LOOPBACK
-from geomlops.settings.gateway import GatewaySettings
 from geomlops.settings.jobs import (
     ArgoSettings,
     DatasetSettings,
@@ -54,7 +53,6 @@ class Settings(BaseModel):
     registration: RegistrationSettings = Field(default_factory=RegistrationSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
     inference: InferenceSettings = Field(default_factory=InferenceSettings)
-    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
 
     @property
     def workflows_state_dir(self) -> Path:
@@ -80,7 +78,6 @@ __all__ = [
     "CatalogSettings",
     "DatabaseSettings",
     "DatasetSettings",
-    "GatewaySettings",
     "InferenceSettings",
     "MLflowSettings",
     "RegistrationSettings",
