@@ -144,7 +144,7 @@ def measure(
             before = model_alone(sizes)
             job = ShardJob(
                 shard=0, tiles=chunk, scenes={"mosaic": scene}, io=io, overlap=overlap,
-                batch_size=batch_size, tile_retries=0,
+                batch_size=batch_size, tile_retries=0, aoi=None,
             )  # fmt: skip
             result = run_shard(job, model, sink, device=device)
             assert not result.failed, result.failed

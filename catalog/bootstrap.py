@@ -2,7 +2,8 @@
 
 ``geomlops up`` calls :func:`bootstrap` after every service is healthy, on every start, so
 each step is idempotent: collections are upserted (their definitions in
-:mod:`geomlops.catalog.collections` win), queryables re-registered, tables created if
+:mod:`geomlops.catalog.collections` win, except for extents, which follow the items:
+:mod:`geomlops.catalog.extents`), queryables re-registered, tables created if
 missing, and the administrator key generated only the first time (kept in the state
 directory's ``secrets/``, only its hash in PostgreSQL).
 """
@@ -13,8 +14,9 @@ import json
 import logging
 
 from geomlops import audit
-from geomlops.catalog.collections import collection_dicts
+from geomlops.catalog.collections import collection_dicts, placeholder_extent
 from geomlops.catalog.db import pgstac_connection
+from geomlops.catalog.extents import ensure_extent_triggers, refresh_extent
 from geomlops.catalog.keys import ensure_admin_key, ensure_schema
 from geomlops.catalog.queryables import register_mlm_queryables
 from geomlops.errors import ConfigError
@@ -50,8 +52,11 @@ def bootstrap(settings: Settings | None = None, *, key_from_settings: bool = Fal
     else:
         key = admin_key(settings)
     with pgstac_connection(settings) as conn:
+        ensure_extent_triggers(conn, placeholder_extent())
         for collection in collection_dicts():
             conn.execute("SELECT pgstac.upsert_collection(%s::jsonb)", (json.dumps(collection),))
+            # The definition carries the placeholder extent; the items decide the real one.
+            refresh_extent(conn, collection["id"])
         register_mlm_queryables(conn)
         ensure_schema(conn)
         audit.ensure_schema(conn)

@@ -31,7 +31,9 @@ IMAGERY = "imagery"
 PREDICTIONS = "predictions"
 COLLECTION_IDS = (MODELS, DATASETS, IMAGERY, PREDICTIONS)
 
-# Whole world; from the first Landsat (1972) on, open-ended: no item of the platform is older.
+# The extent of a collection without items: the whole world, from the first Landsat (1972)
+# on, open-ended (no item of the platform is older). Once it has items, its extent follows
+# them (:mod:`geomlops.catalog.extents`).
 _WORLD = pystac.SpatialExtent([[-180.0, -90.0, 180.0, 90.0]])
 _SINCE_1972 = pystac.TemporalExtent([[datetime(1972, 7, 23, tzinfo=UTC), None]])
 _LICENSE = "other"  # per item: models, datasets and scenes come under their own licences
@@ -132,3 +134,8 @@ def collection_dicts() -> list[dict[str, Any]]:
     return [
         c.to_dict(include_self_link=False, transform_hrefs=False) for c in catalog_collections()
     ]
+
+
+def placeholder_extent() -> dict[str, Any]:
+    """The extent of a collection that holds no item yet, as STAC JSON."""
+    return pystac.Extent(_WORLD, _SINCE_1972).to_dict()

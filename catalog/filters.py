@@ -3,6 +3,12 @@
 PgSTAC takes CQL2-JSON in ``POST /search`` (CQL2-text in a POST body is refused), so
 filters are built as JSON. Array fields (``mlm:tasks``, ``mlm:input.bands``) use
 ``a_contains``: an item matches when it has *all* the values asked for.
+
+What users type is matched without regard to case: ``--framework pytorch`` finds items that
+say ``PyTorch`` (MLM's own spelling). Scalars are compared with CQL2's ``casei``, which
+PgSTAC renders as ``upper()`` on both sides. CQL2 has no case-insensitive array operator,
+so task names are lower-cased instead: MLM's schema admits only its lower-case task names
+(``semantic-segmentation``), and every item is validated against it before it is written.
 """
 
 from __future__ import annotations
@@ -27,14 +33,23 @@ def mlm_filter(
     """A CQL2-JSON filter matching every condition given, or None when none is."""
     clauses: list[dict[str, Any]] = []
     if tasks:
-        clauses.append({"op": "a_contains", "args": [_prop("mlm:tasks"), list(tasks)]})
+        wanted = [t.lower() for t in tasks]
+        clauses.append({"op": "a_contains", "args": [_prop("mlm:tasks"), wanted]})
     if framework:
-        clauses.append({"op": "=", "args": [_prop("mlm:framework"), framework]})
+        clauses.append(equals_ignoring_case("mlm:framework", framework))
     if accelerator:
-        clauses.append({"op": "=", "args": [_prop("mlm:accelerator"), accelerator]})
+        clauses.append(equals_ignoring_case("mlm:accelerator", accelerator))
     if input_bands:
         clauses.append({"op": "a_contains", "args": [_prop(INPUT_BANDS), list(input_bands)]})
     return and_filters(*clauses)
+
+
+def equals_ignoring_case(name: str, value: str) -> dict[str, Any]:
+    """``name = value`` regardless of case (CQL2's case-insensitive comparison)."""
+    return {
+        "op": "=",
+        "args": [{"op": "casei", "args": [_prop(name)]}, {"op": "casei", "args": [value]}],
+    }
 
 
 def and_filters(*filters: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -179,6 +179,80 @@ def demo_aoi(chip: Path) -> dict:
     }
 
 
+def demo_corner_aoi(chip: Path) -> dict:
+    """A small AOI: the chip's north-west part, one edge slanted, reaching a little past it.
+
+    It covers about a fifth of the chip, so its statistics differ from the whole scene's,
+    and it pokes out of the chip by well under the 5 % outside the model's region that
+    batch inference allows unflagged: the item's geometry is then AOI ∩ the chip, not the AOI.
+    """
+    import rasterio
+
+    with rasterio.open(chip) as src:
+        west, south, east, north = src.bounds
+    w, h = east - west, north - south
+    ring = [
+        [west - 0.005 * w, north + 0.005 * h], [west - 0.005 * w, north - 0.5 * h],
+        [west + 0.30 * w, north - 0.5 * h], [west + 0.45 * w, north + 0.005 * h],
+        [west - 0.005 * w, north + 0.005 * h],
+    ]  # fmt: skip
+    return {
+        "type": "Feature",
+        "properties": {},
+        "geometry": {"type": "Polygon", "coordinates": [ring]},
+    }
+
+
+def _scene_stats(run: str) -> dict:
+    """The statistics a run's item records (geomlops:stats), read from the catalog."""
+    from geomlops.catalog.client import CatalogClient
+    from geomlops.catalog.collections import PREDICTIONS
+    from geomlops.model import properties as prop
+
+    with CatalogClient.from_settings() as catalog:
+        return dict(catalog.get_item_dict(PREDICTIONS, run)["properties"][prop.STATS])
+
+
+def _small_aoi_inference(settings: Settings) -> None:
+    """The same model over a small part of the scene: outputs and statistics bounded by it."""
+    from geomlops.sample_data import fetch
+
+    chip = fetch(SEN1FLOODS11[0], settings=settings)
+    outputs = LocalStack(settings).paths.outputs_dir
+    aoi = outputs / "sen1floods11-corner-aoi.geojson"
+    aoi.write_text(json.dumps(demo_corner_aoi(chip)))
+    summary = json.loads(
+        _geomlops(
+            "infer", DEMO_MODEL, "--aoi", str(aoi), "--datetime", "2019-09-01/2019-09-30",
+            "--json",
+        )
+    )  # fmt: skip
+    run = summary["run"]
+    (outputs / "last-aoi-run.txt").write_text(run + "\n")
+    whole_run = (outputs / "last-inference-run.txt").read_text().strip()
+    small, whole = _scene_stats(run), _scene_stats(whole_run)
+    console.print(f"  {'':18} {'whole scene':>12} {'small AOI':>12}")
+    for key in sorted(whole.keys() & small.keys()):  # per-class, no-data and cloud areas
+        console.print(f"  {key:18} {whole[key]:>12} {small[key]:>12}")
+    if small["water_area_km2"] >= whole["water_area_km2"]:
+        raise RuntimeError("the small AOI's water area is not below the whole scene's")
+    console.print(f"  mask, polygons and item {run} cover the AOI ∩ the scene only")
+
+
+def _reproduce(settings: Settings) -> None:
+    """Recompute the small-AOI prediction from its lineage and compare with what was published."""
+    run = (LocalStack(settings).paths.outputs_dir / "last-aoi-run.txt").read_text().strip()
+    report = json.loads(_geomlops("reproduce", run, "--json"))
+    for scene in report["pixels"]:
+        classes = ", ".join(f"{k} {v:.2%}" for k, v in scene["per_class"].items())
+        console.print(f"  {scene['scene']}: {scene['identical']:.4%} identical pixels ({classes})")
+    for name, iou in report["polygon_iou"].items():
+        console.print(f"  polygons {name}: IoU {iou:.4f}")
+    for warning in report["warnings"]:
+        console.print(f"  [yellow]version differs[/]: {warning}")
+    console.print(f"  [green]{report['rerun']} reproduces {run}[/]")
+
+
 def _batch_inference(settings: Settings) -> None:
     """Ingest the chip as a scene, run the production model over its AOI, show the lineage."""
     from geomlops.sample_data import fetch
@@ -203,6 +277,7 @@ def _batch_inference(settings: Settings) -> None:
             f"({int(metrics['ref_compared_pixels'])} labelled pixels)"
         )
     run = summary["run"]
+    (outputs / "last-inference-run.txt").write_text(run + "\n")
     console.print(_geomlops("lineage", run), end="")
     (outputs / f"lineage-{run}.json").write_text(_geomlops("lineage", run, "--json"))
 
@@ -274,7 +349,9 @@ STEPS: list[DemoStep] = [
     DemoStep("Approve it as a second person", _promote),
     DemoStep("Show the lineage of the production model", _lineage),
     DemoStep("Batch inference over the Sen1Floods11 AOI, with its lineage", _batch_inference),
+    DemoStep("Batch inference over a small AOI: the AOI bounds the result", _small_aoi_inference),
     DemoStep("Serve it: a Seldon graph answers with GeoJSON", _serve_chip),
+    DemoStep("Reproduce the small-AOI prediction from its lineage", _reproduce),
 ]
 
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
     from geomlops.governance.decisions import Outcome
     from geomlops.governance.lineage import Link
 
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)  # one message, one line
 out = Console(highlight=False)
 
 
@@ -35,16 +36,20 @@ def promote(
     """Promote a candidate to production, as the identity behind GEOMLOPS_API_KEY.
 
     The approver must hold the approver role and must not have trained or registered the
-    version; the version must be a candidate whose evaluation meets the model's gates.
+    version; the version must be a candidate whose evaluation meets the model's gates. The
+    training run waiting for this decision is resumed and ends Succeeded.
 
     Examples:
         GEOMLOPS_API_KEY=$APPROVER_KEY geomlops promote flood-water-s2 3 --reason "IoU 0.80"
     """
+    from geomlops.cli.training_runs import settle_after_decision
     from geomlops.governance.decisions import Governance
     from geomlops.settings import get_settings
 
-    with Governance(get_settings()) as governance:
+    settings = get_settings()
+    with Governance(settings) as governance:
         _report(governance.promote(model, version, reason), "promoted")
+    settle_after_decision(model, version, settings)
 
 
 def reject(
@@ -54,14 +59,20 @@ def reject(
 ) -> None:
     """Reject a candidate: it can never be promoted.
 
+    The training run waiting for this decision is resumed as rejected and ends at its
+    `rejected` step (Succeeded: a decision, not a failure).
+
     Examples:
         geomlops reject flood-water-s2 4 --reason "misses small channels in the Ebro delta"
     """
+    from geomlops.cli.training_runs import settle_after_decision
     from geomlops.governance.decisions import Governance
     from geomlops.settings import get_settings
 
-    with Governance(get_settings()) as governance:
+    settings = get_settings()
+    with Governance(settings) as governance:
         _report(governance.reject(model, version, reason), "rejected")
+    settle_after_decision(model, version, settings)
 
 
 def rollback(model: ModelArg, reason: ReasonOption) -> None:
@@ -107,7 +118,12 @@ def audit(
     model: Annotated[str | None, typer.Argument(help="Only this model's entries.")] = None,
     as_json: JsonOption = False,
     verify: Annotated[
-        bool, typer.Option("--verify", help="Check the hash chain; exit 1 if broken.")
+        bool,
+        typer.Option(
+            "--verify",
+            help="Check the whole hash chain and say whether it is intact or where it "
+            "breaks; exit 1 if broken.",
+        ),
     ] = False,
 ) -> None:
     """Show the audit trail: registrations, training runs, promotions, rejections, rollbacks.
@@ -125,12 +141,14 @@ def audit(
 
     with psycopg.connect(pgstac_url(get_settings()), connect_timeout=10) as conn:
         entries = list(audit_log.entries(conn, model))
-        problems = audit_log.verify(conn) if verify else []
+        verification = audit_log.check_chain(conn) if verify else None
     if as_json:
         typer.echo(json.dumps([e.as_dict() for e in entries], indent=2))
     else:
         table = Table(title=f"audit trail{' of ' + model if model else ''}")
-        for column in ("#", "at (UTC)", "actor", "action", "model", "version", "reason"):
+        for column in (
+            "#", "at (UTC)", "actor", "action", "model", "model version", "package", "reason"
+        ):  # fmt: skip
             table.add_column(column)
         for e in entries:
             table.add_row(
@@ -139,21 +157,29 @@ def audit(
                 e.actor,
                 str(e.action),
                 e.model,
-                e.version or "",
+                e.model_version or "",
+                e.package_version or "",
                 e.reason or "",
             )
         out.print(table)
-    for problem in problems:
-        err.print(f"[red]audit log:[/] {problem}")
-    if problems:
+    if verification is None:
+        return
+    # The verdict goes to stderr, so `--json --verify` still prints only JSON on stdout.
+    for problem in verification.problems:
+        err.print(f"[red]audit log:[/] {problem}", markup=True)
+    if not verification.intact:
+        err.print(f"[red]{verification.summary()}[/]")
         raise typer.Exit(1)
+    err.print(f"[green]{verification.summary()}[/]")
 
 
 def _tree(link: Link, tree: Tree | None = None) -> Tree:
-    mark = "[green]✓[/]" if link.ok else "[red]✗[/]"
-    text = f"{mark} [bold]{link.kind}[/] {link.label}"
+    mark = "[red]✗[/]" if not link.ok else "[yellow]![/]" if link.warning else "[green]✓[/]"
+    text = f"{mark} [bold]{link.kind}[/] {escape(link.label)}"
     if link.problem:
-        text += f"  [red]{link.problem}[/]"
+        text += f"  [red]{escape(link.problem)}[/]"
+    if link.warning:
+        text += f"  [yellow]{escape(link.warning)}[/]"
     node = Tree(text) if tree is None else tree.add(text)
     for key, value in link.facts.items():
         if value not in (None, {}, []):
@@ -169,8 +195,10 @@ def lineage(
 ) -> None:
     """Show what a model version came from; exit 1 if any link is broken.
 
-    Every link (package, image, MLflow runs, DVC dataset, approval) is resolved against
-    the live catalog, registry, DVC and audit log.
+    Every link (package, image, MLflow runs, evaluation gates, DVC dataset, approval) is
+    resolved against the live catalog, registry, DVC and audit log. Each gate is shown with
+    the value the version reached; an unmet gate and an image not pinned by digest are
+    warnings (stderr), not broken links.
 
     Examples:
         geomlops lineage flood-water-s2-mv1
@@ -185,6 +213,10 @@ def lineage(
         typer.echo(json.dumps(root.as_dict(), indent=2, default=str))
     else:
         out.print(_tree(root))
+    for link in root.warnings():
+        err.print(
+            f"[yellow]warning:[/] {link.kind} {escape(link.label)}: {escape(link.warning or '')}"
+        )
     broken = root.broken()
     for link in broken:
         err.print(f"[red]broken link:[/] {link.kind} {link.label}: {link.problem}")

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from geomlops.cli.groups import DefaultRunGroup
 from geomlops.cli.options import (
@@ -28,7 +29,7 @@ from geomlops.cli.options import (
     RunArg,
     WorkflowOption,
 )
-from geomlops.errors import GeomlopsError
+from geomlops.errors import GeomlopsError, NotFoundError
 
 if TYPE_CHECKING:
     from geomlops.settings import Settings
@@ -109,17 +110,22 @@ def run(
 ) -> None:
     r"""Predict MODEL over the scenes covering an AOI in a date range.
 
+    The caller needs the roles the run needs (writer: it publishes prediction items),
+    checked before anything is uploaded or submitted.
+
     Examples:
         geomlops infer flood-water-s2 --aoi spain.geojson --datetime 2019-09-01/2019-09-30
         geomlops infer flood-water-s2 --aoi austria.geojson --datetime 2021-01-01/.. \
             --allow-outside-region --json
     """
     from geomlops.settings import get_settings
+    from geomlops.workflows.inference.access import check_run_roles
     from geomlops.workflows.inference.aoi import read_aoi
     from geomlops.workflows.inference.planner import check_region, pin_model
 
     interval = _datetime(datetime)
     settings = get_settings()
+    check_run_roles(settings)  # before any work: nothing uploaded, nothing submitted
     geometry = read_aoi(aoi)
     _, item = pin_model(model, version, settings)
     fraction = check_region(
@@ -146,7 +152,10 @@ def status(
     run: RunArg,
     as_json: JsonOption = False,
 ) -> None:
-    """Task counts (tiles total/succeeded/failed/waiting) of a run, and its failed tiles.
+    """Status (PLANNING, RUNNING, PUBLISHING, COMPLETED, FAILED) and tile counts of a run.
+
+    The status follows the workflow's phase; a failed run shows why. Exit status: 0 while
+    the run is under way or when it has completed, 1 when it has failed.
 
     Examples:
         geomlops infer status geomlops-batch-inference-x7k2p --json
@@ -154,11 +163,15 @@ def status(
     from geomlops.settings import get_settings
     from geomlops.workflows.inference.progress import run_summary
 
-    summary = run_summary(_plan_run(run), get_settings())
+    workflow = _workflow_status(run)
+    plan_run = (workflow or {}).get("parameters", {}).get("resume-from") or run
+    summary = run_summary(plan_run, get_settings(), workflow)
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
-        return
-    _print_summary(summary)
+    else:
+        _print_summary(summary)
+    if summary["status"] == "FAILED":
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -172,15 +185,19 @@ def resume(
 ) -> None:
     """Run only the tiles RUN is missing, then publish; a new workflow run reuses its plan.
 
+    The caller needs the roles a run needs (writer), checked before anything is submitted.
+
     Examples:
         geomlops infer resume geomlops-batch-inference-x7k2p
     """
     from geomlops.connections import get_connections
     from geomlops.settings import get_settings
+    from geomlops.workflows.inference.access import check_run_roles
     from geomlops.workflows.inference.config import InferenceRunConfig
     from geomlops.workflows.inference.progress import config_uri
 
     settings = get_settings()
+    check_run_roles(settings)  # a resumed run publishes too
     original = _plan_run(run)
     config = InferenceRunConfig.load(
         get_connections(settings), config_uri(settings.s3.bucket_predictions, original)
@@ -196,6 +213,22 @@ def resume(
     name, state = _submit(params, settings, wait=True)
     assert state is not None  # noqa: S101 - waited
     _finish(name, original, state, reference, as_json, settings)
+
+
+def _workflow_status(run: str) -> dict[str, Any] | None:
+    """The run on the workflow server (phase, message, nodes), or None if it is not there.
+
+    A server that cannot be asked (not running, no credential) leaves the run folder as
+    the only witness, as before; the status then says less, never something false.
+    """
+    from geomlops.cli.workflows import _backend
+
+    try:
+        return dict(_backend().status(run))
+    except GeomlopsError as exc:
+        if not isinstance(exc, NotFoundError):
+            err.print(f"[yellow]workflow server not asked:[/] {escape(exc.message)}")
+        return None
 
 
 def _plan_run(run: str) -> str:
@@ -233,7 +266,7 @@ def _finish(
 ) -> None:
     from geomlops.workflows.inference.progress import run_summary
 
-    summary = run_summary(run, settings)
+    summary = run_summary(run, settings, state)
     summary["workflow"] = {"name": name, "phase": state["phase"], "message": state.get("message")}
     if reference is not None and summary.get("published"):
         from geomlops.workflows.inference.compare import compare_published
@@ -252,6 +285,11 @@ def _finish(
 
 def _print_summary(summary: dict[str, Any]) -> None:
     counts = summary.get("tasks") or {}
+    if not summary.get("planned"):
+        err.print(f"[bold]{summary['run']}[/] {summary.get('status', '')}: no plan yet")
+        if summary.get("error"):
+            err.print(f"  [red]{escape(summary['error'])}[/]")
+        return
     err.print(
         f"[bold]{summary['run']}[/] {summary.get('status', '')}: tiles "
         f"{counts.get('tasks_count_success', 0)}/{counts.get('tasks_count_total', 0)} done, "
@@ -262,6 +300,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
     for shard, tiles in (counts.get("failed") or {}).items():
         for tile, why in tiles.items():
             err.print(f"  [red]shard {shard}[/] tile {tile}: {why}")
+    if summary.get("error"):
+        err.print(f"  [red]{escape(summary['error'])}[/]")
     published = summary.get("published")
     if published:
         for item_id, outcome in published["items"].items():
@@ -299,6 +339,9 @@ def plan_command(
     version: Annotated[str, typer.Option(help="Model version; '' = production.")] = "",
     allow_outside_region: Annotated[str, typer.Option(help="true or false.")] = "false",
     resume_from: Annotated[str, typer.Option(help="Run whose plan to reuse.")] = "",
+    scenes: Annotated[
+        str, typer.Option(help="Comma-separated imagery item ids to use; '' = all found.")
+    ] = "",
     outputs: Annotated[
         Path | None, typer.Option(help="Write `config`, `shards`, `image` here (Argo outputs).")
     ] = None,
@@ -320,6 +363,7 @@ def plan_command(
         allow_outside_region=_flag(allow_outside_region, "--allow-outside-region"),
         resume_from=resume_from,
         outputs=outputs,
+        scenes=scenes,
     )
     _echo({"config": result.config_uri, "shards": result.shards})
 

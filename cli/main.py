@@ -21,7 +21,7 @@ from typer.main import get_group_from_info, solve_typer_info_defaults
 from typer.models import TyperInfo
 
 from geomlops.cli import governance as governance_cli
-from geomlops.cli import stack
+from geomlops.cli import reproduce, stack
 from geomlops.errors import GeomlopsError
 
 if TYPE_CHECKING:  # typer vendors click; its own copy is the one it types against
@@ -128,4 +128,5 @@ app = typer.Typer(
 
 stack.register(app)
 governance_cli.register(app)
+reproduce.register(app)
 # The component verb groups are added on demand by GeomlopsGroup, from VERB_GROUPS.

@@ -22,6 +22,9 @@ app = typer.Typer(
 )
 
 
+_PACKAGE_DEFAULT = "Empty: the package's own default (its MLproject)."
+
+
 def _print(result: Any) -> None:
     typer.echo(json.dumps(result, sort_keys=True))
 
@@ -33,10 +36,10 @@ def resolve(
     package: Annotated[str, typer.Option(help="Registered model package name.")],
     dataset: Annotated[str, typer.Option(help="Dataset NAME or NAME@vN.")],
     package_version: Annotated[str, typer.Option(help="Package version; '' = newest.")] = "",
-    epochs: Annotated[int, typer.Option(min=1)] = 6,
-    batch_size: Annotated[int, typer.Option(min=1)] = 16,
-    learning_rate: Annotated[float, typer.Option(min=0)] = 0.001,
-    seed: Annotated[int, typer.Option(min=0)] = 0,
+    epochs: Annotated[str, typer.Option(help=_PACKAGE_DEFAULT)] = "",
+    batch_size: Annotated[str, typer.Option(help=_PACKAGE_DEFAULT)] = "",
+    learning_rate: Annotated[str, typer.Option(help=_PACKAGE_DEFAULT)] = "",
+    seed: Annotated[str, typer.Option(help=_PACKAGE_DEFAULT)] = "",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
     submitted_by: Annotated[
         str, typer.Option(help="Identity that submitted the run (recorded as its trainer).")
@@ -52,9 +55,24 @@ def resolve(
         geomlops train-step resolve --workflow t1 --run-uri s3://mlflow/workflow-runs/t1 \
             --package flood-water-s2 --dataset sen1floods11@v1
     """
+    from pydantic import ValidationError
+
+    from geomlops.errors import ValidationFailed
     from geomlops.workflows.steps.config import TrainParams
     from geomlops.workflows.steps.train import resolve as resolve_run
 
+    given = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate}
+    given["seed"] = seed
+    try:
+        train = TrainParams.model_validate(
+            {key: value.strip() for key, value in given.items() if value.strip()}
+            | {"device": device}
+        )
+    except ValidationError as exc:
+        raise ValidationFailed(
+            "invalid training parameters",
+            problems=[f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()],
+        ) from None
     uri, image = resolve_run(
         workflow=workflow,
         run_uri=run_uri,
@@ -62,13 +80,7 @@ def resolve(
         package_version=package_version or None,
         dataset=dataset,
         submitted_by=submitted_by,
-        train=TrainParams(
-            epochs=epochs,
-            batch_size=batch_size,
-            learning_rate=learning_rate,
-            seed=seed,
-            device=device,
-        ),
+        train=train,
     )
     if outputs is not None:
         outputs.mkdir(parents=True, exist_ok=True)
@@ -135,3 +147,15 @@ def approved(config: ConfigOption) -> None:
     from geomlops.workflows.steps.register import approved_step
 
     _print(approved_step(config))
+
+
+@app.command()
+def rejected(config: ConfigOption) -> None:
+    """Succeed only if the run's model version was rejected (the run's `rejected` branch).
+
+    Examples:
+        geomlops train-step rejected --config s3://mlflow/workflow-runs/t1/config.json
+    """
+    from geomlops.workflows.steps.register import rejected_step
+
+    _print(rejected_step(config))

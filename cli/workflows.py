@@ -281,12 +281,20 @@ def resume(
     Examples:
         geomlops workflows resume geomlops-train-x7k2p --reason "IoU 0.80 on the held-out block"
     """
+    from geomlops.cli.training_runs import decision_of_run
     from geomlops.settings import get_settings
+    from geomlops.workflows.templates.train import APPROVE, DECISION
 
     settings = get_settings()
     params = _parameters(parameter)
     backend = _backend(settings)
     _approve_training(run, reason, settings)
+    decided = decision_of_run(run, settings)
+    if decided is not None and (node in (None, APPROVE)):
+        # The run takes the branch of the decision taken; the value is set on `approve`,
+        # the one node that declares it.
+        params.setdefault(DECISION, decided)
+        node = APPROVE
     backend.resume(run, node, params)
     _report(backend.wait(run, progress=_progress()), as_json)
 
@@ -299,11 +307,25 @@ def stop(
 ) -> None:
     """Stop a run: kill its pods, run its exit handler (not with --terminate); it ends Failed.
 
+    A training run whose version was already promoted or rejected is not stopped: it is
+    resumed with that decision and ends Succeeded, because it did not fail.
+
     Examples:
         geomlops workflows stop geomlops-train-x7k2p --reason "wrong dataset"
         geomlops workflows stop geomlops-train-x7k2p --terminate
     """
-    backend = _backend()
+    from geomlops.cli.training_runs import decision_of_run, settle_decided_run
+    from geomlops.settings import get_settings
+
+    settings = get_settings()
+    decided = decision_of_run(run, settings)
+    if decided is not None:
+        final = settle_decided_run(run, decided, settings)
+        if final is not None:
+            err.print(f"{run} trained a version that was {decided}: resumed, not stopped")
+            typer.echo(f"{final['name']}: {final['phase']}")
+            return
+    backend = _backend(settings)
     if terminate:
         backend.terminate(run)
     else:

@@ -26,6 +26,8 @@ from psycopg.rows import dict_row
 from geomlops.errors import GeomlopsError, ValidationFailed
 
 GENESIS = "0" * 64
+#: The ``details`` key of a registration's package version (``version`` is a model version).
+PACKAGE_VERSION_KEY = "package_version"
 
 
 def _one(row: tuple[Any, ...] | None) -> tuple[Any, ...]:
@@ -116,15 +118,35 @@ class AuditEntry:
             default=str,
         )
 
+    @property
+    def model_version(self) -> str | None:
+        """The registry's model version (1, 2, …) the entry is about, if any.
+
+        ``version`` is that number for every decision and training run. Registrations are
+        about a *package* version (0.1.0) instead: new ones record it in ``details``
+        (:data:`PACKAGE_VERSION_KEY`) and leave ``version`` empty; older ones wrote it into
+        ``version``, and the hash chain forbids rewriting them, so they are read here.
+        """
+        return None if self.action == Action.REGISTER else self.version
+
+    @property
+    def package_version(self) -> str | None:
+        """The model package's version (0.1.0) a registration is about, if any."""
+        recorded = self.details.get(PACKAGE_VERSION_KEY)
+        if recorded is not None:
+            return str(recorded)
+        return self.version if self.action == Action.REGISTER else None
+
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready form for `geomlops audit --json`."""
+        """JSON-ready form for `geomlops audit --json` (the two kinds of version apart)."""
         return {
             "id": self.id,
             "at": self.at.isoformat() if self.at else None,
             "actor": self.actor,
             "action": str(self.action),
             "model": self.model,
-            "version": self.version,
+            "model_version": self.model_version,
+            "package_version": self.package_version,
             "reason": self.reason,
             "details": self.details,
             "hash": self.hash,
@@ -214,14 +236,51 @@ def entries(
             )
 
 
-def verify(conn: psycopg.Connection) -> list[str]:
-    """Problems found walking the whole chain (empty when intact)."""
+@dataclass(frozen=True)
+class Verification:
+    """What walking the whole chain found: how much was checked, and every problem."""
+
+    checked: int
+    problems: list[str]
+    last: AuditEntry | None = None
+
+    @property
+    def intact(self) -> bool:
+        return not self.problems
+
+    def summary(self) -> str:
+        """One sentence for people: intact (through which entry), or where it first breaks."""
+        if self.intact:
+            if self.last is None:
+                return "audit log: empty, nothing to verify"
+            return (
+                f"audit log: chain intact, {self.checked} entries verified "
+                f"(last #{self.last.id}, hash {(self.last.hash or '')[:12]})"
+            )
+        return (
+            f"audit log: chain BROKEN, {len(self.problems)} problem(s) in {self.checked} "
+            f"entries; first: {self.problems[0]}"
+        )
+
+
+def check_chain(conn: psycopg.Connection) -> Verification:
+    """Walk the whole chain, oldest first, checking each link and each entry's own hash."""
     problems = []
     expected_prev = GENESIS
+    checked, last = 0, None
     for entry in entries(conn):
+        checked, last = checked + 1, entry
         if entry.prev_hash != expected_prev:
-            problems.append(f"entry {entry.id}: chain broken (an entry before it is missing)")
+            problems.append(
+                f"entry {entry.id}: chain broken before it (an entry was removed, inserted "
+                "or altered)"
+            )
         if _digest(entry) != entry.hash:
             problems.append(f"entry {entry.id}: content does not match its hash (altered)")
         expected_prev = entry.hash or ""
-    return problems
+    return Verification(checked, problems, last)
+
+
+def verify(conn: psycopg.Connection) -> list[str]:
+    """Problems found walking the whole chain (empty when intact)."""
+    return check_chain(conn).problems

@@ -56,6 +56,11 @@ class Connections:
         return self._get("argo_url", "Argo API")
 
     @property
+    def gateway_url(self) -> str:
+        """The gateway: ``GEOMLOPS_GATEWAY_URL``, else the local stack's ``gateway``."""
+        return self._get("gateway_url", "gateway")
+
+    @property
     def s3_endpoint_url(self) -> str:
         return self._get("s3_endpoint_url", "S3")
 
@@ -168,6 +173,7 @@ def get_connections(settings: Settings | None = None) -> Connections:
         resolved={
             "stac_url": settings.stac.url or local("stac"),
             "argo_url": settings.argo.server or local("argo"),
+            "gateway_url": settings.gateway.url or local("gateway"),
             "mlflow_tracking_uri": settings.mlflow.tracking_uri or local("mlflow"),
             "s3_endpoint_url": settings.s3.endpoint_url or local("s3"),
             "s3_access_key": s3_creds.get("access_key"),

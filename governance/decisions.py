@@ -16,7 +16,6 @@ Rules for promotion:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from geomlops.catalog.db import pgstac_url
 from geomlops.catalog.identity import Identity, Role
 from geomlops.errors import AuthError, ConflictError, NotFoundError, ValidationFailed
 from geomlops.governance.clients import CatalogAndRegistry
+from geomlops.governance.gates import check_gates, recorded_metrics
 from geomlops.governance.reconcile import Difference, Reconciler
 from geomlops.governance.state import DesiredState, desired_state
 from geomlops.model import properties as prop
@@ -288,15 +288,7 @@ class Governance(CatalogAndRegistry):
 
     def _metrics(self, props: dict[str, Any]) -> dict[str, float]:
         """Evaluation metrics from the MLflow evaluation run (the item's copy as fallback)."""
-        run_id = props.get(prop.EVALUATE_RUN_ID)
-        if run_id:
-            from mlflow.exceptions import MlflowException
-
-            try:
-                return dict(self.mlflow.get_run(run_id).data.metrics)
-            except MlflowException:
-                pass
-        return {k: float(v) for k, v in (props.get(prop.METRICS) or {}).items()}
+        return recorded_metrics(props, self.mlflow)
 
     def _check_gates(self, props: dict[str, Any], model: str, version: str) -> None:
         gates = props.get(prop.GATES)
@@ -307,18 +299,8 @@ class Governance(CatalogAndRegistry):
                 hint=f'declare them in the package\'s mlm.json: "{prop.GATES}": '
                 '{"val_iou_water": {"min": 0.7}}',
             )
-        metrics = self._metrics(props)
-        problems = []
-        for metric, bounds in sorted(gates.items()):
-            value = metrics.get(metric)
-            if value is None or (isinstance(value, float) and math.isnan(value)):
-                problems.append(f"{metric}: not measured by the evaluation run")
-                continue
-            low, high = bounds.get("min"), bounds.get("max")
-            if low is not None and value < low:
-                problems.append(f"{metric} = {value:.4f} is below the gate's minimum {low}")
-            if high is not None and value > high:
-                problems.append(f"{metric} = {value:.4f} is above the gate's maximum {high}")
+        results = check_gates(gates, self._metrics(props))
+        problems = [r.problem for r in results if r.problem is not None]
         if problems:
             raise ValidationFailed(
                 f"{model} version {version} does not meet its evaluation gates", problems=problems

@@ -20,6 +20,7 @@ from geomlops.catalog.db import pgstac_url
 from geomlops.connections import get_connections
 from geomlops.errors import GeomlopsError, NotFoundError
 from geomlops.governance.clients import CatalogAndRegistry
+from geomlops.governance.gates import check_gates, recorded_metrics
 from geomlops.model import properties as prop
 from geomlops.model.stages import STAGE_PROPERTY
 from geomlops.settings import Settings
@@ -35,6 +36,8 @@ class Link:
     problem: str | None = None
     facts: dict[str, Any] = field(default_factory=dict)
     children: list[Link] = field(default_factory=list)
+    warning: str | None = None
+    """Resolved, but weaker than it should be (an image named by a tag, a gate not met)."""
 
     def broken(self) -> list[Link]:
         """Every node at or below this one whose link did not resolve."""
@@ -43,12 +46,20 @@ class Link:
             found.extend(child.broken())
         return found
 
+    def warnings(self) -> list[Link]:
+        """Every node at or below this one that carries a warning."""
+        found = [self] if self.warning else []
+        for child in self.children:
+            found.extend(child.warnings())
+        return found
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
             "label": self.label,
             "ok": self.ok,
             "problem": self.problem,
+            "warning": self.warning,
             "facts": self.facts,
             "children": [c.as_dict() for c in self.children],
         }
@@ -198,6 +209,7 @@ class LineageResolver(CatalogAndRegistry):
             self._registry_version(props),
             self._run("training run", props.get(prop.MLFLOW_RUN_ID)),
             self._run("evaluation run", props.get(prop.EVALUATE_RUN_ID)),
+            self._gates(props),
             self._dataset(props),
             self._decisions(props),
         ]
@@ -236,7 +248,32 @@ class LineageResolver(CatalogAndRegistry):
         # The registry is not reachable from every machine: the reference is reported as
         # recorded; a digest (`@sha256:`) pins it, a tag does not.
         pinned = "@sha256:" in image
-        return Link("image", image, facts={"pinned_by_digest": pinned})
+        link = Link("image", image, facts={"pinned_by_digest": pinned})
+        if not pinned:
+            link.warning = (
+                "not pinned by digest: the tag can be moved to another image, so what ran "
+                "cannot be proven (CI records image@sha256:…)"
+            )
+        return link
+
+    def _gates(self, props: dict[str, Any]) -> Link:
+        """Each evaluation gate, the value the version reached, and whether it met it."""
+        gates = props.get(prop.GATES)
+        if not isinstance(gates, dict) or not gates:
+            return Link("gates", "none declared", warning="the package declares no gates")
+        results = check_gates(gates, recorded_metrics(props, self.mlflow))
+        met = sum(r.met for r in results)
+        node = Link("gates", f"{met} of {len(results)} met")
+        for r in results:
+            node.children.append(
+                Link(
+                    "gate",
+                    f"{r.metric} {r.bounds}",
+                    facts={"value": r.value, "met": r.met},
+                    warning=r.problem,
+                )
+            )
+        return node
 
     def _registry_version(self, props: dict[str, Any]) -> Link:
         from mlflow.exceptions import MlflowException

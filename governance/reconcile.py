@@ -70,17 +70,16 @@ class Reconciler:
             props.pop(key, None)
         props[STAGE_PROPERTY] = str(stage)
         production = desired.production
+        if stage in (Stage.PRODUCTION, Stage.DEPRECATED):
+            links += self._released_links(version, desired)
         if stage is Stage.PRODUCTION and production is not None:
             props["deprecated"] = False
             props[prop.APPROVED_BY] = production.approver
             props[prop.APPROVED_AT] = production.at.isoformat() if production.at else None
             props[prop.APPROVAL_REASON] = production.reason
             props[prop.APPROVAL_ACTION] = str(production.action)
-            if production.predecessor:
-                links.append(self._version_link("predecessor-version", production.predecessor))
         elif stage is Stage.DEPRECATED:
             props["deprecated"] = True
-            links.append(self._version_link("successor-version", desired.deprecated[version]))
             if production is not None:
                 links.append(self._version_link("latest-version", production.version))
         elif stage is Stage.REJECTED:
@@ -90,6 +89,32 @@ class Reconciler:
             props[prop.REJECTION_REASON] = entry.reason
         new["links"] = links
         return new
+
+    def _released_links(self, version: str, desired: DesiredState) -> list[dict[str, str]]:
+        """``predecessor-version``/``successor-version``: the released neighbours by number.
+
+        The version extension's links order versions, older to newer. They are taken from
+        the version numbers of the released versions (in production now or before), not
+        from the order of approvals: after a rollback from 2 to 1, version 1's successor
+        is still 2 and 2's predecessor still 1. Candidates and rejected versions were
+        never released, so the chain steps over them. ``latest-version`` (on deprecated
+        versions) names the version in production: the one to use instead.
+        """
+        released = sorted(self._released(desired), key=_version_key)
+        at = released.index(version)
+        links = []
+        if at > 0:
+            links.append(self._version_link("predecessor-version", released[at - 1]))
+        if at + 1 < len(released):
+            links.append(self._version_link("successor-version", released[at + 1]))
+        return links
+
+    @staticmethod
+    def _released(desired: DesiredState) -> set[str]:
+        versions = set(desired.deprecated)
+        if desired.production:
+            versions.add(desired.production.version)
+        return versions
 
     # --- comparing and repairing -----------------------------------------------------------
     def _alias_version(self) -> str | None:
@@ -101,10 +126,7 @@ class Reconciler:
             return None
 
     def _versions(self, desired: DesiredState) -> set[str]:
-        versions = set(desired.deprecated) | set(desired.rejected)
-        if desired.production:
-            versions.add(desired.production.version)
-        return versions
+        return self._released(desired) | set(desired.rejected)
 
     def run(self, desired: DesiredState, *, repair: bool) -> list[Difference]:
         """Every difference found; with ``repair``, each is fixed as it is found."""

@@ -163,9 +163,10 @@ def train(
 ) -> dict[str, float]:
     """Train on the training block, evaluate on the held-out block, log everything to MLflow.
 
-    Returns the final held-out metrics. The model is logged as the MLflow model
-    ``runs:/<id>/model`` (``torch.export`` program, with a copy of ``mlm.json``); with
-    ``output`` that model folder, ``mlm.json`` and ``metrics.json`` are also written there.
+    Returns the final held-out metrics. The model is logged as the MLflow model ``model`` of
+    the run (``torch.export`` program and ``mlm.json``; :func:`_log_model`); with ``output``
+    that model folder (``output/model``), ``mlm.json`` and ``metrics.json`` are also written
+    there.
     """
     device = select_device(device_name)
     generator = _seed(config.seed)
@@ -180,7 +181,7 @@ def train(
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=steps)
     loss_fn = nn.CrossEntropyLoss(ignore_index=IGNORE)
 
-    with mlflow.start_run() as run:
+    with mlflow.start_run():
         mlflow.set_tags({"geomlops.package": spec.name, "geomlops.package_version": spec.version})
         _log_new_params(
             {
@@ -224,12 +225,11 @@ def train(
                 "epoch %d loss %.4f %s", epoch, np.mean(losses), _summary(metrics, spec.class_names)
             )
         _log_metrics(metrics)
-        _log_model(model, package)
+        model_uri = _log_model(model, package)
         if output is not None:
             output.mkdir(parents=True, exist_ok=True)
             mlflow.artifacts.download_artifacts(
-                artifact_uri=f"runs:/{run.info.run_id}/{MODEL_ARTIFACT}",
-                dst_path=str(output),
+                artifact_uri=model_uri, dst_path=str(output / MODEL_ARTIFACT)
             )
             (output / MLM_FILE).write_text(
                 json.dumps(package.mlm, indent=2) + "\n", encoding="utf-8"
@@ -244,17 +244,21 @@ def _summary(metrics: dict[str, float], class_names: list[str]) -> str:
     return " ".join(f"iou_{n}={metrics[f'val_iou_{n}']:.3f}" for n in class_names)
 
 
-def _log_model(model: nn.Module, package: ModelPackage) -> None:
-    """Log ``model`` as an MLflow model saved with ``torch.export`` (pt2), plus ``mlm.json``.
+def _log_model(model: nn.Module, package: ModelPackage) -> str:
+    """Log ``model`` as an MLflow model saved with ``torch.export`` (pt2), ``mlm.json`` inside.
 
     The exported program holds graph and weights, so serving needs neither the package code
     nor terratorch. The example has a batch of 2: MLflow marks the signature's batch
-    dimension dynamic, and torch.export keeps a dimension of size 1 static.
+    dimension dynamic, and torch.export keeps a dimension of size 1 static. ``mlm.json`` goes
+    into the logged model itself (beside ``MLmodel``), so a model version registered from it
+    carries its description: ``models:/NAME/N`` and ``models:/NAME@production`` load with
+    every MLflow flavour and client, and the MLM item travels with the weights. Returns the
+    logged model's URI (``models:/m-…``).
     """
     size = package.spec.input.patch_size
     example = np.zeros((2, len(package.spec.input.bands), size, size), dtype="float32")
     torch_version = torch.__version__.split("+")[0]
-    mlflow.pytorch.log_model(
+    info = mlflow.pytorch.log_model(
         model.to("cpu").eval(),
         name=MODEL_ARTIFACT,
         serialization_format="pt2",
@@ -264,7 +268,8 @@ def _log_model(model: nn.Module, package: ModelPackage) -> None:
     with tempfile.TemporaryDirectory() as folder:
         copy = Path(folder) / MLM_FILE
         copy.write_text(json.dumps(package.mlm, indent=2) + "\n", encoding="utf-8")
-        mlflow.log_artifact(str(copy), artifact_path=MODEL_ARTIFACT)
+        mlflow.MlflowClient().log_model_artifact(info.model_id, str(copy))
+    return str(info.model_uri)
 
 
 def load_model(uri: str, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:

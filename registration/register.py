@@ -335,7 +335,7 @@ def _audit_registration(
     database access (CI against a deployed platform) says so in its notes instead.
     """
     from geomlops import audit
-    from geomlops.audit import Action, AuditEntry
+    from geomlops.audit import PACKAGE_VERSION_KEY, Action, AuditEntry
     from geomlops.catalog.db import pgstac_connection
     from geomlops.errors import StackNotRunning
 
@@ -344,8 +344,9 @@ def _audit_registration(
         catalog.whoami().name,
         Action.REGISTER,
         str(props["mlm:name"]),
-        str(props["version"]),
+        None,  # the version column holds model versions; a package's is in details
         details={
+            PACKAGE_VERSION_KEY: str(props["version"]),
             "item": item["id"],
             "digest": digest,
             "git_commit": provenance.commit,

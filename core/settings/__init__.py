@@ -14,6 +14,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from geomlops.settings.base import LOOPBACK
+from geomlops.settings.gateway import GatewaySettings
 from geomlops.settings.jobs import (
     ArgoSettings,
     DatasetSettings,
@@ -53,6 +54,7 @@ class Settings(BaseModel):
     registration: RegistrationSettings = Field(default_factory=RegistrationSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
     inference: InferenceSettings = Field(default_factory=InferenceSettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
 
     @property
     def workflows_state_dir(self) -> Path:
@@ -78,6 +80,7 @@ __all__ = [
     "CatalogSettings",
     "DatabaseSettings",
     "DatasetSettings",
+    "GatewaySettings",
     "InferenceSettings",
     "MLflowSettings",
     "RegistrationSettings",

@@ -19,6 +19,7 @@ from geomlops.errors import ConfigError, StackError
 from geomlops.settings import Settings
 from geomlops.stack import process
 from geomlops.stack.context import StackContext
+from geomlops.stack.gateway import GatewayService
 from geomlops.stack.ports import choose_port
 from geomlops.stack.postgres import PostgresService
 from geomlops.stack.processes import (
@@ -55,7 +56,7 @@ ServiceFactory = Callable[[StackContext], Service]
 
 SERVICE_WAVES: tuple[tuple[ServiceFactory, ...], ...] = (
     (PostgresService,),
-    (SeaweedService, MLflowService, StacApiService, ArgoApiService),
+    (SeaweedService, MLflowService, StacApiService, ArgoApiService, GatewayService),
 )
 """Services of a wave start together once the previous wave is healthy; `down` stops
 them in reverse order."""
@@ -87,6 +88,7 @@ def _configured_ports(settings: Settings) -> dict[str, tuple[int, str]]:
         "mlflow": (settings.mlflow.port, "GEOMLOPS_MLFLOW_PORT"),
         "stac": (settings.stac.port, "GEOMLOPS_STAC_PORT"),
         "argo": (settings.argo.port, "GEOMLOPS_ARGO_PORT"),
+        "gateway": (settings.gateway.port, "GEOMLOPS_GATEWAY_PORT"),
     }
 
 

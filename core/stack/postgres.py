@@ -121,6 +121,11 @@ class PostgresService:
         scheme = driver or "postgresql"
         return f"{scheme}://{user}:{quote(self.password)}@{LOOPBACK}:{self.port}/{database}"
 
+    def server_dsn(self) -> str:
+        """``postgresql://user:password@host:port``: the form ``GEOMLOPS_DB_DSN`` takes."""
+        user = quote(self.ctx.settings.db.user)
+        return f"postgresql://{user}:{quote(self.password)}@{LOOPBACK}:{self.port}"
+
     def running(self) -> bool:
         if not (self.data / "PG_VERSION").exists():
             return False

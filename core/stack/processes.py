@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from geomlops.settings import LOOPBACK
-from geomlops.stack import process
+from geomlops.stack import mlflow_server, process
 from geomlops.stack.context import StackContext
 from geomlops.stack.postgres import PostgresService
 from geomlops.stack.state import secret
@@ -258,15 +258,17 @@ class MLflowService(ProcessService):
     health_path = "/health"
 
     def argv(self) -> Sequence[str]:
+        """``mlflow server`` through :mod:`geomlops.stack.mlflow_server`.
+
+        The launcher adds the backend store URL without its password (libpq reads that
+        from the environment), so ``ps`` never shows it; the chart starts MLflow the same way.
+        """
         settings = self.ctx.settings
-        pg = PostgresService(self.ctx)
         return [
-            self.ctx.bin("mlflow"),
-            "server",
+            self.ctx.python, "-m", "geomlops.stack.mlflow_server",
             "--host", LOOPBACK,
             "--port", str(self.port),
             "--workers", str(settings.mlflow.workers),
-            "--backend-store-uri", pg.url(settings.db.mlflow_database, driver="postgresql+psycopg"),
             "--artifacts-destination", f"s3://{settings.s3.bucket_mlflow}",
             "--serve-artifacts",
         ]  # fmt: skip
@@ -283,6 +285,9 @@ class MLflowService(ProcessService):
                 # MLflow 3's server otherwise starts a job runner with seven huey consumers
                 # (~1.4 GB) for GenAI evaluation jobs the platform does not use.
                 "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+                # This stack's PostgreSQL, for the launcher (which hands MLflow only the
+                # password, as PGPASSWORD): never an outside DSN left in our environment.
+                mlflow_server.DSN_VARIABLE: PostgresService(self.ctx).server_dsn(),
             }
         )
 

@@ -134,6 +134,45 @@ def test_cli_search_json(search_items) -> None:
     assert ids == {"t-cls-s1-1986", "t-both-1990"}
 
 
+# The South Atlantic in 1975: items spelled as registered packages spell them (MLM's enum).
+CASE_REGION = "-31,-41,-28,-38"
+
+
+@pytest.fixture(scope="module")
+def cased_items(admin: CatalogClient) -> set[str]:
+    from datetime import UTC, datetime
+
+    when = {"start": datetime(1975, 1, 1, tzinfo=UTC), "end": datetime(1975, 6, 30, tzinfo=UTC)}
+    admin.upsert_item(
+        model_dict("t-case-torch", framework="PyTorch", bbox=(-30, -40, -29, -39), **when)
+    )
+    admin.upsert_item(
+        model_dict("t-case-tf", framework="TensorFlow", bbox=(-30, -40, -29, -39), **when)
+    )
+    return {"t-case-torch", "t-case-tf"}
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "expected"),
+    [
+        ("--framework", "pytorch", {"t-case-torch"}),  # the CLI's own example
+        ("--framework", "PYTORCH", {"t-case-torch"}),
+        ("--framework", "PyTorch", {"t-case-torch"}),
+        ("--framework", "tensorflow", {"t-case-tf"}),
+        ("--framework", "pytorc", set()),  # equality, not a prefix
+        ("--task", "Semantic-Segmentation", {"t-case-torch", "t-case-tf"}),
+        ("--accelerator", "CUDA", {"t-case-torch", "t-case-tf"}),
+    ],
+)
+def test_cli_search_ignores_case(cased_items, option: str, value: str, expected: set[str]) -> None:
+    result = CliRunner().invoke(
+        cli,
+        ["catalog", "search", "-c", "models", "--bbox", CASE_REGION, option, value, "--json"],
+    )
+    assert result.exit_code == 0, result.output
+    assert {f["id"] for f in json.loads(result.stdout)["features"]} == expected
+
+
 def test_write_without_credential_is_401_and_changes_nothing(
     admin: CatalogClient, anonymous: httpx.Client
 ) -> None:

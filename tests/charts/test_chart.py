@@ -220,16 +220,20 @@ def test_gpus_reach_exactly_the_gpu_steps() -> None:
 
 
 def test_governance_holds_after_a_resume_from_the_argo_ui() -> None:
-    """Resuming `approve` (the Argo UI's button) only lets `approved` run, which checks the
-    decision recorded by `geomlops promote` (tests/workflows/test_workflows_train.py runs it)."""
+    """Resuming `approve` (the Argo UI's button) only lets `approved` or `rejected` run, each
+    of which checks the decision recorded by `geomlops promote`/`reject`
+    (tests/workflows/test_train_decisions.py runs them); plain resume means `approved`."""
     wt = by_kind(render(PROFILES["laptop"]), "WorkflowTemplate")["geomlops-train"]
     templates = {t["name"]: t for t in wt["spec"]["templates"]}
     dag = templates["main"]["dag"]["tasks"]
     after_approve = [t for t in dag if "approve" in re.split(r"[ &|.]+", t.get("depends", ""))]
     assert "suspend" in templates["approve"]
-    assert [t["name"] for t in after_approve] == ["approved"]
-    assert templates["approved"]["container"]["args"][:2] == ["train-step", "approved"]
-    assert "retryStrategy" not in templates["approved"]
+    (decision,) = templates["approve"]["outputs"]["parameters"]
+    assert decision["valueFrom"] == {"supplied": {}, "default": "approved"}
+    assert [t["name"] for t in after_approve] == ["approved", "rejected"]
+    for step in ("approved", "rejected"):
+        assert templates[step]["container"]["args"][:2] == ["train-step", step]
+        assert "retryStrategy" not in templates[step]
 
 
 def test_workflows_run_as_their_own_account_with_argos_minimum() -> None:

@@ -11,13 +11,16 @@ A broken copy of the chart (an env name, a probe path) must fail, naming what br
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
+import psutil
 import pytest
 from chart_support import CHART, REPO, by_kind, example, merged, render
 from wiring import PATH, VENV_BIN, LocalCluster, WiringError
@@ -167,6 +170,20 @@ def test_rendered_platform_runs_and_serves_the_cli(installed: LocalCluster, tmp_
     found = _cli(env, tmp_path / "cli", "catalog", "search", "-c", "models", "--json")
     assert found.returncode == 0, found.stderr
     assert item_id in {f["id"] for f in json.loads(found.stdout)["features"]}
+
+    # No rendered process shows the database password (``ps`` shows every local user).
+    password = (existing_secret(StatePaths(get_settings().stack.home), "postgres") or {})[
+        "password"
+    ]
+    for started in cluster.started:
+        if started.process.poll() is not None:
+            continue  # a hook Job that has finished
+        root = psutil.Process(started.process.pid)
+        for proc in (root, *root.children(recursive=True)):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                shown = " ".join(proc.cmdline())
+                assert password not in shown, f"{started.where}: pid {proc.pid} shows it"
+                assert quote(password) not in shown, f"{started.where}: pid {proc.pid}"
 
     # The registered model went through the rendered MLflow server (the registry behind it).
     import httpx

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import uuid
+from typing import Any
 
 import psycopg
 import pytest
@@ -101,3 +103,64 @@ def test_registration_is_audited_once(stack: Connections) -> None:
     assert len(registered) == 1
     assert registered[0].actor == "admin"
     assert registered[0].details["item"] == "flood-water-s1-0.1.0"
+
+
+def _cli(*args: str) -> Any:
+    from typer.testing import CliRunner
+
+    from geomlops.cli.main import app
+
+    return CliRunner().invoke(app, list(args))
+
+
+def test_verify_says_intact_or_where_the_chain_breaks(model: str) -> None:
+    with pgstac_connection() as conn:
+        appended = audit.append(conn, AuditEntry("alice", Action.REJECT, model, "5", reason="a"))
+    intact = _cli("audit", model, "--verify")
+    assert intact.exit_code == 0, intact.output
+    assert "chain intact" in intact.stderr and "entries verified" in intact.stderr
+
+    with pgstac_connection() as conn:
+        conn.execute("ALTER TABLE geomlops.audit_log DISABLE TRIGGER audit_log_no_update_delete")
+        conn.execute("UPDATE geomlops.audit_log SET reason = 'b' WHERE model = %s", (model,))
+        conn.execute("ALTER TABLE geomlops.audit_log ENABLE TRIGGER audit_log_no_update_delete")
+    try:
+        broken = _cli("audit", "--verify", "--json")
+        assert broken.exit_code == 1
+        assert "chain BROKEN" in broken.stderr
+        assert f"first: entry {appended.id}: content does not match its hash" in broken.stderr
+        json.loads(broken.stdout)  # the verdict stays off stdout: it is still JSON
+    finally:
+        with pgstac_connection() as conn:
+            conn.execute(
+                "ALTER TABLE geomlops.audit_log DISABLE TRIGGER audit_log_no_update_delete"
+            )
+            conn.execute("UPDATE geomlops.audit_log SET reason = 'a' WHERE model = %s", (model,))
+            conn.execute("ALTER TABLE geomlops.audit_log ENABLE TRIGGER audit_log_no_update_delete")
+
+
+def test_package_versions_and_model_versions_are_apart(stack: Connections) -> None:
+    from pathlib import Path
+
+    from geomlops.registration.register import register_package
+
+    register_package(Path(__file__).resolve().parents[2] / "model_packages" / "flood-water-s1")
+    shown = _cli("audit", "flood-water-s1", "--json")
+    assert shown.exit_code == 0, shown.output
+    (registered,) = [e for e in json.loads(shown.stdout) if e["action"] == "register"]
+    assert registered["model_version"] is None
+    assert registered["package_version"] == "0.1.0"
+    assert "version" not in registered  # no column that means two things
+    with pgstac_connection() as conn:
+        (entry,) = [e for e in audit.entries(conn, "flood-water-s1") if e.action == Action.REGISTER]
+    assert entry.version is None  # the column holds model versions only
+
+
+def test_older_registrations_read_as_package_versions() -> None:
+    """Entries written before the fix carry 0.1.0 in `version`; the chain forbids rewriting."""
+    legacy = AuditEntry("admin", Action.REGISTER, "m", "0.1.0", details={"item": "m-0.1.0"})
+    assert (legacy.model_version, legacy.package_version) == (None, "0.1.0")
+    trained = AuditEntry("trainer", Action.TRAIN, "m", "2")
+    assert (trained.model_version, trained.package_version) == ("2", None)
+    shown = legacy.as_dict()
+    assert shown["model_version"] is None and shown["package_version"] == "0.1.0"

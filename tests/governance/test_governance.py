@@ -210,6 +210,14 @@ def test_lifecycle(
     assert _alias() == first
     assert _item(first)["properties"]["geomlops:stage"] == "production"
     assert _item(second)["properties"]["geomlops:stage"] == "deprecated"
+    # The version links still read older -> newer (not the order of approvals).
+    first_links = {link["rel"]: link["href"] for link in _item(first)["links"]}
+    second_links = {link["rel"]: link["href"] for link in _item(second)["links"]}
+    assert first_links["successor-version"].endswith(f"{MODEL}-mv{second}")
+    assert "predecessor-version" not in first_links
+    assert second_links["predecessor-version"].endswith(f"{MODEL}-mv{first}")
+    assert second_links["latest-version"].endswith(f"{MODEL}-mv{first}")
+    assert "successor-version" not in second_links
     assert [(d.action, d.version) for d in _decisions()] == [
         (Action.PROMOTE, first),
         (Action.PROMOTE, second),
@@ -282,9 +290,16 @@ def test_lineage_is_complete_and_reports_a_broken_link(
     tree = json.loads(shown.stdout)
     kinds = {child["kind"]: child for child in tree["children"]}
     assert set(kinds) >= {
-        "package", "image", "registry", "training run", "evaluation run", "dataset", "decisions",
+        "package", "image", "registry", "training run", "evaluation run", "gates", "dataset",
+        "decisions",
     }  # fmt: skip
+    gates = {g["label"]: g["facts"] for g in kinds["gates"]["children"]}
+    assert gates and all(isinstance(f["met"], bool) for f in gates.values()), gates
     assert all(child["ok"] for child in tree["children"]), tree
+    # A package registered without CI names its image by tag: shown, with a warning.
+    if not kinds["image"]["facts"]["pinned_by_digest"]:
+        assert "not pinned by digest" in kinds["image"]["warning"]
+        assert "warning: image" in shown.stderr
     assert kinds["dataset"]["facts"]["md5"] == candidates[0]["dataset"].md5
     assert "val_iou_water" in kinds["evaluation run"]["facts"]["metrics"]
 

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import uuid
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import psutil
@@ -17,6 +18,7 @@ from typer.testing import CliRunner
 from geomlops.cli.main import app
 from geomlops.connections import Connections, get_connections
 from geomlops.stack.manager import LocalStack
+from geomlops.stack.postgres import PostgresService
 from geomlops.stack.process import read_pid
 from geomlops.stack.processes import SeaweedService
 from geomlops.stack.state import load_ports
@@ -83,7 +85,7 @@ def test_status_reports_every_service_healthy_on_loopback(local_stack: LocalStac
     result = runner.invoke(app, ["status", "--json"])
     assert result.exit_code == 0, result.output
     statuses = json.loads(result.stdout)
-    assert [s["name"] for s in statuses] == ["postgres", "s3", "mlflow", "stac", "argo"]
+    assert [s["name"] for s in statuses] == ["postgres", "s3", "mlflow", "stac", "argo", "gateway"]
     assert all(s["healthy"] for s in statuses), statuses
     assert all("127.0.0.1" in s["url"] for s in statuses)
 
@@ -206,7 +208,7 @@ def test_s3_data_probe_is_readable_and_invisible_to_s3(local_stack: LocalStack) 
     assert not [b for b in buckets if "geomlops" in b or b.startswith(".")]
 
 
-@pytest.mark.parametrize("victim", ["mlflow", "s3", "stac", "argo", "postgres"])
+@pytest.mark.parametrize("victim", ["mlflow", "s3", "stac", "argo", "gateway", "postgres"])
 def test_killed_service_is_restored_by_up(local_stack: LocalStack, victim: str) -> None:
     s3 = get_connections().s3_client()
     key = f"heal/{victim}.txt"
@@ -231,3 +233,28 @@ def test_killed_service_is_restored_by_up(local_stack: LocalStack, victim: str) 
     assert not [p for p in before if _alive(p)], "processes of the killed service survived"
     body = get_connections().s3_client().get_object(Bucket="imagery", Key=key)["Body"]
     assert body.read() == victim.encode()
+
+
+def test_no_service_shows_the_database_password_in_its_command_line(
+    local_stack: LocalStack,
+) -> None:
+    """``ps`` shows every local user each process's arguments: no secret may be there.
+
+    MLflow's server and each worker it starts are read from /proc, as ``ps`` reads them.
+    """
+    password = PostgresService(local_stack.ctx).password
+    assert len(password) >= 16
+    for name, pids in _our_pids(local_stack).items():
+        for pid in pids:
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except FileNotFoundError:
+                continue  # a worker that ended while we looked
+            assert password.encode() not in cmdline, f"{name} pid {pid} shows the password"
+            assert quote(password).encode() not in cmdline, f"{name} pid {pid}"
+    mlflow = _our_pids(local_stack)["mlflow"]
+    assert len(mlflow) > 1, "expected MLflow's workers to be checked too"
+    # It still reaches its database: the registry answers.
+    tracking = get_connections().mlflow_tracking_uri
+    answer = httpx.get(f"{tracking}/api/2.0/mlflow/registered-models/search", timeout=10)
+    assert answer.status_code == 200, answer.text

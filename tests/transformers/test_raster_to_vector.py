@@ -69,6 +69,32 @@ def test_utm_mask_lands_at_the_right_lonlat_with_planar_area() -> None:
     assert abs(miny - south) < 2e-5 and abs(maxy - north) < 2e-5
 
 
+def test_clip_cuts_every_class_to_the_area_and_scales_its_area() -> None:
+    """Polygons of a request's AOI end at the AOI, with the area that is inside it."""
+    west, north = GEO_TRANSFORM * (0, 0)
+    middle, south = GEO_TRANSFORM * (10, 20)  # the left half: pixel columns 0..9
+    clip = shapely.box(west, south, middle, north)
+
+    def run(clip: shapely.Geometry | None) -> list:
+        return vectorize(
+            _square_mask(), GEO_TRANSFORM, "EPSG:4326", classes=WATER_CLASSES, clip=clip
+        )
+
+    classes, clipped = run(None), run(clip)
+    assert [c.name for c in clipped] == ["not_water", "water"]
+    for whole, part in zip(classes, clipped, strict=True):
+        # nothing outside the clip but what rounding to 6 decimals (~0.1 m) moves
+        assert part.geometry.within(clip.buffer(1e-6))
+        assert part.geometry.is_valid and part.geometry.geom_type == "MultiPolygon"
+        assert part.area_m2 < whole.area_m2
+    # water: 5x10 of the square's 96 pixels, less 2 of the hole's
+    assert clipped[1].area_m2 == pytest.approx(classes[1].area_m2 * 48 / 96, rel=1e-3)
+    # A clip holding every polygon changes nothing; one missing a class drops it.
+    assert run(shapely.box(west - 1, south - 1, middle + 1, north + 1)) == classes
+    (only,) = run(shapely.box(west, north - 0.0002, west + 0.0002, north))
+    assert only.name == "not_water"
+
+
 def test_feet_based_crs_areas_are_in_square_metres() -> None:
     transform = Affine(10.0, 0.0, 1_000_000.0, 0.0, -10.0, 200_000.0)  # 10 US survey feet
     (water,) = vectorize(_square_mask(), transform, "EPSG:2263", options={"skip_values": [0]})

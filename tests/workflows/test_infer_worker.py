@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 import rasterio
 import torch
+from rasterio.features import geometry_mask
 from rasterio.transform import from_origin
 from rio_cogeo.cogeo import cog_validate
-from shapely.geometry import box, mapping
+from shapely.geometry import Polygon, box, mapping
 
 from geomlops.cli.infer import _datetime
 from geomlops.errors import ValidationFailed
@@ -88,7 +89,7 @@ def _whole_scene_aoi() -> object:
     return box(west, north - HEIGHT * PIXEL, west + WIDTH * PIXEL, north)
 
 
-def _job(scene: ScenePin, tiles: list[Tile], **kw: object) -> ShardJob:
+def _job(scene: ScenePin, tiles: list[Tile], aoi: dict | None = None, **kw: object) -> ShardJob:
     return ShardJob(
         shard=0,
         tiles=tiles,
@@ -97,6 +98,7 @@ def _job(scene: ScenePin, tiles: list[Tile], **kw: object) -> ShardJob:
         overlap=8,
         batch_size=4,
         tile_retries=1,
+        aoi=aoi,
         **kw,  # type: ignore[arg-type]
     )
 
@@ -174,6 +176,45 @@ def test_worker_streams_tiles_and_masks_nodata_and_cloud(
 
     again = run_shard(_job(pin, tiles), _threshold_model, sink, device=torch.device("cpu"))
     assert again.done == [] and sorted(again.skipped) == sorted(result.done)
+
+
+def test_pixels_outside_the_aoi_are_no_data_and_not_counted(
+    scene: tuple[ScenePin, np.ndarray], tmp_path: Path
+) -> None:
+    """A slanted AOI over part of the scene: outside it (by pixel centre) no data, uncounted."""
+    pin, expected = scene
+    west, north = ORIGIN
+    aoi = Polygon(
+        [(west + 0.002, north - 0.010), (west + 0.150, north - 0.002),
+         (west + 0.120, north - 0.140), (west + 0.002, north - 0.100)]
+    )  # fmt: skip
+    tiles = scene_tiles(pin, aoi, 64, strip=4)
+    assert len(tiles) < len(scene_tiles(pin, _whole_scene_aoi(), 64, strip=4))
+    sink = LocalTileSink(tmp_path / "tiles")
+    job = _job(pin, tiles, aoi=mapping(aoi))
+    result = run_shard(job, _threshold_model, sink, device=torch.device("cpu"))
+    assert result.failed == {}
+    transform = from_origin(*ORIGIN, PIXEL, PIXEL)
+    inside = geometry_mask([aoi], out_shape=(HEIGHT, WIDTH), transform=transform, invert=True)
+    mosaic = np.full((HEIGHT, WIDTH), 255, dtype="uint8")
+    covered = np.zeros((HEIGHT, WIDTH), dtype=bool)
+    for tile in tiles:
+        with rasterio.open(sink.mask_path(tile.id)) as src:
+            core = np.s_[tile.row : tile.row + tile.height, tile.col : tile.col + tile.width]
+            mosaic[core] = src.read(1)
+            covered[core] = True
+    assert covered[inside].all()  # the planned tiles hold the whole AOI
+    assert (mosaic[~inside] == 255).all()
+    assert ((mosaic == expected) | (mosaic == 255))[inside].mean() > 0.995
+    assert (mosaic[inside] == expected[inside]).mean() > 0.995
+    records = [json.loads(sink.record_path(t.id).read_text()) for t in tiles]
+    water = sum(r["pixels"]["water"] for r in records)
+    assert water == int((mosaic == 1).sum())
+    assert abs(water - int((expected[inside] == 1).sum())) <= 0.005 * inside.sum()
+    cloud = np.zeros((HEIGHT, WIDTH), dtype=bool)
+    cloud[20:40, 100:140] = True
+    assert sum(r["cloud_pixels"] for r in records) == int((cloud & inside).sum())
+    assert sum(r["nodata_pixels"] for r in records) == int(inside[:, :5].sum())
 
 
 def test_unreadable_scene_fails_its_tiles_after_retries(

@@ -109,10 +109,14 @@ def test_every_pod_runs_one_geomlops_command() -> None:
         "register",
         "approve",
         "approved",
+        "rejected",
     ]
     params = {p["name"]: p for p in manifest["spec"]["arguments"]["parameters"]}
     assert all(p.get("description") for p in params.values())
     assert "value" not in params["package"] and "value" not in params["dataset"]
+    # No hyperparameter default of the template's own: the package's MLproject decides.
+    for name in ("epochs", "batch-size", "learning-rate", "seed"):
+        assert params[name]["value"] == "", name
 
 
 def test_render_cli_writes_each_template(tmp_path: Path) -> None:

@@ -93,9 +93,12 @@ def test_train_ends_suspended_with_candidate(registered: str, stack: Connections
     assert ("derived_from", dataset.item_id) in rels
     assert ("derived_from", f"{PACKAGE}-0.1.0") in rels
     assert any(rel == "via" and href == version.run_id for rel, href in rels)
-    assert item["assets"]["model"]["href"].endswith(
-        f"{version.run_id}/artifacts/model/data/model.pt2"
-    )
+    # The version is the logged model itself: its files hold the weights the item points at.
+    assert version.source.startswith("models:/m-"), version.source
+    model_id = version.source.removeprefix("models:/")
+    logged = MlflowClient(stack.mlflow_tracking_uri).get_logged_model(model_id)
+    assert logged.source_run_id == version.run_id
+    assert item["assets"]["model"]["href"] == f"{logged.artifact_location}/data/model.pt2"
 
     # A step run again (a resumed or retried pod) returns its recorded result, doing nothing.
     config = _step_config(run)
@@ -146,6 +149,12 @@ def test_failing_train_registers_nothing(registered: str, stack: Connections) ->
     run = result.stdout.strip()
     nodes = {n["displayName"]: n["phase"] for n in _status(run)["nodes"] if n["type"] == "Pod"}
     assert nodes.get("train") == "Failed"
+    client = MlflowClient(stack.mlflow_tracking_uri)
+    runs = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()],
+        filter_string=f"tags.`geomlops.workflow` = '{run}'",
+    )
+    assert [r.info.status for r in runs] == ["FAILED"]
     assert not any(name.startswith("register") for name in nodes)
     assert "train" in result.stderr
     assert len(_versions(stack)) == before

@@ -57,6 +57,11 @@ def _as_crs(crs: Any) -> CRS:
         ) from None
 
 
+def geodesic_area_m2(geometry: shapely.Geometry) -> float:
+    """Area of a lon/lat geometry on the WGS84 ellipsoid, square metres."""
+    return abs(_GEOD.geometry_area_perimeter(geometry)[0])
+
+
 @dataclass(frozen=True)
 class Georeference:
     """A mask's affine transform, CRS and shape, and what follows from them."""

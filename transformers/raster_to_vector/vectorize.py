@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from geomlops.errors import ValidationFailed
 from geomlops.model.io import OutputClass, parse_classes
 from geomlops.transformers.raster_to_vector import pixels
-from geomlops.transformers.raster_to_vector.georef import Georeference
+from geomlops.transformers.raster_to_vector.georef import Georeference, geodesic_area_m2
 from geomlops.transformers.raster_to_vector.payload import DecodedMask
 
 # Dtypes rasterio.features.shapes accepts; anything else integral is converted first.
@@ -101,6 +101,7 @@ def vectorize(
     probabilities: np.ndarray | None = None,
     nodata: float | None = None,
     options: VectorizeOptions | Mapping[str, Any] | None = None,
+    clip: shapely.Geometry | None = None,
 ) -> list[ClassPolygons]:
     """Turn a class mask into one MultiPolygon per class, in lon/lat, sorted by value.
 
@@ -109,7 +110,9 @@ def vectorize(
     with ``nodata: true`` marks no-data). ``probabilities`` is either a per-pixel
     confidence (HxW) or per-class probabilities (CxHxW, bands in the order of
     ``classes``); each class then gets the mean over its pixels. Pixels equal to
-    ``nodata`` never become polygons. An empty result is an empty list, not an error.
+    ``nodata`` never become polygons. ``clip`` (a lon/lat polygon, e.g. a request's AOI)
+    cuts every class to it, areas scaled with it; a class left empty is dropped. An empty
+    result is an empty list, not an error.
     """
     opts = VectorizeOptions.parse(options)
     grid = _as_mask(mask)
@@ -147,6 +150,10 @@ def vectorize(
     )
     lonlat = _repair(lonlat)
     areas = georef.areas_m2(pixel_geoms, lonlat)
+    if clip is not None:
+        lonlat, areas = _clipped(lonlat, areas, clip, opts.precision)
+        kept = ~shapely.is_empty(lonlat)
+        class_values, lonlat, areas = class_values[kept], lonlat[kept], areas[kept]
     names = {c.value: c.label for c in output_classes}
     band_of = {c.value: band for band, c in enumerate(output_classes)}
     return [
@@ -285,6 +292,31 @@ def _mean_confidence(
     if count == 0:
         return None
     return float(np.sum(band, where=where, dtype=np.float64) / count)
+
+
+def _clipped(
+    geoms: np.ndarray, areas: np.ndarray, clip: shapely.Geometry, precision: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``geoms`` (lon/lat MultiPolygons) cut to ``clip``, and their areas scaled to match.
+
+    An area keeps the measure :meth:`Georeference.areas_m2` chose for the mask's CRS: it is
+    multiplied by the share of the geodesic area the clip left, so a class wholly inside
+    ``clip`` keeps its area to the last digit.
+    """
+    shapely.prepare(clip)
+    inside = shapely.contains(clip, geoms)
+    if inside.all():
+        return geoms, areas
+    geoms, areas = geoms.copy(), areas.astype(float)
+    for index in np.flatnonzero(~inside):
+        cut = shapely.intersection(geoms[index], clip)
+        cut = shapely.transform(cut, lambda xy: np.round(xy, precision))
+        cut = _repair(np.array([_as_multipolygon(cut)]))[0]
+        before = geodesic_area_m2(geoms[index])
+        after = geodesic_area_m2(cut) if not cut.is_empty else 0.0
+        geoms[index] = shapely.orient_polygons(cut)
+        areas[index] = areas[index] * (after / before) if before > 0 else 0.0
+    return geoms, areas
 
 
 def _repair(geoms: np.ndarray) -> np.ndarray:

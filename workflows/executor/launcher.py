@@ -199,6 +199,7 @@ class PodLauncher:
             elif "value" in parameter:
                 static[parameter["name"]] = as_parameter(parameter["value"])
         deadline = _deadline(template, scope)
+        termination_log = _termination_log(body, mapper, pod_dir)
         mapper.make_dirs()
         node.pod_name = name
         node.image = body.get("image")
@@ -215,6 +216,7 @@ class PodLauncher:
             script=mapper.map(body["source"]) if kind == "script" else None,
             output_files=files,
             deadline=deadline,
+            termination_log=termination_log,
         )
 
     def _env(self, entries: list[dict[str, Any]]) -> dict[str, str]:
@@ -236,6 +238,26 @@ class PodLauncher:
             else:
                 values[entry["name"]] = expand_k8s_vars(str(entry.get("value", "")), values)
         return values
+
+
+def _termination_log(body: dict[str, Any], mapper: PathMapper, pod_dir: Path) -> Path | None:
+    """The pod's own file for ``terminationMessagePath``, or None when the container has none.
+
+    A kubelet gives each container a fresh file there; locally the path must map into the
+    pod's own folder, or two pods (or a stale run) would share one message.
+    """
+    container_path = body.get("terminationMessagePath")
+    if not container_path:
+        return None
+    local = Path(mapper.map(str(container_path)))
+    if not local.is_relative_to(pod_dir):
+        raise ExpressionError(
+            f"terminationMessagePath {container_path!r} is {local}, not a per-pod path here",
+            hint="map its folder per pod with GEOMLOPS_WORKFLOWS_PATH_MAP, e.g. "
+            '\'{"/tmp/outputs": "{pod_dir}/outputs"}\'',
+        )
+    local.parent.mkdir(parents=True, exist_ok=True)
+    return local
 
 
 def _deadline(template: dict[str, Any], scope: dict[str, str]) -> float | None:

@@ -47,6 +47,13 @@ class PodSpec:
     script: str | None = None
     output_files: list[OutputFile] = field(default_factory=list)
     deadline: float | None = None
+    termination_log: Path | None = None
+    """The container's ``terminationMessagePath``, mapped: what it writes there on failure
+    becomes the node's message, as Kubernetes and Argo report it."""
+
+
+TERMINATION_MESSAGE_LIMIT = 4096
+"""Kubernetes keeps the first 4096 bytes of a termination message."""
 
 
 @dataclass
@@ -133,6 +140,8 @@ class PodRunner:
     def run(self, spec: PodSpec) -> PodResult:
         """Run the pod to its end; never raises for anything the process does."""
         spec.pod_dir.mkdir(parents=True, exist_ok=True)
+        if spec.termination_log is not None:  # a fresh file per run of the pod, as a kubelet's
+            spec.termination_log.unlink(missing_ok=True)
         argv = list(spec.argv)
         if spec.script is not None:
             script_path = spec.pod_dir / "script"
@@ -232,6 +241,9 @@ def _result(spec: PodSpec, code: int, stdout_tail: bytes, kill_reason: str | Non
         phase, message = NodePhase.FAILED, f"killed by signal {-code} (exit code {exit_code})"
     else:
         phase, message = NodePhase.FAILED, f"Error (exit code {exit_code})"
+        said = _termination_message(spec.termination_log)
+        if said:  # Argo: "<reason> (exit code N): <termination message>"
+            message = f"{message}: {said}"
     result = PodResult(spec.node_id, phase, message, exit_code=exit_code, result=text)
     for output in spec.output_files:
         try:
@@ -246,3 +258,15 @@ def _result(spec: PodSpec, code: int, stdout_tail: bytes, kill_reason: str | Non
                     f"({error.strerror or error})"
                 )
     return result
+
+
+def _termination_message(path: Path | None) -> str:
+    """What the container wrote to its termination message file (first 4096 bytes), or ''."""
+    if path is None:
+        return ""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(TERMINATION_MESSAGE_LIMIT)
+    except OSError:
+        return ""
+    return data.decode("utf-8", errors="replace").strip()

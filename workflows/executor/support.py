@@ -23,6 +23,7 @@ from geomlops.workflows.executor.expressions import (
     depends_tasks,
     parse_depends,
 )
+from geomlops.workflows.executor.retry_expression import parse_retry_expression
 from geomlops.workflows.executor.tags import TagScope, tag_problems
 
 TEMPLATE_KINDS = ("container", "script", "dag", "steps", "suspend")
@@ -82,13 +83,20 @@ TEMPLATE_RECORDED = {
     "podResources",
     "pendingTimeout",
 }
-CONTAINER_FIELDS = {"name", "image", "command", "args", "env", "workingDir"}
+CONTAINER_FIELDS = {
+    "name",
+    "image",
+    "command",
+    "args",
+    "env",
+    "workingDir",
+    "terminationMessagePath",
+}
 CONTAINER_RECORDED = {
     "resources",
     "imagePullPolicy",
     "securityContext",
     "ports",
-    "terminationMessagePath",
     "terminationMessagePolicy",
     "resizePolicy",
     "restartPolicy",
@@ -312,8 +320,14 @@ def _check_arguments(check: _Check, arguments: Any, path: str, *, workflow_level
 
 
 def _check_retry(check: _Check, strategy: Any, path: str) -> None:
-    if not check.fields(strategy, path, {"limit", "retryPolicy", "backoff"}, {"affinity"}):
+    allowed = {"limit", "retryPolicy", "backoff", "expression"}
+    if not check.fields(strategy, path, allowed, {"affinity"}):
         return
+    if strategy.get("expression") and "{{" not in str(strategy["expression"]):
+        try:
+            parse_retry_expression(str(strategy["expression"]))
+        except ExpressionError as error:
+            check.add(f"{path}.expression", error.message)
     if "backoff" in strategy:
         check.fields(
             strategy["backoff"], f"{path}.backoff", {"duration", "factor", "maxDuration", "cap"}

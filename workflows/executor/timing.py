@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 
 from geomlops.workflows.executor.expressions import ExpressionError
+from geomlops.workflows.executor.retry_expression import RetryExpression, parse_retry_expression
 
 _GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _GO_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
@@ -55,12 +56,16 @@ class RetryPlan:
     backoff_factor: float
     backoff_cap: float | None
     max_duration: float | None
+    expression: RetryExpression | None = None
+    """``retryStrategy.expression``: checked once the backoff has passed, as Argo does."""
 
     @classmethod
     def parse(cls, strategy: dict, *, field: str) -> RetryPlan:
         """Read ``strategy`` (already substituted); errors name ``field``."""
         limit = strategy.get("limit")
-        policy = strategy.get("retryPolicy") or "OnFailure"
+        text = strategy.get("expression") or ""
+        # Argo >= 3.5: with an expression and no policy, only the expression decides.
+        policy = strategy.get("retryPolicy") or ("Always" if text else "OnFailure")
         if policy not in RETRY_POLICIES:
             raise ExpressionError(
                 f"{field}.retryPolicy: {policy!r} is not one of {', '.join(RETRY_POLICIES)}"
@@ -84,6 +89,7 @@ class RetryPlan:
             )
             if backoff.get("maxDuration") is not None
             else None,
+            expression=parse_retry_expression(text) if text else None,
         )
 
     def retries_phase(self, phase: str, message: str) -> bool:

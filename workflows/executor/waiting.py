@@ -13,6 +13,7 @@ from typing import Any
 from geomlops.workflows.executor.expressions import ExpressionError, substitute, substitute_all
 from geomlops.workflows.executor.model import Node, NodePhase, now
 from geomlops.workflows.executor.nodes import Ctx, Execute, NodeBook
+from geomlops.workflows.executor.retry_expression import EXPRESSION_FALSE, retry_scope
 from geomlops.workflows.executor.scopes import Scopes, suspend_outputs
 from geomlops.workflows.executor.timing import RetryPlan, parse_duration
 
@@ -74,10 +75,39 @@ class Waits:
                 return node
             if not self._due(node, child, plan, attempt):
                 return node
+            if not self._expression_allows(node, child, plan, attempt):
+                return node
             attempt += 1
             node.attempt = attempt
             node.next_attempt_at = None
             self.book.journal.node(node)
+
+    def _expression_allows(self, node: Node, child: Node, plan: RetryPlan, attempt: int) -> bool:
+        """Whether ``retryStrategy.expression`` lets another attempt run; ends the node if not.
+
+        Asked after the backoff, as Argo's controller asks it (a permanent failure still
+        waits out its backoff there); the node then takes the attempt's phase.
+        """
+        if plan.expression is None:
+            return True
+        scope = retry_scope(
+            exit_code=(child.outputs or {}).get("exitCode"),
+            phase=child.phase,
+            seconds=(child.finished_at or now()) - (child.started_at or now()),
+            message=child.message,
+            attempt=attempt,
+        )
+        try:
+            allowed = plan.expression.evaluate(scope)
+        except ExpressionError as error:
+            node.outputs = child.outputs
+            self.book.set(node, NodePhase.ERROR, error.message)
+            return False
+        if not allowed:
+            node.outputs = child.outputs
+            node.next_attempt_at = None
+            self.book.set(node, child.phase, EXPRESSION_FALSE)
+        return allowed
 
     def _due(self, node: Node, child: Node, plan: RetryPlan, attempt: int) -> bool:
         """Whether the next attempt may start now; schedules it (or gives up) if not yet."""

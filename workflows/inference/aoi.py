@@ -1,8 +1,12 @@
-"""The request's area of interest, and how far it reaches beyond the model's region.
+"""The request's area of interest: how far beyond the model's region, which pixels it covers.
 
 A model is only known to work where it was trained and evaluated: its MLM item's geometry.
 The share of the AOI's area outside that footprint is measured on the ellipsoid (degrees
 are not equal-area), so the same AOI gets the same answer at any latitude.
+
+The AOI also bounds every output: a pixel belongs to it when its centre lies inside the
+AOI (GDAL's rasterisation rule), so the masks, the statistics counted from them and the
+polygons (clipped to the AOI itself) all describe the area asked for and nothing else.
 """
 
 from __future__ import annotations
@@ -11,9 +15,15 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import shapely
+from affine import Affine
 from pyproj import Geod
-from shapely.geometry import mapping, shape
+from rasterio.crs import CRS
+from rasterio.features import geometry_mask
+from rasterio.transform import array_bounds
+from rasterio.warp import transform_geom
+from shapely.geometry import box, mapping, shape
 from shapely.geometry.base import BaseGeometry
 
 from geomlops.errors import ValidationFailed
@@ -96,3 +106,32 @@ def outside_fraction(aoi: BaseGeometry, footprint: dict[str, Any] | None) -> flo
 def as_geojson(geometry: BaseGeometry) -> dict[str, Any]:
     """A geometry as a GeoJSON dict."""
     return dict(mapping(geometry))
+
+
+def in_crs(aoi: BaseGeometry, crs: str | CRS) -> BaseGeometry:
+    """The lon/lat AOI in a scene's CRS (densified by GDAL, so edges bend as they should)."""
+    target = crs if isinstance(crs, CRS) else CRS.from_user_input(crs)
+    return shape(transform_geom("EPSG:4326", target, as_geojson(aoi), precision=-1))
+
+
+def inside_mask(
+    native_aoi: BaseGeometry, transform: Affine, shape_: tuple[int, int]
+) -> np.ndarray | None:
+    """True where a pixel's centre lies inside the AOI (in the grid's CRS).
+
+    None when every pixel of the grid does: the AOI contains the whole window, the common
+    case away from its edge, which then costs nothing.
+    """
+    height, width = shape_
+    west, south, east, north = array_bounds(height, width, transform)
+    if native_aoi.contains(box(west, south, east, north)):
+        return None
+    return geometry_mask([native_aoi], out_shape=shape_, transform=transform, invert=True)
+
+
+def polygonal(geometry: BaseGeometry) -> BaseGeometry:
+    """Only the areal parts of ``geometry`` (an intersection may add lines and points)."""
+    if geometry.geom_type in ("Polygon", "MultiPolygon"):
+        return geometry
+    parts = [g for g in shapely.get_parts(geometry) if g.geom_type in ("Polygon", "MultiPolygon")]
+    return shapely.union_all(parts) if parts else shapely.MultiPolygon()

@@ -6,7 +6,9 @@
    (then every output is flagged).
 3. The imagery collection (the platform's catalog, or any STAC API set by
    ``GEOMLOPS_INFER_STAC_URL``: the same search) is searched for scenes intersecting the
-   AOI in the time range; a scene lacking a model band is skipped, with the reason kept.
+   AOI in the time range — only among the scenes named, when the request pins them (as
+   ``geomlops reproduce`` does, so scenes ingested since do not join) — and a scene
+   lacking a model band is skipped, with the reason kept.
 4. Each scene's pixel grid is cut into square tiles of ``tile_patches`` model inputs,
    aligned on the scene's origin so a tile's id is stable across runs; the tiles that
    intersect the AOI are kept.
@@ -24,20 +26,17 @@ from typing import Any
 import numpy as np
 import rasterio
 import shapely
-from rasterio.crs import CRS
 from rasterio.errors import RasterioIOError
-from rasterio.warp import transform_geom
-from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
 from geomlops import objects
 from geomlops.connections import Connections, get_connections
-from geomlops.errors import GeomlopsError, NotFoundError, ValidationFailed
+from geomlops.errors import NotFoundError, ValidationFailed
 from geomlops.model import properties as prop
 from geomlops.model.io import ModelIO
 from geomlops.settings import InferenceSettings, Settings, get_settings
 from geomlops.workflows.inference import masks
-from geomlops.workflows.inference.aoi import as_geojson, outside_fraction, parse_aoi
+from geomlops.workflows.inference.aoi import as_geojson, in_crs, outside_fraction, parse_aoi
 from geomlops.workflows.inference.config import (
     ClassPin,
     CloudBand,
@@ -181,8 +180,12 @@ def find_scenes(
     datetime: str,
     model: ModelPin,
     settings: Settings,
+    pinned: list[str] | None = None,
 ) -> tuple[list[ScenePin], dict[str, str]]:
-    """Usable scenes intersecting the AOI in the time range, and those skipped with why."""
+    """Usable scenes intersecting the AOI in the time range, and those skipped with why.
+
+    ``pinned``: only these imagery items, every one of which must still be found.
+    """
     from geomlops.catalog.client import CatalogClient
 
     inference = settings.inference
@@ -199,7 +202,15 @@ def find_scenes(
                 collections=[inference.imagery_collection],
                 intersects=as_geojson(aoi),
                 datetime=datetime,
+                ids=pinned or None,
             )
+        )
+    lost = sorted(set(pinned or ()) - {item["id"] for item in items})
+    if lost:
+        raise NotFoundError(
+            f"imagery item(s) {', '.join(lost)} of collection {inference.imagery_collection!r} "
+            f"no longer intersect the AOI in {datetime}",
+            hint="the prediction's scenes must still be in the catalog to recompute it",
         )
     for item in sorted(items, key=lambda i: (i["properties"].get("datetime") or "", i["id"])):
         try:
@@ -221,8 +232,7 @@ def scene_tiles(scene: ScenePin, aoi: BaseGeometry, tile_size: int, *, strip: in
     grows with its width; strips need ``strip + 2`` blocks per row, whatever the width.
     Shards are consecutive runs of this order, so each is a compact patch of the scene.
     """
-    crs = CRS.from_user_input(scene.crs)
-    native = shape(transform_geom("EPSG:4326", crs, as_geojson(aoi), precision=-1))
+    native = in_crs(aoi, scene.crs)
     affine = rasterio.Affine(*scene.transform)
     rows = math.ceil(scene.height / tile_size)
     cols = math.ceil(scene.width / tile_size)
@@ -267,9 +277,13 @@ def plan(
     aoi_uri: str,
     datetime: str,
     allow_outside_region: bool,
+    pinned_scenes: list[str] | None = None,
     settings: Settings | None = None,
 ) -> Plan:
-    """Resolve the request, cut it into tiles and shards, and save the plan in S3."""
+    """Resolve the request, cut it into tiles and shards, and save the plan in S3.
+
+    ``pinned_scenes`` pins the imagery items to use (all that the search finds when None).
+    """
     settings = settings or get_settings()
     conn = get_connections(settings)
     inference = settings.inference
@@ -278,7 +292,7 @@ def plan(
     fraction = check_region(
         aoi, item, allow_outside_region=allow_outside_region, settings=inference
     )
-    scenes, skipped = find_scenes(aoi, datetime, pin, settings)
+    scenes, skipped = find_scenes(aoi, datetime, pin, settings, pinned_scenes)
     if not scenes:
         hint = "ingest scenes with `geomlops imagery add FILE --datetime …`, or widen --datetime"
         where = f"collection {inference.imagery_collection!r} in {datetime}"
@@ -296,7 +310,7 @@ def plan(
         for t in scene_tiles(scene, aoi, tile_size, strip=inference.strip_tiles)
     ]
     if not tiles:
-        raise GeomlopsError("the AOI touches the scenes found but covers none of their pixels")
+        raise ValidationFailed("the AOI touches the scenes found but covers none of their pixels")
     shards = shard_tiles(tiles, inference)
     config = InferenceRunConfig(
         workflow=workflow,

@@ -19,6 +19,7 @@ from geomlops.workflows.inference.storage import list_keys
 
 REPORT = "report.json"
 PUBLISHED = "published.json"
+PLAN_ERROR = "plan/error.json"
 
 
 def done_tiles(conn: Connections, config: InferenceRunConfig) -> set[str]:
@@ -82,6 +83,11 @@ def config_uri(bucket: str, run: str) -> str:
     return f"s3://{bucket}/{run}/{CONFIG}"
 
 
+def plan_error_uri(bucket: str, run: str) -> str:
+    """Where the plan step of ``run`` says why it refused the request (a user error)."""
+    return f"s3://{bucket}/{run}/{PLAN_ERROR}"
+
+
 def write_report(conn: Connections, config: InferenceRunConfig, phase: str) -> dict[str, Any]:
     """Record the run's final counts and outcome in ``report.json``; returns it."""
     counts = task_counts(conn, config)
@@ -103,26 +109,101 @@ def write_report(conn: Connections, config: InferenceRunConfig, phase: str) -> d
     return report
 
 
-def run_summary(run: str, settings: Settings) -> dict[str, Any]:
-    """What ``geomlops infer status`` shows: counts, outcome and published outputs of ``run``."""
+#: Workflow phases (Argo's) after which nothing more will happen to a run.
+ENDED_PHASES = frozenset({"Succeeded", "Failed", "Error"})
+
+
+def run_status(
+    *,
+    planned: bool,
+    published: bool,
+    counts: dict[str, Any],
+    workflow_phase: str | None,
+    plan_refused: bool = False,
+) -> str:
+    """The run's status, from its phase and what is in its folder.
+
+    A run that has no plan yet is PLANNING while its workflow runs (not FAILED: its plan
+    step may still be working); a run whose workflow ended without publishing is FAILED
+    whatever its tiles say; COMPLETED only once its outputs are published. Without a
+    workflow phase (the run is not known to the workflow server any more), only what is
+    in the folder decides. A plan step that refused the request (``plan_refused``: a user
+    error it recorded) has failed the run, even while the exit handler still runs.
+    """
+    if published:
+        return "COMPLETED"
+    ended = workflow_phase in ENDED_PHASES
+    if not planned:
+        return "FAILED" if ended or workflow_phase is None or plan_refused else "PLANNING"
+    if ended or (workflow_phase is None and counts.get("tasks_count_failed")):
+        return "FAILED"
+    if counts.get("tasks_count_waiting") or counts.get("tasks_count_failed"):
+        return "RUNNING"
+    return "PUBLISHING"
+
+
+def failure_message(workflow: dict[str, Any] | None) -> str | None:
+    """Why the workflow failed, from the first failed step that says more than its exit code."""
+    if not workflow or workflow.get("phase") not in ("Failed", "Error"):
+        return None
+    for node in workflow.get("nodes") or []:
+        message = node.get("message") or ""
+        if node.get("type") == "Pod" and node.get("phase") in ("Failed", "Error") and message:
+            return str(message)
+    return str(workflow.get("message") or "") or None
+
+
+def plan_error(conn: Connections, bucket: str, run: str) -> str | None:
+    """Why the plan step of ``run`` refused its request (with the fix), or None."""
+    try:
+        recorded = objects.read_json(conn, plan_error_uri(bucket, run))
+    except NotFoundError:
+        return None
+    lines = [str(recorded.get("error") or "planning failed")]
+    lines += [f"  - {problem}" for problem in recorded.get("problems") or []]
+    if recorded.get("hint"):
+        lines.append(f"hint: {recorded['hint']}")
+    return "\n".join(lines)
+
+
+def run_summary(
+    run: str, settings: Settings, workflow: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """What ``geomlops infer status`` shows: counts, outcome and published outputs of ``run``.
+
+    ``workflow`` is the run's status on the workflow server (phase, message, nodes), when
+    known: the status follows the run's phase, not only the objects it has written.
+    """
     conn = get_connections(settings)
     uri = config_uri(settings.s3.bucket_predictions, run)
+    phase = workflow.get("phase") if workflow else None
+    summary: dict[str, Any] = {"run": run, "workflow_phase": phase}
     try:
         config = InferenceRunConfig.load(conn, uri)
     except NotFoundError:
-        return {"run": run, "status": "FAILED", "planned": False, "tasks": {}}
-    summary: dict[str, Any] = {"run": run, "planned": True, "tasks": task_counts(conn, config)}
+        refused = plan_error(conn, settings.s3.bucket_predictions, run)
+        summary.update(planned=False, tasks={}, published=None)
+        summary["status"] = run_status(
+            planned=False,
+            published=False,
+            counts={},
+            workflow_phase=phase,
+            plan_refused=refused is not None,
+        )
+        summary["error"] = refused or failure_message(workflow)
+        return summary
+    summary.update(planned=True, tasks=task_counts(conn, config))
     try:
         summary["published"] = objects.read_json(conn, config.uri(PUBLISHED))
     except NotFoundError:
         summary["published"] = None
-    counts = summary["tasks"]
-    if summary["published"]:
-        summary["status"] = "COMPLETED"
-    elif counts["tasks_count_failed"]:
-        summary["status"] = "FAILED"
-    else:
-        summary["status"] = "RUNNING" if counts["tasks_count_waiting"] else "PUBLISHING"
+    summary["status"] = run_status(
+        planned=True,
+        published=bool(summary["published"]),
+        counts=summary["tasks"],
+        workflow_phase=phase,
+    )
+    summary["error"] = failure_message(workflow)
     summary["outside_region"] = config.outside_region
     summary["skipped_scenes"] = config.skipped_scenes
     return summary

@@ -7,15 +7,21 @@ converted to COG; every object goes to S3 under a temporary key and is moved int
 the items are written last, and ``published.json`` after them, so the catalog never points
 at an object that is not there.
 
+The AOI bounds all of it: the tiles' masks already hold no data outside it (the worker
+masks by pixel centre), a mosaic covers only the AOI's pixels, polygons are clipped to the
+AOI itself, statistics count the AOI's pixels only, and an item's geometry is the AOI ∩ the
+scene's footprint (the run's: ∩ the union of its scenes'), its bbox that geometry's.
+
 Each prediction item links ``derived_from`` to the model version item and to every source
 imagery item, and records its lineage with the processing extension (software versions,
-workflow run) plus summary statistics (area per class in km², no-data and cloud area) and
-the outside-region flag under ``geomlops:``.
+workflow run) plus summary statistics (area per class in km², no-data and cloud area), the
+request (AOI document, date range) and the outside-region flag under ``geomlops:``.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import tempfile
 from datetime import UTC, datetime
 from importlib import metadata
@@ -44,7 +50,7 @@ from geomlops.ml.raster import MASK_NODATA
 from geomlops.model import properties as prop
 from geomlops.settings import Settings, get_settings
 from geomlops.transformers.raster_to_vector import vectorize, write_geojson
-from geomlops.workflows.inference.aoi import area_m2
+from geomlops.workflows.inference.aoi import area_m2, in_crs, polygonal
 from geomlops.workflows.inference.config import InferenceRunConfig, ScenePin, Tile, TileRecord
 from geomlops.workflows.inference.progress import PUBLISHED, missing_by_shard
 from geomlops.workflows.inference.storage import gdal_env, get_file, put_file
@@ -72,19 +78,47 @@ def software_versions() -> dict[str, str]:
     return versions
 
 
-def _scene_window(tiles: list[Tile]) -> Window:
+def _scene_window(config: InferenceRunConfig, scene: ScenePin, tiles: list[Tile]) -> Window:
+    """The pixels of the scene the outputs cover: its tiles', within the AOI's bounds.
+
+    Every pixel whose centre lies in the AOI lies in its bounds, rounded outwards to whole
+    pixels; a tile reaching beyond them contributes only no data there.
+    """
     top = min(t.row for t in tiles)
     left = min(t.col for t in tiles)
     bottom = max(t.row + t.height for t in tiles)
     right = max(t.col + t.width for t in tiles)
-    return Window(left, top, right - left, bottom - top)
+    affine = rasterio.Affine(*scene.transform)
+    bounds = rasterio.windows.from_bounds(
+        *in_crs(shape(config.request.aoi), scene.crs).bounds, transform=affine
+    )
+    top = max(top, math.floor(bounds.row_off))
+    left = max(left, math.floor(bounds.col_off))
+    bottom = min(bottom, math.ceil(bounds.row_off + bounds.height))
+    right = min(right, math.ceil(bounds.col_off + bounds.width))
+    return Window(left, top, max(1, right - left), max(1, bottom - top))
+
+
+def _part(tile: Tile, window: Window) -> tuple[Window, Window] | None:
+    """(window in the tile, window in the mosaic) of the tile's pixels the mosaic covers."""
+    top = max(tile.row, int(window.row_off))
+    left = max(tile.col, int(window.col_off))
+    bottom = min(tile.row + tile.height, int(window.row_off + window.height))
+    right = min(tile.col + tile.width, int(window.col_off + window.width))
+    if bottom <= top or right <= left:
+        return None
+    height, width = bottom - top, right - left
+    return (
+        Window(left - tile.col, top - tile.row, width, height),
+        Window(left - window.col_off, top - window.row_off, width, height),
+    )
 
 
 def mosaic(
     conn: Connections, config: InferenceRunConfig, scene: ScenePin, tiles: list[Tile], folder: Path
 ) -> tuple[Path, Window]:
     """Assemble the scene's tile masks into one COG on local disk (window by window)."""
-    window = _scene_window(tiles)
+    window = _scene_window(config, scene, tiles)
     transform = rasterio.windows.transform(window, rasterio.Affine(*scene.transform))
     plain = folder / f"{scene.item_id}.plain.tif"
     profile = {
@@ -104,18 +138,12 @@ def mosaic(
     }
     with rasterio.open(plain, "w", **profile) as dst:
         for tile in tiles:
+            part = _part(tile, window)
+            if part is None:
+                continue
             local = get_file(conn, config.tile_mask_uri(tile.id), folder / f"{tile.id}.tif")
             with rasterio.open(local) as src:
-                dst.write(
-                    src.read(1),
-                    1,
-                    window=Window(
-                        tile.col - window.col_off,
-                        tile.row - window.row_off,
-                        tile.width,
-                        tile.height,
-                    ),
-                )
+                dst.write(src.read(1, window=part[0]), 1, window=part[1])
             local.unlink()
         dst.set_band_description(1, "class")
         dst.update_tags(classes=",".join(f"{c.value}:{c.name}" for c in config.model.classes))
@@ -156,9 +184,16 @@ def _pixel_area_m2(scene: ScenePin, footprint: BaseGeometry, window: Window) -> 
 
 
 def _footprint(scene: ScenePin, window: Window) -> BaseGeometry:
+    """The window of the scene in lon/lat (edges densified: they bend in another CRS)."""
     west, south, east, north = rasterio.windows.bounds(window, rasterio.Affine(*scene.transform))
     native = shapely.segmentize(box(west, south, east, north), max(east - west, north - south) / 8)
     return shape(transform_geom(CRS.from_user_input(scene.crs), "EPSG:4326", mapping(native)))
+
+
+def _covered(config: InferenceRunConfig, scene: ScenePin) -> BaseGeometry:
+    """What a scene's prediction covers: the AOI ∩ the scene's footprint, in lon/lat."""
+    whole = Window(0, 0, scene.width, scene.height)
+    return polygonal(shapely.intersection(shape(config.request.aoi), _footprint(scene, whole)))
 
 
 def _link(stac_url: str, rel: str, collection: str, item_id: str, title: str) -> dict[str, str]:
@@ -190,6 +225,7 @@ def _common_properties(config: InferenceRunConfig, workflow_runs: list[str]) -> 
         prop.OUTSIDE_REGION: config.outside_region,
         prop.OUTSIDE_FRACTION: config.request.outside_fraction,
         prop.REQUEST_DATETIME: config.request.datetime,
+        prop.REQUEST_AOI: config.request.aoi_uri,
         prop.CLASSES: [{"value": c.value, "name": c.name} for c in model.classes],
     }
 
@@ -224,6 +260,7 @@ def publish(
     common = _common_properties(config, runs)
     items: list[dict[str, Any]] = []
     features: list[dict[str, Any]] = []
+    covered: list[BaseGeometry] = []
     totals: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="geomlops-publish-") as tmp, gdal_env(conn):
         folder = Path(tmp)
@@ -235,6 +272,7 @@ def publish(
             cog, window = mosaic(conn, config, scene, scene_tiles, folder)
             footprint = _footprint(scene, window)
             stats = _stats(scene_records, config, _pixel_area_m2(scene, footprint, window))
+            covered.append(_covered(config, scene))
             for key, value in stats.items():
                 if key.endswith("_km2"):
                     totals[key] = round(totals.get(key, 0.0) + value, 6)
@@ -243,7 +281,7 @@ def publish(
             put_file(conn, cog, uri)
             items.append(
                 _scene_item(
-                    config, scene, ids, uri, cog, window, footprint, stats, common, stac_url
+                    config, scene, ids, uri, cog, window, covered[-1], stats, common, stac_url
                 )
             )
             cog.unlink()
@@ -251,7 +289,10 @@ def publish(
         write_geojson({"type": "FeatureCollection", "features": features}, geojson)
         vectors_uri = config.uri(f"{config.workflow}.geojson")
         put_file(conn, geojson, vectors_uri)
-        items.append(_run_item(config, ids, vectors_uri, geojson, totals, common, stac_url))
+        geometry = shapely.union_all(covered)
+        items.append(
+            _run_item(config, ids, vectors_uri, geojson, geometry, totals, common, stac_url)
+        )
     with CatalogClient.from_settings(settings) as catalog:
         outcomes = {item["id"]: catalog.upsert_item(item, PREDICTIONS) for item in items}
     result = {
@@ -284,6 +325,7 @@ def _scene_features(cog: Path, config: InferenceRunConfig, scene: ScenePin) -> l
             "simplify_tolerance_m": config.simplify_tolerance_m,
             "skip_values": config.vector_skip_values,
         },
+        clip=shape(config.request.aoi),
     )
     out = []
     for polygon in polygons:
@@ -304,7 +346,7 @@ def _scene_item(
     uri: str,
     cog: Path,
     window: Window,
-    footprint: BaseGeometry,
+    geometry: BaseGeometry,
     stats: dict[str, Any],
     common: dict[str, Any],
     stac_url: str,
@@ -318,8 +360,8 @@ def _scene_item(
         "stac_extensions": [PROCESSING_SCHEMA, PROJECTION_SCHEMA, FILE_SCHEMA],
         "id": ids[scene.item_id],
         "collection": PREDICTIONS,
-        "geometry": mapping(footprint),
-        "bbox": list(footprint.bounds),
+        "geometry": mapping(geometry),
+        "bbox": list(geometry.bounds),
         "properties": {
             "datetime": scene.datetime,
             "title": f"{config.model.name} v{config.model.version} on {scene.item_id}",
@@ -353,11 +395,11 @@ def _run_item(
     ids: dict[str, str],
     uri: str,
     geojson: Path,
+    geometry: BaseGeometry,
     totals: dict[str, float],
     common: dict[str, Any],
     stac_url: str,
 ) -> dict[str, Any]:
-    aoi = shape(config.request.aoi)
     times = sorted(s.datetime for s in config.scenes)
     return {
         "type": "Feature",
@@ -365,8 +407,8 @@ def _run_item(
         "stac_extensions": [PROCESSING_SCHEMA, FILE_SCHEMA],
         "id": ids[""],
         "collection": PREDICTIONS,
-        "geometry": mapping(aoi),
-        "bbox": list(aoi.bounds),
+        "geometry": mapping(geometry),
+        "bbox": list(geometry.bounds),
         "properties": {
             "datetime": None,
             "start_datetime": times[0],

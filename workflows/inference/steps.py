@@ -15,7 +15,14 @@ from typing import Any
 
 from geomlops import objects
 from geomlops.connections import get_connections
-from geomlops.errors import GeomlopsError
+from geomlops.errors import (
+    AuthError,
+    ConfigError,
+    ConflictError,
+    GeomlopsError,
+    NotFoundError,
+    ValidationFailed,
+)
 from geomlops.settings import Settings, get_settings
 from geomlops.workflows.inference.config import InferenceRunConfig, ShardPlan
 from geomlops.workflows.inference.planner import Plan, plan, resume_plan
@@ -30,6 +37,40 @@ class ShardFailed(GeomlopsError):
     """Some tiles of a shard still failed after their retries."""
 
 
+USER_ERRORS = (NotFoundError, ValidationFailed, ConflictError, AuthError, ConfigError)
+"""Planning errors that retrying cannot fix: the request itself is wrong (no imagery for the
+dates, an unknown model or version, an AOI outside the model's region, a bad setting).
+Anything else (a service briefly away) is worth the template's retries."""
+
+
+def record_plan_error(
+    error: GeomlopsError, *, run: str, outputs: Path | None, settings: Settings
+) -> None:
+    """Say why planning refused the request, where the run's status is read, and exit so.
+
+    The message goes into the run's folder (``geomlops infer status`` shows it) and into
+    the termination message file under ``outputs`` (Argo's node message); the exit code
+    tells the template's retry strategy not to try again.
+    """
+    from geomlops.workflows.inference.progress import plan_error_uri
+    from geomlops.workflows.templates.parts import NOT_RETRYABLE, TERMINATION_LOG
+
+    said = error.message + (f" (hint: {error.hint})" if error.hint else "")
+    problems = list(getattr(error, "problems", []))
+    try:
+        objects.write_json(
+            get_connections(settings),
+            plan_error_uri(settings.s3.bucket_predictions, run),
+            {"error": error.message, "hint": error.hint, "problems": problems},
+        )
+    except GeomlopsError as store_error:  # the object store is away: the log still says it
+        log.warning("could not record the plan error in the run folder: %s", store_error)
+    if outputs is not None:
+        outputs.mkdir(parents=True, exist_ok=True)
+        (outputs / TERMINATION_LOG).write_text(said, encoding="utf-8")
+    error.exit_code = NOT_RETRYABLE
+
+
 def plan_step(
     *,
     workflow: str,
@@ -40,21 +81,33 @@ def plan_step(
     allow_outside_region: bool,
     resume_from: str,
     outputs: Path | None,
+    scenes: str = "",
     settings: Settings | None = None,
 ) -> Plan:
-    """Plan the run (or reload the plan of ``resume_from``); write the Argo outputs."""
-    if resume_from:
-        result = resume_plan(resume_from, settings)
-    else:
-        result = plan(
-            workflow=workflow,
-            model=model,
-            version=version or None,
-            aoi_uri=aoi,
-            datetime=datetime,
-            allow_outside_region=allow_outside_region,
-            settings=settings,
-        )
+    """Plan the run (or reload the plan of ``resume_from``); write the Argo outputs.
+
+    ``scenes``: comma-separated imagery item ids the run is pinned to ("" = all found).
+    A user error (:data:`USER_ERRORS`) is recorded (:func:`record_plan_error`) and raised
+    with the exit code that stops the template's retries.
+    """
+    settings = settings or get_settings()
+    try:
+        if resume_from:
+            result = resume_plan(resume_from, settings)
+        else:
+            result = plan(
+                workflow=workflow,
+                model=model,
+                version=version or None,
+                aoi_uri=aoi,
+                datetime=datetime,
+                allow_outside_region=allow_outside_region,
+                pinned_scenes=[s.strip() for s in scenes.split(",") if s.strip()] or None,
+                settings=settings,
+            )
+    except USER_ERRORS as error:
+        record_plan_error(error, run=workflow, outputs=outputs, settings=settings)
+        raise
     if outputs is not None:
         outputs.mkdir(parents=True, exist_ok=True)
         (outputs / "config").write_text(result.config_uri)
@@ -93,6 +146,7 @@ def predict_step(config_uri: str, shard: int, settings: Settings | None = None) 
         overlap=config.overlap,
         batch_size=config.batch_size,
         tile_retries=config.tile_retries,
+        aoi=config.request.aoi,
         pod=f"{socket.gethostname()}:{os.getpid()}",
     )
     log.info("shard %d: %d tile(s) on %s", shard, len(job.tiles), device)

@@ -4,11 +4,12 @@ Three stages overlap so the model is never kept waiting:
 
 - a **reader** thread reads the next tiles' windows (core plus an ``overlap`` halo, only the
   model's bands and the cloud band) from the scenes' COGs — through ``/vsis3/`` range
-  requests, never a whole scene — finds their no-data and cloud pixels and applies the MLM
-  input spec (z-score), into a queue of ``prefetch`` tiles;
+  requests, never a whole scene — finds their no-data and cloud pixels and the core's
+  pixels outside the AOI, and applies the MLM input spec (z-score), into a queue of
+  ``prefetch`` tiles;
 - the **main** thread runs the model on batches of patches, blends overlapping patches
-  (:func:`geomlops.ml.tiling.predict_probabilities`) and applies the no-data and cloud
-  masks: nothing else, because the model's throughput is the pipeline's;
+  (:func:`geomlops.ml.tiling.predict_probabilities`) and applies the no-data, cloud and
+  AOI masks: nothing else, because the model's throughput is the pipeline's;
 - a **writer** thread writes each tile's mask as a COG and hands it to the sink, which
   records the tile as done last.
 
@@ -29,13 +30,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import rasterio
 import torch
 from rasterio.crs import CRS
 from rasterio.windows import Window
+from shapely.geometry import shape
+from shapely.geometry.base import BaseGeometry
 
 from geomlops.connections import Connections
 from geomlops.ml.raster import MASK_NODATA
@@ -43,6 +46,7 @@ from geomlops.ml.scaling import normalise
 from geomlops.ml.tiling import predict_probabilities
 from geomlops.model.io import ModelIO
 from geomlops.workflows.inference import masks
+from geomlops.workflows.inference.aoi import in_crs, inside_mask
 from geomlops.workflows.inference.config import ScenePin, Tile, TileRecord
 from geomlops.workflows.inference.storage import gdal_env, raster_path
 
@@ -70,6 +74,9 @@ class ShardJob:
     overlap: int
     batch_size: int
     tile_retries: int
+    aoi: dict[str, Any] | None
+    """The run's AOI (GeoJSON, EPSG:4326): core pixels outside it become no data, so the
+    masks and the counts describe the AOI only. None: every pixel of every tile counts."""
     pod: str = "local"
 
 
@@ -92,6 +99,8 @@ class _Window:
     scaled: np.ndarray
     missing: np.ndarray
     cloud: np.ndarray | None
+    inside: np.ndarray | None
+    """Core pixels inside the AOI; None when all of them are."""
     core: tuple[slice, slice]
     transform: rasterio.Affine
     crs: CRS
@@ -105,7 +114,13 @@ def halo_window(scene: ScenePin, tile: Tile, overlap: int) -> Window:
     return Window(left, top, right - left, bottom - top)
 
 
-def _read(src: rasterio.DatasetReader, scene: ScenePin, tile: Tile, job: ShardJob) -> _Window:
+def _read(
+    src: rasterio.DatasetReader,
+    scene: ScenePin,
+    tile: Tile,
+    job: ShardJob,
+    native_aoi: BaseGeometry | None,
+) -> _Window:
     window = halo_window(scene, tile, job.overlap)
     top, left = int(window.row_off), int(window.col_off)
     bands = src.read(scene.band_indexes, window=window)  # the file's dtype: half of float32's
@@ -123,7 +138,12 @@ def _read(src: rasterio.DatasetReader, scene: ScenePin, tile: Tile, job: ShardJo
         slice(tile.col - left, tile.col - left + tile.width),
     )
     transform = src.window_transform(Window(tile.col, tile.row, tile.width, tile.height))
-    return _Window(tile, scaled, missing, cloud, core, transform, src.crs)
+    inside = (
+        None
+        if native_aoi is None
+        else inside_mask(native_aoi, transform, (tile.height, tile.width))
+    )
+    return _Window(tile, scaled, missing, cloud, inside, core, transform, src.crs)
 
 
 def _with_retries(what: str, retries: int, action: Callable[[], object]) -> object:
@@ -161,6 +181,8 @@ def _reader(
                 continue
 
     opened: dict[str, rasterio.DatasetReader] = {}
+    aoi = shape(job.aoi) if job.aoi is not None else None
+    native: dict[str, BaseGeometry | None] = {}  # the AOI in each scene's CRS
     try:
         with gdal_env(conn):
             for tile in tiles:
@@ -171,8 +193,10 @@ def _reader(
                 def read(scene: ScenePin = scene, tile: Tile = tile) -> _Window:
                     if scene.item_id not in opened:
                         opened[scene.item_id] = rasterio.open(raster_path(scene.href))
+                    if scene.item_id not in native:
+                        native[scene.item_id] = None if aoi is None else in_crs(aoi, scene.crs)
                     try:
-                        return _read(opened[scene.item_id], scene, tile, job)
+                        return _read(opened[scene.item_id], scene, tile, job, native[scene.item_id])
                     except Exception:
                         opened.pop(scene.item_id).close()  # reopen on the retry
                         raise
@@ -339,13 +363,17 @@ def _windows(reads: queue.Queue) -> Iterator[_Window | tuple[Tile, str]]:
 
 
 def _record(job: ShardJob, window: _Window, mask: np.ndarray, began: float) -> TileRecord:
-    """Apply the masks to ``mask`` (in place) and describe the tile."""
+    """Apply the masks to ``mask`` (in place) and describe the tile's pixels in the AOI."""
     rows, cols = window.core
     missing = window.missing[rows, cols]
     cloud = window.cloud[rows, cols] & ~missing if window.cloud is not None else None
     mask[missing] = MASK_NODATA
     if cloud is not None:
         mask[cloud] = MASK_NODATA
+    if window.inside is not None:  # outside the AOI nothing was asked: no data, not counted
+        mask[~window.inside] = MASK_NODATA
+        missing = missing & window.inside
+        cloud = cloud & window.inside if cloud is not None else None
     counts = np.bincount(mask.ravel(), minlength=256)
     return TileRecord(
         tile=window.tile.id,

@@ -48,13 +48,27 @@ class DatasetPin(_Strict):
 
 
 class TrainParams(_Strict):
-    """Hyperparameters passed to the package's ``train`` entry point."""
+    """What the submitter set for the package's ``train`` entry point.
 
-    epochs: int = Field(ge=1)
-    batch_size: int = Field(ge=1)
-    learning_rate: float = Field(gt=0)
-    seed: int = Field(ge=0)
-    device: str
+    ``None`` means "the package's own default" (its MLproject): the platform adds no
+    defaults of its own (:mod:`.params`).
+    """
+
+    epochs: int | None = Field(default=None, ge=1)
+    batch_size: int | None = Field(default=None, ge=1)
+    learning_rate: float | None = Field(default=None, gt=0)
+    seed: int | None = Field(default=None, ge=0)
+    device: str = "auto"
+
+    def overrides(self) -> dict[str, str]:
+        """The hyperparameters given, by the entry point's parameter names."""
+        given = {
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "learning_rate": self.learning_rate,
+            "seed": self.seed,
+        }
+        return {name: str(value) for name, value in given.items() if value is not None}
 
 
 class TrainRunConfig(_Strict):

@@ -23,9 +23,11 @@ from geomlops.connections import Connections, get_connections
 from geomlops.errors import GeomlopsError
 from geomlops.model import properties as prop
 from geomlops.model.ids import MODELS_COLLECTION, model_item_id
+from geomlops.model.resolve import MODEL_FILE
 from geomlops.model.stages import STAGE_TAG
 from geomlops.settings import Settings, get_settings
 from geomlops.workflows.steps.config import TrainRunConfig
+from geomlops.workflows.steps.params import as_numbers
 from geomlops.workflows.steps.train import (
     CANDIDATE,
     STAGE,
@@ -34,6 +36,7 @@ from geomlops.workflows.steps.train import (
     _catalog,
     _lineage_tags,
     _record,
+    logged_model_id,
     package_dir,
 )
 
@@ -69,14 +72,22 @@ def register_step(config_uri: str, settings: Settings | None = None) -> dict[str
         existing = client.search_model_versions(
             f"name = '{name}' and tags.`geomlops.workflow` = '{config.workflow}'"
         )
+        # The logged model itself (``models:/m-…``), not the run's artifact folder: then
+        # the version's files are the model's (MLmodel, weights, mlm.json) and
+        # `models:/NAME/N` loads with every MLflow flavour and client.
+        model_id = trained.get("model_id") or logged_model_id(client, trained["run_id"])
         version = (
             existing[0]
             if existing
             else client.create_model_version(
-                name, trained["model_uri"], run_id=trained["run_id"], tags=tags
+                name,
+                f"models:/{model_id}",
+                run_id=trained["run_id"],
+                tags=tags,
+                model_id=model_id,
             )
         )
-        artifact_uri = client.get_run(trained["run_id"]).info.artifact_uri
+        artifact_uri = str(client.get_logged_model(model_id).artifact_location)
     except MlflowException as exc:
         raise StepFailed(f"MLflow refused the model version of {name}: {exc}") from exc
     try:
@@ -185,18 +196,55 @@ def approved_step(config_uri: str, settings: Settings | None = None) -> dict[str
     )
 
 
-def _mlm_template(run_id: str, config: TrainRunConfig, settings: Settings) -> dict[str, Any]:
-    """``mlm.json`` as the train run logged it beside the model, else the package's own."""
+def rejected_step(config_uri: str, settings: Settings | None = None) -> dict[str, Any]:
+    """Succeed once the run's model version has been rejected; fail if it was not.
+
+    The branch a run takes when resumed with ``decision=rejected`` (what `geomlops reject`
+    does): the run then ends Succeeded at this step, which says who rejected the version and
+    why, because a rejection is a decision taken, not a failure of the run. Resumed so by
+    anyone while the version is not rejected, the step fails and says what it is instead.
+    """
+    from geomlops.catalog.collections import MODELS
+    from geomlops.model.stages import STAGE_PROPERTY, Stage
+
+    settings = settings or get_settings()
+    conn = get_connections(settings)
+    config = TrainRunConfig.load(conn, config_uri)
+    registered = objects.read_json(conn, config.uri("register.json"))
+    with _catalog(settings) as catalog:
+        item = catalog.get_item_dict(MODELS, registered["item_id"])
+    props = item["properties"]
+    stage = props.get(STAGE_PROPERTY)
+    label = f"{registered['registered_model']} version {registered['model_version']}"
+    if stage != Stage.REJECTED:
+        raise StepFailed(
+            f"{label} is {stage}, not rejected: the run was resumed as rejected, but no "
+            "approver rejected it",
+            hint=f"an approver runs `geomlops reject {registered['registered_model']} "
+            f"{registered['model_version']} --reason …`",
+        )
+    log.info("%s was rejected by %s: %s", label, props.get(prop.REJECTED_BY),
+             props.get(prop.REJECTION_REASON))  # fmt: skip
+    return {
+        "item_id": item["id"],
+        "stage": stage,
+        "rejected_by": props.get(prop.REJECTED_BY),
+        "reason": props.get(prop.REJECTION_REASON),
+    }
+
+
+def _mlm_template(model_uri: str, config: TrainRunConfig, settings: Settings) -> dict[str, Any]:
+    """``mlm.json`` as the train run logged it inside the model, else the package's own."""
     import mlflow
 
     try:
         with tempfile.TemporaryDirectory() as tmp:
             path = mlflow.artifacts.download_artifacts(
-                run_id=run_id, artifact_path="model/mlm.json", dst_path=tmp
+                artifact_uri=f"{model_uri.rstrip('/')}/mlm.json", dst_path=tmp
             )
             return json.loads(Path(path).read_text())
     except (OSError, mlflow.exceptions.MlflowException):
-        log.info("train run %s logged no model/mlm.json; using the package's", run_id)
+        log.info("the model at %s holds no mlm.json; using the package's", model_uri)
     return json.loads((package_dir(config, settings) / "mlm.json").read_text())
 
 
@@ -209,11 +257,14 @@ def candidate_item(
     model_version: str,
     artifact_uri: str,
 ) -> dict[str, Any]:
-    """The model version's item: the package's MLM template plus lineage and stage."""
+    """The model version's item: the package's MLM template plus lineage and stage.
+
+    ``artifact_uri`` is the logged model's folder (MLmodel, ``data/model.pt2``, mlm.json).
+    """
     from geomlops.catalog.collections import DATASETS
     from geomlops.catalog.extensions import VERSION_SCHEMA
 
-    item = copy.deepcopy(_mlm_template(trained["run_id"], config, settings))
+    item = copy.deepcopy(_mlm_template(artifact_uri, config, settings))
     item["id"] = model_item_id(config.package.name, model_version)
     item["collection"] = MODELS_COLLECTION
     if VERSION_SCHEMA not in item.setdefault("stac_extensions", []):
@@ -226,6 +277,11 @@ def candidate_item(
     metrics = {k: v for k, v in evaluated.get("metrics", {}).items() if k.startswith("val_")}
     if config.submitted_by:
         props[prop.TRAINED_BY] = config.submitted_by
+    if "params" in trained:  # what the entry point received, not the package's defaults
+        props["mlm:hyperparameters"] = {
+            **(props.get("mlm:hyperparameters") or {}),
+            **as_numbers(trained["params"]),
+        }
     props.update(
         {
             "version": model_version,
@@ -252,7 +308,7 @@ def candidate_item(
     )
     if model_asset is None:
         raise GeomlopsError(f"the MLM template of {config.package.name} has no mlm:model asset")
-    model_asset["href"] = f"{artifact_uri.rstrip('/')}/model/data/model.pt2"
+    model_asset["href"] = f"{artifact_uri.rstrip('/')}/{MODEL_FILE}"
     for asset in item.get("assets", {}).values():
         if "mlm:source_code" in asset.get("roles", []):
             asset["href"] = config.package.source

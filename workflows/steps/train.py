@@ -15,9 +15,13 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +42,13 @@ from geomlops.workflows.steps.config import (
     TrainParams,
     TrainRunConfig,
 )
+from geomlops.workflows.steps.params import received_hyperparameters
 
 log = logging.getLogger(__name__)
 
 STAGE = STAGE_PROPERTY
+MODEL_ARTIFACT = "model"
+"""Name of the MLflow model a package's ``train`` logs (``geomlops.ml.runner``)."""
 REGISTERED = Stage.REGISTERED.value
 CANDIDATE = Stage.CANDIDATE.value
 
@@ -212,20 +219,44 @@ def _lineage_tags(config: TrainRunConfig) -> dict[str, str]:
     }
 
 
-def _mlflow_run(
+@contextmanager
+def _stopped_as_exit() -> Iterator[None]:
+    """Turn SIGTERM (a stopped workflow, a pod evicted) into SystemExit while a step works.
+
+    Python's default for SIGTERM is to die on the spot, so the step could not close the
+    MLflow run it opened, which then read RUNNING forever.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_entry_point(
     config: TrainRunConfig,
     settings: Settings,
     entry_point: str,
     parameters: dict[str, str],
     tags: dict[str, str],
+    folder: Path | None = None,
 ) -> tuple[str, str]:
     """Run an MLproject entry point in an MLflow run created here.
 
-    Returns the run's id and its experiment's id.
+    Returns the run's id and its experiment's id. The run never outlives a failure of this
+    step in the RUNNING state: an error marks it FAILED, a stop (SIGTERM) KILLED.
     """
     import mlflow
     from mlflow.tracking import MlflowClient
 
+    folder = folder or package_dir(config, settings)  # before the run: no run for nothing
     conn = get_connections(settings)
     env = {**os.environ, **conn.env()}
     mlflow.set_tracking_uri(conn.mlflow_tracking_uri)
@@ -239,7 +270,6 @@ def _mlflow_run(
         tags={**_lineage_tags(config), **tags},
         run_name=f"{config.workflow}-{entry_point}",
     )
-    folder = package_dir(config, settings)
     command = [
         sys.executable, "-m", "mlflow", "run", str(folder),
         "-e", entry_point,
@@ -250,9 +280,17 @@ def _mlflow_run(
     for key, value in parameters.items():
         command += ["-P", f"{key}={value}"]
     log.info("running %s", " ".join(command))
-    done = subprocess.run(command, env=env, stdout=sys.stderr, check=False)
+    try:
+        with _stopped_as_exit():
+            done = subprocess.run(command, env=env, stdout=_stderr(), check=False)
+    except (SystemExit, KeyboardInterrupt):
+        _close_run(client, run.info.run_id, "KILLED")
+        raise
+    except BaseException:
+        _close_run(client, run.info.run_id, "FAILED")
+        raise
     if done.returncode != 0:
-        client.set_terminated(run.info.run_id, "FAILED")
+        _close_run(client, run.info.run_id, "FAILED")
         raise StepFailed(
             f"{config.package.name} `{entry_point}` exited with status {done.returncode} "
             f"(MLflow run {run.info.run_id})",
@@ -261,33 +299,77 @@ def _mlflow_run(
     return run.info.run_id, experiment_id
 
 
+def _stderr() -> Any:
+    """Where a child's stdout goes: our stderr (this step's stdout is its JSON result).
+
+    A captured stream (pytest's, say) has no file descriptor; then descriptor 2 itself.
+    """
+    try:
+        sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        return 2
+    return sys.stderr
+
+
+def _close_run(client: Any, run_id: str, status: str) -> None:
+    """End ``run_id`` as ``status`` unless it already ended (the entry point may have)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        if client.get_run(run_id).info.status in ("RUNNING", "SCHEDULED"):
+            client.set_terminated(run_id, status)
+    except MlflowException as exc:  # pragma: no cover - the step's own error is reported
+        log.error("could not mark MLflow run %s %s: %s", run_id, status, exc)
+
+
+def logged_model_id(client: Any, run_id: str, name: str = MODEL_ARTIFACT) -> str:
+    """The id (``m-…``) of the MLflow model ``name`` that run ``run_id`` logged.
+
+    Since MLflow 3 a logged model is stored apart from the run's artifacts; the model
+    version is registered from it (``models:/m-…``), so every MLflow client loads it.
+    """
+    outputs = client.get_run(run_id).outputs
+    for output in (outputs.model_outputs if outputs else None) or []:
+        if client.get_logged_model(output.model_id).name == name:
+            return str(output.model_id)
+    raise StepFailed(
+        f"the train run {run_id} logged no MLflow model named {name!r}",
+        hint="the package's train entry point must log its model with geomlops.ml "
+        "(`mlflow.pytorch.log_model(..., name='model')`)",
+    )
+
+
 def train_step(config_uri: str, settings: Settings | None = None) -> dict[str, Any]:
-    """``mlflow run <package> -e train`` on the materialised dataset."""
+    """``mlflow run <package> -e train`` on the materialised dataset.
+
+    The entry point gets every hyperparameter explicitly: the package's MLproject default
+    unless the submitter set it (:mod:`.params`); the result records them as received.
+    """
+    from mlflow.tracking import MlflowClient
+
     settings = settings or get_settings()
     conn = get_connections(settings)
     config = TrainRunConfig.load(conn, config_uri)
     if (done := _cached(conn, config, "train")) is not None:
         return done
     materialised = objects.read_json(conn, config.uri("materialise.json"))
-    params = config.train
-    run_id, experiment_id = _mlflow_run(
+    folder = package_dir(config, settings)
+    received = received_hyperparameters(folder, config.train.overrides())
+    run_id, experiment_id = run_entry_point(
         config,
         settings,
         "train",
-        {
-            "data": materialised["data_uri"],
-            "epochs": str(params.epochs),
-            "batch_size": str(params.batch_size),
-            "learning_rate": str(params.learning_rate),
-            "seed": str(params.seed),
-            "device": params.device,
-        },
+        {"data": materialised["data_uri"], **received, "device": config.train.device},
         {},
+        folder,
     )
+    model_id = logged_model_id(MlflowClient(conn.mlflow_tracking_uri), run_id)
     result = {
         "run_id": run_id,
         "experiment_id": experiment_id,
-        "model_uri": f"runs:/{run_id}/model",
+        "model_id": model_id,
+        "model_uri": f"models:/{model_id}",
+        "params": received,
     }
     _record(conn, config, "train", result)
     return result
@@ -304,7 +386,7 @@ def evaluate_step(config_uri: str, settings: Settings | None = None) -> dict[str
         return done
     trained = objects.read_json(conn, config.uri("train.json"))
     materialised = objects.read_json(conn, config.uri("materialise.json"))
-    run_id, _ = _mlflow_run(
+    run_id, _ = run_entry_point(
         config,
         settings,
         "evaluate",

@@ -16,6 +16,7 @@ from hera.workflows import DAG, Container, Parameter, WorkflowTemplate
 from geomlops.settings import Settings
 from geomlops.workflows.templates.parts import (
     OUTPUTS,
+    TERMINATION_LOG,
     Parameters,
     chain,
     gpu_scheduling,
@@ -38,6 +39,11 @@ PARAMETERS: Parameters = {
         "true runs an AOI beyond the model's footprint; its outputs are flagged.",
     ),
     "resume-from": ("", "A run whose plan to reuse, running only its missing tiles."),
+    "scenes": (
+        "",
+        "Comma-separated imagery item ids to use, all of which must be found; empty uses "
+        "every scene found (`geomlops reproduce` pins a prediction's scenes).",
+    ),
 }
 
 
@@ -62,6 +68,7 @@ def infer_template(settings: Settings) -> WorkflowTemplate:
             "--datetime", "{{workflow.parameters.datetime}}",
             "--allow-outside-region", "{{workflow.parameters.allow-outside-region}}",
             "--resume-from", "{{workflow.parameters.resume-from}}",
+            "--scenes", "{{workflow.parameters.scenes}}",
             "--outputs", OUTPUTS,
         ]
         # fmt: on
@@ -76,7 +83,9 @@ def infer_template(settings: Settings) -> WorkflowTemplate:
                 output_file("image", "Image of the model's package (predict pods run in it)."),
             ],
             env=platform_env(settings),
-            retry_strategy=retry(2),
+            # A user error (no imagery, AOI outside the region) fails at once, saying why.
+            retry_strategy=retry(2, stop_on_user_error=True),
+            termination_message_path=f"{OUTPUTS}/{TERMINATION_LOG}",
         )
         predict = Container(
             name="predict",

@@ -26,6 +26,12 @@ from geomlops.settings import Settings
 
 OUTPUTS = "/tmp/outputs"  # noqa: S108 - a path inside the pod; locally mapped per pod
 """Where steps write their output parameters (map it with GEOMLOPS_WORKFLOWS_PATH_MAP)."""
+TERMINATION_LOG = "termination-log"
+"""File under :data:`OUTPUTS` where a step says why it failed (its terminationMessagePath):
+Argo shows it in the node's message, ``Error (exit code N): <it>``."""
+NOT_RETRYABLE = 65
+"""Exit code of a step whose failure no retry can fix (a user error: no imagery for the
+dates, an AOI outside the model's region); retry strategies stop at once on it."""
 
 # (environment variable, key in the platform Secret)
 _SECRET_ENV = (
@@ -77,12 +83,17 @@ def platform_env(settings: Settings) -> list[SecretEnv]:
     ]
 
 
-def retry(limit: int) -> RetryStrategy:
-    """Retries for transient failures (an object store or catalog briefly away)."""
+def retry(limit: int, *, stop_on_user_error: bool = False) -> RetryStrategy:
+    """Retries for transient failures (an object store or catalog briefly away).
+
+    With ``stop_on_user_error``, an attempt that exits :data:`NOT_RETRYABLE` is the last:
+    asking again for dates without imagery gets the same answer, minutes later.
+    """
     return RetryStrategy(
         limit=str(limit),  # the Argo schema types int-or-string fields as strings
         retry_policy="Always",
         backoff=m.Backoff(duration="3s", factor=m.IntOrString(root="2"), max_duration="1m"),
+        expression=f"asInt(lastRetry.exitCode) != {NOT_RETRYABLE}" if stop_on_user_error else None,
     )
 
 

@@ -19,6 +19,7 @@ from hera.workflows import (
     Suspend,
     WorkflowTemplate,
 )
+from hera.workflows import models as m
 
 from geomlops.settings import Settings
 from geomlops.workflows.templates.parts import (
@@ -34,15 +35,23 @@ from geomlops.workflows.templates.parts import (
 )
 
 TRAIN = "geomlops-train"
+APPROVE = "approve"
+"""The suspended node that waits for the approver's decision."""
+DECISION = "decision"
+"""Output parameter of :data:`APPROVE`, supplied at resume."""
+APPROVED, REJECTED = "approved", "rejected"
+"""The values of :data:`DECISION` (also the names of the steps they lead to)."""
 
 PARAMETERS: Parameters = {
     "package": (None, "Registered model package to train, e.g. flood-water-s2."),
     "package-version": ("", "Package version; empty means the newest registered."),
     "dataset": (None, "Dataset to train on: NAME (latest version) or NAME@vN."),
-    "epochs": ("6", "Passes over the training patches (integer >= 1)."),
-    "batch-size": ("16", "Patches per optimisation step (integer >= 1)."),
-    "learning-rate": ("0.001", "AdamW learning rate (number > 0)."),
-    "seed": ("0", "Seed of Python, NumPy and torch (integer >= 0)."),
+    # Hyperparameters: empty means the package's own default (its MLproject); the template
+    # has none of its own, so what the catalog records is what the package trained with.
+    "epochs": ("", "Passes over the training patches (integer >= 1); empty: the package's."),
+    "batch-size": ("", "Patches per optimisation step (integer >= 1); empty: the package's."),
+    "learning-rate": ("", "AdamW learning rate (number > 0); empty: the package's."),
+    "seed": ("", "Seed of Python, NumPy and torch (integer >= 0); empty: the package's."),
     "device": ("auto", "auto (CUDA when present), cpu, cuda or cuda:N."),
     "submitted-by": (
         "",
@@ -125,19 +134,33 @@ def train_template(settings: Settings) -> WorkflowTemplate:
             "evaluate", settings, image="{{inputs.parameters.image}}", retries=1, gpu=True
         )
         register = _step("register", settings, image=platform, retries=2)
-        approve = Suspend(name="approve")
-        approved = _step("approved", settings, image=platform, retries=0)
+        approve = Suspend(
+            name=APPROVE,
+            outputs=[
+                Parameter(
+                    name=DECISION,
+                    description="approved (the default) or rejected: which step checks it.",
+                    value_from=m.ValueFrom(supplied=m.SuppliedValueFrom(), default=APPROVED),
+                )
+            ],
+        )
+        approved = _step(APPROVED, settings, image=platform, retries=0)
+        rejected = _step(REJECTED, settings, image=platform, retries=0)
 
         with DAG(name="main"):
             config = {"config": "{{tasks.resolve.outputs.parameters.config}}"}
             image = {"image": "{{tasks.resolve.outputs.parameters.image}}"}
-            chain(
+            decided = f"{{{{tasks.{APPROVE}.outputs.parameters.{DECISION}}}}}"
+            steps = [
                 task(resolve, "resolve"),
                 task(materialise, "materialise", arguments=config),
                 task(train, "train", arguments={**config, **image}),
                 task(evaluate, "evaluate", arguments={**config, **image}),
                 task(register, "register", arguments=config),
-                task(approve, "approve"),
-                task(approved, "approved", arguments=config),
-            )
+                task(approve, APPROVE),
+            ]
+            chain(*steps)
+            waiting = steps[-1]
+            waiting >> task(approved, APPROVED, arguments=config, when=f"{decided} != {REJECTED}")
+            waiting >> task(rejected, REJECTED, arguments=config, when=f"{decided} == {REJECTED}")
     return template

@@ -1,0 +1,116 @@
+"""A training step that fails or is stopped never leaves its MLflow run RUNNING.
+
+The steps run against the real stack (S3 holds the run's config, MLflow the runs) on a tiny
+package whose `train` entry point only sleeps, so no test waits for a model to train.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from geomlops import objects
+from geomlops.connections import Connections
+from geomlops.settings import get_settings
+from geomlops.workflows.steps.config import DatasetPin, PackagePin, TrainParams, TrainRunConfig
+from geomlops.workflows.steps.train import StepFailed, train_step
+from geomlops.workflows.templates.train import run_uri
+
+pytestmark = [pytest.mark.stack]
+SLEEPER = "sleeper"
+MLPROJECT = """name: sleeper
+entry_points:
+  train:
+    parameters:
+      data: {type: string, default: ""}
+      epochs: {type: float, default: 1}
+      device: {type: string, default: auto}
+    command: python -c "import time; time.sleep(300)"
+"""
+
+
+@pytest.fixture
+def packages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A folder holding the package ``sleeper`` 0.0.1, where steps look for packages."""
+    package = tmp_path / SLEEPER
+    package.mkdir()
+    (package / "package.yaml").write_text(f"name: {SLEEPER}\nversion: 0.0.1\n")
+    (package / "MLproject").write_text(MLPROJECT)
+    monkeypatch.setenv("GEOMLOPS_TRAIN_LOCAL_PACKAGES", str(tmp_path))
+    get_settings.cache_clear()
+    yield tmp_path
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+def _config(stack: Connections, version: str) -> TrainRunConfig:
+    """A saved run config for ``sleeper`` ``version``, its dataset already materialised."""
+    workflow = f"geomlops-train-test-{uuid.uuid4().hex[:8]}"
+    settings = get_settings()
+    config = TrainRunConfig(
+        workflow=workflow,
+        run_uri=run_uri(settings, workflow),
+        package=PackagePin(
+            name=SLEEPER, version=version, git_commit="0" * 40, image="sleeper:0",
+            source="file:///dev/null", item_id=f"{SLEEPER}-{version}",
+        ),
+        dataset=DatasetPin(
+            name="none", number=1, tag="none@v1", git_rev="0" * 40, md5="0" * 32,
+            repo_url="file:///dev/null", item_id="none-v1",
+        ),
+        train=TrainParams(device="cpu"),
+        experiment=settings.training.experiment,
+    )  # fmt: skip
+    config.save(stack)
+    objects.write_json(stack, config.uri("materialise.json"), {"data_uri": config.data_uri})
+    return config
+
+
+def _runs(stack: Connections, workflow: str) -> list[str]:
+    client = MlflowClient(stack.mlflow_tracking_uri)
+    found = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()],
+        filter_string=f"tags.`geomlops.workflow` = '{workflow}'",
+    )
+    return [r.info.status for r in found]
+
+
+def test_a_step_that_fails_before_training_leaves_no_running_run(
+    stack: Connections, packages: Path
+) -> None:
+    config = _config(stack, "9.9.9")  # the folder holds 0.0.1: the step refuses it
+    with pytest.raises(StepFailed, match=r"resolved version 9\.9\.9"):
+        train_step(config.uri("config.json"))
+    assert "RUNNING" not in _runs(stack, config.workflow)
+
+
+def test_a_stopped_step_marks_its_run_killed(stack: Connections, packages: Path) -> None:
+    """SIGTERM to the pod's process group (what stopping a workflow does) ends the run."""
+    config = _config(stack, "0.0.1")
+    step = subprocess.Popen(
+        [str(Path(sys.executable).parent / "geomlops"), "train-step", "train",
+         "--config", config.uri("config.json")],
+        env={**os.environ, "GEOMLOPS_TRAIN_LOCAL_PACKAGES": str(packages)},
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        while _runs(stack, config.workflow) != ["RUNNING"]:
+            assert step.poll() is None, "the step ended before its entry point ran"
+            assert time.monotonic() < deadline, "the step's MLflow run never started"
+            time.sleep(0.5)
+        time.sleep(3)  # `mlflow run` starts the entry point
+        os.killpg(step.pid, signal.SIGTERM)
+        assert step.wait(timeout=60) != 0
+    finally:
+        if step.poll() is None:
+            os.killpg(step.pid, signal.SIGKILL)
+    assert _runs(stack, config.workflow) == ["KILLED"]
