@@ -61,7 +61,8 @@ class PixelAgreement:
     identical: float
     """Fraction of all pixels that are identical."""
     per_class: dict[str, float]
-    """Per class present in the published mask: share of its pixels the rerun agrees on."""
+    """Per class present in either mask: of the pixels either gives that class, the share both
+    give it (the class's pixel IoU), so a class erased from or added to one mask scores 0."""
     problem: str | None = None
     """Why the masks could not be compared pixel for pixel (grids differ, one is missing)."""
 
@@ -184,8 +185,8 @@ def compare_masks(
     same = published == reproduced
     per_class: dict[str, float] = {}
     names = {**classes, nodata: NODATA_CLASS}
-    for value in np.unique(published).tolist():
-        where = published == value
+    for value in np.union1d(np.unique(published), np.unique(reproduced)).tolist():
+        where = (published == value) | (reproduced == value)
         per_class[names.get(int(value), str(value))] = float(same[where].mean())
     return PixelAgreement(scene, int(published.size), float(same.mean()), per_class)
 

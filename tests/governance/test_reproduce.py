@@ -42,10 +42,21 @@ def test_a_small_class_that_moved_shows_in_its_own_figure() -> None:
     agreement = compare_masks("s", _mask(), rerun, CLASSES)
     assert agreement.identical == pytest.approx(1 - 320 / 10_000)
     assert agreement.per_class["water"] == pytest.approx(0.8)
-    assert agreement.per_class["not_water"] == 1.0
+    # The lost water became not_water: 320 of the 8,220 pixels either mask calls not_water.
+    assert agreement.per_class["not_water"] == pytest.approx(7_900 / 8_220)
     report = Reproduction("p", "r", Thresholds(min_pixel_agreement=0.95), pixels=[agreement])
     assert not report.agrees
     assert report.problems == ["s: class water 80.0000% agree < 95.00%"]
+
+
+def test_a_class_erased_from_the_published_mask_scores_zero() -> None:
+    published = _mask()
+    published[published == 1] = 0  # the published mask lost all its water
+    agreement = compare_masks("s", published, _mask(), CLASSES)
+    assert agreement.per_class["water"] == 0.0
+    assert "s: class water 0.0000% agree < 99.00%" in Reproduction(
+        "p", "r", Thresholds(), pixels=[agreement]
+    ).problems
 
 
 def test_masks_on_different_grids_are_not_compared() -> None:
