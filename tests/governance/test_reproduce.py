@@ -54,9 +54,10 @@ def test_a_class_erased_from_the_published_mask_scores_zero() -> None:
     published[published == 1] = 0  # the published mask lost all its water
     agreement = compare_masks("s", published, _mask(), CLASSES)
     assert agreement.per_class["water"] == 0.0
-    assert "s: class water 0.0000% agree < 99.00%" in Reproduction(
-        "p", "r", Thresholds(), pixels=[agreement]
-    ).problems
+    assert (
+        "s: class water 0.0000% agree < 99.00%"
+        in Reproduction("p", "r", Thresholds(), pixels=[agreement]).problems
+    )
 
 
 def test_masks_on_different_grids_are_not_compared() -> None:
