@@ -537,14 +537,18 @@ def test_network_policies_admit_only_the_platform_to_the_data() -> None:
     policies = by_kind(objects, "NetworkPolicy")
     assert set(policies) == {
         "geomlops-postgresql", "geomlops-s3", "geomlops-stac", "geomlops-mlflow",
+        "geomlops-gateway",
     }  # fmt: skip
     for name in ("geomlops-postgresql", "geomlops-s3"):
         (rule,) = policies[name]["spec"]["ingress"]
         assert rule["from"], name  # never open to any pod
-    for name in ("geomlops-stac", "geomlops-mlflow"):
+    for name in ("geomlops-stac", "geomlops-mlflow", "geomlops-gateway"):
         (rule,) = policies[name]["spec"]["ingress"]
         assert "from" not in rule and rule["ports"] == [{"port": "http", "protocol": "TCP"}]
     assert by_kind(render({}), "NetworkPolicy") == {}
+    # The gateway reads S3 (tiles): its pods are the platform's, admitted to the data.
+    gateway = by_kind(render({}), "Deployment")["geomlops-gateway"]
+    assert gateway["spec"]["template"]["metadata"]["labels"]["geomlops.io/platform"] == "true"
 
 
 def test_helm_lint_passes_for_every_profile() -> None:
@@ -579,3 +583,42 @@ def test_a_read_only_root_needs_the_scratch_volume(tmp_path: Path) -> None:
         "Deployment/geomlops-stac container stac: the image sets HOME=/tmp, on no writable "
         "volume of the container (its root filesystem is read-only)"
     ]
+
+
+def test_the_gateway_is_a_service_of_the_chart_with_its_basemap_and_argo() -> None:
+    """On by default, off on request; the basemap ConfigMap and Argo's token reach it."""
+    values = {
+        "gateway": {
+            "basemapConfigMap": "world",
+            "argo": {"server": "https://argo-server.argo:2746", "tokenSecret": {"name": "tok"}},
+        },
+        "ingress": {"enabled": True, "gatewayHost": "map.example.org"},
+    }
+    objects = render(values)
+    deployment = by_kind(objects, "Deployment")["geomlops-gateway"]
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["GEOMLOPS_ARGO_SERVER"]["value"] == "https://argo-server.argo:2746"
+    assert env["GEOMLOPS_ARGO_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+        "name": "tok",
+        "key": "token",
+    }
+    assert env["GEOMLOPS_STAC_URL"]["value"] == "http://geomlops-stac:8080"
+    assert env["GEOMLOPS_GATEWAY_VECTOR_DIR"]["value"] == "/etc/geomlops/vector"
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts == {"tmp": "/tmp", "basemap": "/etc/geomlops/vector"}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["basemap"]["configMap"]["name"] == "world"
+    assert by_kind(objects, "Service")["geomlops-gateway"]["spec"]["ports"][0]["port"] == 8090
+    (rule,) = [
+        r for r in by_kind(objects, "Ingress")["geomlops"]["spec"]["rules"]
+        if r["host"] == "map.example.org"
+    ]  # fmt: skip
+    assert rule["http"]["paths"][0]["backend"]["service"]["name"] == "geomlops-gateway"
+    plain = by_kind(render({}), "Deployment")["geomlops-gateway"]["spec"]["template"]["spec"]
+    assert "GEOMLOPS_GATEWAY_VECTOR_DIR" not in {e["name"] for e in plain["containers"][0]["env"]}
+    assert "GEOMLOPS_ARGO_TOKEN" not in {e["name"] for e in plain["containers"][0]["env"]}
+    off = render({"gateway": {"enabled": False}})
+    assert "geomlops-gateway" not in by_kind(off, "Deployment")
+    assert "geomlops-gateway" not in by_kind(off, "Service")

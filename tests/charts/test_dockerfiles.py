@@ -65,3 +65,16 @@ def test_the_platform_image_holds_every_package_folder() -> None:
     }
     assert folders <= copied, f"the Dockerfile does not COPY {sorted(folders - copied)}"
     assert "USER 10001" in text  # non-root, numeric (runAsNonRoot can check it)
+
+
+def test_the_platform_image_serves_the_map_page_offline() -> None:
+    """MapLibre is installed from the lock file and lands where the gateway looks for it."""
+    from geomlops.gateway import mappage
+
+    text = (REPO / "Dockerfile").read_text()
+    assert "COPY gateway/static/package.json gateway/static/package-lock.json" in text
+    assert "npm ci" in text
+    installed = "/opt/venv/lib/python3.11/site-packages/geomlops/gateway/"
+    relative = mappage.MAPLIBRE.relative_to(Path(mappage.__file__).parent)
+    assert f"/map/node_modules/maplibre-gl/dist {installed}{relative.as_posix()}\n" in text
+    assert "gateway/static/node_modules" in (REPO / ".dockerignore").read_text()
