@@ -341,6 +341,57 @@ def _serve_chip(settings: Settings) -> None:
     console.print(f"  [green]wrote[/] {target}  (open it in QGIS)")
 
 
+MAP_WAIT_MS = 120_000
+"""How long the demo's browser waits for the map to show the run (tiles render on 2 cores)."""
+
+
+def _map(settings: Settings) -> None:
+    """Print the map's link to the Sen1Floods11 run and look at it in a real browser.
+
+    The screenshot is what a person opening the link sees: the scene, the class mask and the
+    polygons over the offline basemap, with the lineage panel. Taken with Debian's chromium
+    through Playwright, as the map's tests do; where either is missing the link is printed
+    and the screenshot skipped, saying why.
+    """
+    import shutil
+
+    run = (LocalStack(settings).paths.outputs_dir / "last-inference-run.txt").read_text().strip()
+    url = f"{get_connections(settings).gateway_url}/map?run={run}"
+    console.print(f"  map of {run}: [bold]{url}[/]")
+    chromium = shutil.which("chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        chromium = None
+    if chromium is None:
+        console.print(
+            "  [yellow]screenshot skipped: needs chromium and playwright (make install)[/]"
+        )
+        return
+    target = LocalStack(settings).paths.outputs_dir / f"map-{run}.png"
+    flags = [
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    ]  # fmt: skip
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=flags)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 820})
+            page.goto(url)
+            page.wait_for_function(
+                "run => window.geomlops && window.geomlops.shown === run",
+                arg=run,
+                timeout=MAP_WAIT_MS,
+            )
+            page.wait_for_load_state("networkidle")
+            page.screenshot(path=str(target))
+            polygons = page.evaluate("window.geomlops.polygons")
+        finally:
+            browser.close()
+    console.print(f"  the map shows the prediction: {polygons} polygon(s), mask, scene, lineage")
+    console.print(f"  [green]wrote[/] {target}")
+
+
 STEPS: list[DemoStep] = [
     DemoStep("Start the local stack", _start_stack),
     DemoStep("Register the model packages", _register_packages),
@@ -352,6 +403,7 @@ STEPS: list[DemoStep] = [
     DemoStep("Batch inference over a small AOI: the AOI bounds the result", _small_aoi_inference),
     DemoStep("Serve it: a Seldon graph answers with GeoJSON", _serve_chip),
     DemoStep("Reproduce the small-AOI prediction from its lineage", _reproduce),
+    DemoStep("See the prediction on the map (works offline)", _map),
 ]
 
 
@@ -373,6 +425,7 @@ def summarise(settings: Settings) -> None:
         console.print(f"  {status.name:9} {status.url}  ({status.detail})")
     console.print(f"  STAC API      {conn.stac_url}  (browse: {conn.stac_url}/api.html)")
     console.print(f"  MLflow UI     {conn.mlflow_tracking_uri}")
+    console.print(f"  map           {conn.gateway_url}/map")
     console.print(f'  S3 endpoint   {conn.s3_endpoint_url}  (keys: eval "$(geomlops env)")')
     console.print(f"  outputs       {stack.paths.outputs_dir}")
     console.print(f"  logs          {stack.paths.logs_dir}")

@@ -25,10 +25,12 @@ from geomlops.errors import NotFoundError, ValidationFailed
 from geomlops.gateway.assets import asset_path, base_url, get_item
 from geomlops.gateway.auth import ReaderDep
 from geomlops.gateway.errors import OgcError
+from geomlops.gateway.jobs import asset_url
 from geomlops.model import ModelIO
 from geomlops.model import properties as prop
 from geomlops.model.ids import parse_model_item_id
 from geomlops.settings import Settings
+from geomlops.workflows.inference.publish import scene_item_id
 
 STATIC = Path(__file__).parent / "static"
 MAPLIBRE = STATIC / "node_modules" / "maplibre-gl" / "dist"
@@ -162,6 +164,27 @@ def lineage(item_id: str, request: Request, _: ReaderDep) -> dict[str, Any]:
         "outside_region": bool(props.get(prop.OUTSIDE_REGION)),
         "stats": props.get(prop.STATS) or {},
         "downloads": downloads,
+    }
+
+
+@router.get("/map/api/runs/{run}", summary="The published outputs of a batch-inference run")
+def run_outputs(run: str, request: Request, _: ReaderDep) -> dict[str, Any]:
+    """Its class masks and polygons, found in the catalog: ``/map?run=RUN`` shows them.
+
+    A job's results (``/jobs/{id}/results``) ask Argo about the run and need a credential;
+    a published run is in the catalog, readable as its tiles are, so a link to the map of
+    a run (the demo prints one) opens for anyone who may read them.
+    """
+    settings = _settings(request)
+    base = base_url(request)
+    item = get_item(settings, PREDICTIONS, run)
+    scenes = item["properties"].get(prop.SCENES) or []
+    return {
+        "masks": [
+            {"href": asset_url(base, PREDICTIONS, scene_item_id(run, scene), "mask")}
+            for scene in scenes
+        ],
+        "polygons": {"href": asset_url(base, PREDICTIONS, run, "vectors")},
     }
 
 

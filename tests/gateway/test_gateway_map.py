@@ -177,3 +177,34 @@ def test_draw_run_and_see_the_prediction(
     assert "class" in text and "km²" in text and "confidence" in text
     browser_page.screenshot(path=str(artifacts() / "map-popup.png"))
     assert traffic.off_loopback == [] and traffic.failed == []
+
+
+def test_a_link_to_a_published_run_shows_it_without_a_key(
+    gateway: str, production: str, finished_job: dict[str, Any], page: tuple[Any, Traffic]
+) -> None:
+    """``/map?run=RUN`` (the link `make demo` prints) shows the run's layers and lineage.
+
+    No key is typed: a published run is read from the catalog as its tiles are.
+    """
+    run = finished_job["jobID"]
+    browser_page, traffic = page
+    browser_page.goto(f"{gateway}/map?run={run}")
+    browser_page.wait_for_function(
+        "run => window.geomlops && window.geomlops.shown === run", arg=run, timeout=120_000
+    )
+    browser_page.wait_for_load_state("networkidle")
+    state = browser_page.evaluate(
+        "({layers: window.geomlops.layers, polygons: window.geomlops.polygons,"
+        " lineage: window.geomlops.lineage})"
+    )
+    assert {"imagery-0", "mask-0", "polygons"} <= set(state["layers"])
+    assert state["polygons"] > 0
+    assert state["lineage"]["prediction"] == run
+    assert state["lineage"]["model"]["item"] == production
+    browser_page.screenshot(path=str(artifacts() / "map-run-link.png"))
+    assert traffic.off_loopback == [] and traffic.failed == []
+
+    browser_page.goto(f"{gateway}/map?run=no-such-run")
+    browser_page.wait_for_function(
+        "document.getElementById('status').textContent.includes('no-such-run')", timeout=60_000
+    )

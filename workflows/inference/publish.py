@@ -64,9 +64,14 @@ class OutputsWithheld(GeomlopsError):
     """The run has tiles missing: nothing is published."""
 
 
+def scene_item_id(run: str, scene: str) -> str:
+    """Item id of the prediction of ``scene`` by run ``run`` (the run's own item is ``run``)."""
+    return f"{run}-{scene}"
+
+
 def item_ids(config: InferenceRunConfig) -> dict[str, str]:
     """Item id of each scene's prediction, and of the run's (key ``""``)."""
-    ids = {scene.item_id: f"{config.workflow}-{scene.item_id}" for scene in config.scenes}
+    ids = {scene.item_id: scene_item_id(config.workflow, scene.item_id) for scene in config.scenes}
     ids[""] = config.workflow
     return ids
 

@@ -168,6 +168,19 @@ function addRaster(id, tiles, opacity, before) {
 
 async function showResults(job) {
   const results = await getJson(`/jobs/${job}/results`, { headers: headers() });
+  await showOutputs(results);
+  say(`job ${job}: successful`);
+  state.shown = job;
+}
+
+// A published run's outputs, e.g. from the link the demo prints: /map?run=RUN.
+async function showRun(run) {
+  await showOutputs(await getJson(`/map/api/runs/${encodeURIComponent(run)}`));
+  say(`run ${run}`);
+  state.shown = run;
+}
+
+async function showOutputs(results) {
   const tms = "tiles/WebMercatorQuad/{z}/{x}/{y}.png";
   const origin = window.location.origin;
   const before = map.getLayer("aoi") ? "aoi" : undefined;
@@ -204,8 +217,6 @@ async function showResults(job) {
   state.layers = map.getStyle().layers.map((l) => l.id);
   state.polygons = polygons.features.length;
   await showLineage(itemPath(results.polygons.href).split("/").pop());
-  say(`job ${job}: successful`);
-  state.shown = job;
 }
 
 function showPopup(event) {
@@ -276,3 +287,9 @@ $("opacity").addEventListener("input", (e) => {
 $("key").value = localStorage.getItem("geomlops-key") || "";
 $("key").addEventListener("change", () => localStorage.setItem("geomlops-key", $("key").value));
 loadModels().catch((error) => say(`models: ${error.message}`, true));
+const linkedRun = new URLSearchParams(window.location.search).get("run");
+if (linkedRun) {
+  const shown = () => showRun(linkedRun).catch((error) => say(`run ${linkedRun}: ${error.message}`, true));
+  if (map.loaded()) shown();
+  else map.once("load", shown);
+}
