@@ -17,6 +17,7 @@ path-style addressing, http or https), taken from the kernel's connections: the 
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
@@ -39,6 +40,7 @@ from geomlops.ml.raster import MASK_NODATA
 from geomlops.model import properties as prop
 from geomlops.settings import Settings
 
+log = logging.getLogger(__name__)
 ASSET_PREFIX = "/collections/{collection}/items/{item_id}/assets/{asset}"
 ITEM_PREFIX = "/collections/{collection}/items/{item_id}"
 CACHE_SECONDS = 30.0
@@ -117,21 +119,72 @@ def class_colormap(
     return colormap
 
 
+_SESSIONS: dict[tuple[str, str, str, str], AWSSession] = {}
+_SESSIONS_LOCK = threading.Lock()
+
+
+def _session(access_key: str, secret_key: str, region: str, endpoint: str) -> AWSSession:
+    """One session per set of S3 credentials, shared by every tile.
+
+    Making one builds a boto3 session (10-20 ms): per tile, that was a large part of what
+    the gateway added to rio-tiler's own time. A session only hands GDAL fixed keys, so
+    sharing it between threads is safe; new keys or a moved endpoint get a new one.
+    """
+    key = (access_key, secret_key, region, endpoint)
+    with _SESSIONS_LOCK:
+        session = _SESSIONS.get(key)
+        if session is None:
+            session = _SESSIONS[key] = AWSSession(
+                aws_access_key_id=access_key,
+                aws_secret_access_key=secret_key,
+                region_name=region,
+                endpoint_url=endpoint,
+            )
+        return session
+
+
 def gdal_environment(settings: Settings) -> dict[str, Any]:
     """``rasterio.Env`` arguments for the platform's object store (keys through a session)."""
     conn = get_connections(settings)
     env = conn.env()
     return {
-        "session": AWSSession(
-            aws_access_key_id=conn.s3_access_key,
-            aws_secret_access_key=conn.s3_secret_key,
-            region_name=conn.s3_region,
-            endpoint_url=env["AWS_S3_ENDPOINT"],
+        "session": _session(
+            conn.s3_access_key, conn.s3_secret_key, conn.s3_region, env["AWS_S3_ENDPOINT"]
         ),
         "AWS_HTTPS": env["AWS_HTTPS"],
         "AWS_VIRTUAL_HOSTING": env["AWS_VIRTUAL_HOSTING"],
         **GDAL_OPTIONS,
     }
+
+
+def warm_up(settings: Settings) -> None:
+    """Pay a fresh process's one-time costs before its first tile, not during it.
+
+    GDAL's drivers, rio-tiler's reader and PNG encoder, the WebMercatorQuad grid and the S3
+    session are set up on first use; together they made a cold process's first tile take
+    seconds. Rendering one tile of a small in-memory raster here (at start-up, before the
+    gateway reports ready) sets them all up. A stack that is not reachable yet only skips
+    the session: the first tile will make it.
+    """
+    import numpy as np
+    from rasterio.io import MemoryFile
+    from rasterio.transform import from_bounds
+    from rio_tiler.io import Reader
+
+    profile = {
+        "driver": "GTiff", "width": 256, "height": 256, "count": 1, "dtype": "uint8",
+        "crs": "EPSG:3857", "transform": from_bounds(0, 0, 1000, 1000, 256, 256),
+        "tiled": True, "blockxsize": 256, "blockysize": 256, "nodata": MASK_NODATA,
+    }  # fmt: skip
+    with MemoryFile() as memory:
+        with memory.open(**profile) as raster:
+            raster.write(np.zeros((1, 256, 256), dtype="uint8"))
+        with Reader(memory.name) as reader:
+            reader.tile(0, 0, 0).render(img_format="PNG", colormap={0: (0, 0, 0, 0)})
+    try:
+        gdal_environment(settings)
+    except Exception as exc:  # the stack may start after the gateway
+        log.info("tiles warm-up: no S3 session yet (%s)", exc)
 
 
 def install(app: FastAPI, settings: Settings) -> None:
