@@ -205,8 +205,13 @@ def _predict(settings: Settings, image: Any) -> dict[str, Any]:
         answer = {}
     if response.status_code != 200:
         reason = (answer.get("status") or {}).get("info") or response.text[:300]
-        status = 400 if response.status_code == 400 else 502
-        raise OgcError(status, "PredictionFailed", f"the Seldon graph refused: {reason}")
+        if 400 <= response.status_code < 500:  # the image itself: too big, not a GeoTIFF…
+            raise OgcError(
+                400,
+                "InvalidParameterValue",
+                f"input 'image': the Seldon graph refused it ({response.status_code}): {reason}",
+            )
+        raise OgcError(502, "PredictionFailed", f"the Seldon graph failed: {reason}")
     geojson = answer.get("jsonData", answer)
     return {"polygons": {"value": geojson, "mediaType": GEOJSON}}
 
