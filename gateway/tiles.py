@@ -21,11 +21,14 @@ import logging
 import re
 import threading
 import time
+from collections import OrderedDict
 from typing import Annotated, Any
 
+import rasterio
 from fastapi import Depends, FastAPI
+from rasterio.io import DatasetReader
 from rasterio.session import AWSSession
-from rio_tiler.io import STACReader
+from rio_tiler.io import Reader, STACReader
 from rio_tiler.types import ColorMapType
 from titiler.core.dependencies import ColorMapParams
 from titiler.core.factory import MultiBaseTilerFactory, TilerFactory
@@ -80,6 +83,55 @@ class ItemCache:
         with self._lock:
             self._items[(collection, item_id)] = (now, item)
         return item
+
+
+class OpenDatasets:
+    """COGs kept open per worker thread for a few seconds, the newest few.
+
+    A map asks for a burst of tiles of the same files. Opened anew for each tile, a COG
+    loses GDAL's cache of its decoded blocks, and tiles that share a block decode it again:
+    that was most of what the gateway took over rio-tiler with the file kept open. rasterio
+    datasets are not thread-safe, so each thread keeps its own; reads still happen inside
+    each request's ``rasterio.Env``, so the S3 keys in use are the request's. Entries expire
+    like the item cache, so a rewritten object is seen within that time.
+    """
+
+    def __init__(self, seconds: float = CACHE_SECONDS, size: int = 8) -> None:
+        self.seconds = seconds
+        self.size = size
+        self._local = threading.local()
+
+    def get(self, path: str) -> DatasetReader:
+        cache: OrderedDict[str, tuple[float, DatasetReader]] | None = getattr(
+            self._local, "cache", None
+        )
+        if cache is None:
+            cache = self._local.cache = OrderedDict()
+        now = time.monotonic()
+        entry = cache.pop(path, None)
+        if entry is not None and now - entry[0] < self.seconds and not entry[1].closed:
+            cache[path] = entry
+            return entry[1]
+        if entry is not None:
+            entry[1].close()
+        dataset = rasterio.open(path)
+        cache[path] = (now, dataset)
+        while len(cache) > self.size:
+            _, (_, oldest) = cache.popitem(last=False)
+            oldest.close()
+        return dataset
+
+
+OPEN_DATASETS = OpenDatasets()
+
+
+class CachedReader(Reader):
+    """rio-tiler's COG reader on a dataset from :data:`OPEN_DATASETS` (left open at close)."""
+
+    def __attrs_post_init__(self) -> None:
+        if not self.dataset:
+            self.dataset = OPEN_DATASETS.get(self.input)
+        super().__attrs_post_init__()
 
 
 def _hex(color: str) -> tuple[int, int, int, int] | None:
@@ -222,6 +274,7 @@ def install(app: FastAPI, settings: Settings) -> None:
         return f"{stac}/collections/{collection}/items/{item_id}"
 
     cog = TilerFactory(
+        reader=CachedReader,
         router_prefix=ASSET_PREFIX,
         path_dependency=asset_path,
         colormap_dependency=colormap,

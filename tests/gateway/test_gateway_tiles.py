@@ -22,8 +22,11 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.io import MemoryFile
 from rio_tiler.io import Reader
 
+from geomlops.catalog.client import CatalogClient
+from geomlops.catalog.collections import MODELS
 from geomlops.gateway.app import create_app
 from geomlops.gateway.tiles import PALETTE, gdal_environment
+from geomlops.model import properties as prop
 from geomlops.settings import get_settings
 
 # Long: the session trains and promotes a model first (minutes on 2 busy cores).
@@ -81,10 +84,16 @@ def test_mask_tiles_are_coloured_from_the_model_classes(gateway: str, mask_item:
         data = src.tile(tile.x, tile.y, tile.z).data[0]
     water = data == 1
     assert water.any() and (~water).any(), "the chip's centre holds water and land"
-    red = tuple(int(PALETTE[1][i : i + 2], 16) for i in (1, 3, 5))
+    # The package's MLM class gives water its colour (color_hint 1F78B4: blue).
+    with CatalogClient.from_settings() as catalog:
+        model = catalog.get_item_dict(MODELS, mask_item["properties"][prop.MODEL_ITEM])
+    (output,) = model["properties"]["mlm:output"]
+    hint = next(c for c in output["classification:classes"] if c["name"] == "water")
+    blue = tuple(int(hint["color_hint"][i : i + 2], 16) for i in (0, 2, 4))
+    assert blue == (0x1F, 0x78, 0xB4)
     assert (rgba[3] == 255).sum() == water.sum()
     assert ((rgba[3] == 255) == water).all(), "opaque exactly where the class is water"
-    assert all((rgba[b][water] == red[b]).all() for b in range(3))
+    assert all((rgba[b][water] == blue[b]).all() for b in range(3))
 
 
 def test_a_colour_ramp_replaces_the_classes_when_asked(mask_item: dict) -> None:
