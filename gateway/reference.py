@@ -249,7 +249,13 @@ def image_png(scene: ReferenceScene) -> bytes:
 def class_colours(model_item: dict[str, Any]) -> dict[int, tuple[int, int, int, int]]:
     """Mask value → RGBA for ``model_item``'s classes: the tiles' colours (one rule)."""
     classes = [{"value": c.value, "name": c.name} for c in ModelIO.from_item(model_item).classes]
-    return {int(k): tuple(v) for k, v in class_colormap(model_item, classes).items()}  # type: ignore[misc]
+    colormap = class_colormap(model_item, classes)
+    if not isinstance(colormap, dict):  # class_colormap makes a dict; rio-tiler's type is wider
+        raise TypeError(f"a class colour map is a dict, not {type(colormap).__name__}")
+    colours: dict[int, tuple[int, int, int, int]] = {}
+    for value, (red, green, blue, alpha) in colormap.items():
+        colours[int(value)] = (int(red), int(green), int(blue), int(alpha))
+    return colours
 
 
 def legend(model_item: dict[str, Any]) -> list[dict[str, Any]]:
