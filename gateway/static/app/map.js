@@ -77,6 +77,9 @@ $("model").addEventListener("change", showModel);
 function review(itemId) {
   openReview(itemId, headers).catch((error) => say(`review: ${error.message}`, true));
 }
+window.addEventListener("geomlops:decided", () => {
+  loadModels().catch((error) => say(`models: ${error.message}`, true)); // stages changed
+});
 $("review-open").addEventListener("click", () => {
   if ($("model").value) review(JSON.parse($("model").value).id);
 });

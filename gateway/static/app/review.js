@@ -218,6 +218,7 @@ async function decide(decision) {
     `${body.action} v${body.version} by ${body.actor}: now ${body.stage}; audit entry #${body.audit_entry}` +
     (run ? `; training run ${run.run} ${run.phase || run.problem || "not waiting"}` : "");
   $("review-result").className = "done";
+  window.dispatchEvent(new CustomEvent("geomlops:decided", { detail: body }));
 }
 
 $("review-approve").addEventListener("click", () => decide("approve"));
