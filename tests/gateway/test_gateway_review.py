@@ -321,6 +321,20 @@ def test_an_approver_reviews_and_approves_on_the_page(
     page = context.new_page()
     traffic = Traffic()
     traffic.attach(page)
+    # The weak version (rejected above): its gate is marked failed, and nothing is decidable.
+    page.goto(f"{gateway}/map?review={candidates['weak']}")
+    page.wait_for_function(
+        "window.geomlops && window.geomlops.review && window.geomlops.review.summary"
+        " && Object.keys(window.geomlops.review.images).length === 4",
+        timeout=600_000,
+    )
+    row = page.inner_text("#review-gates tbody tr[data-metric=val_iou_water]")
+    assert "✗ fail" in row and ">= 0.7" in row, row
+    assert "rejected" in page.inner_text("#review-facts")
+    assert not page.is_enabled("#review-approve")
+    page.wait_for_load_state("networkidle")
+    page.screenshot(path=str(artifacts() / "review-gate-failed.png"), full_page=True)
+
     page.goto(f"{gateway}/map?review={good}")
     page.wait_for_function(
         "window.geomlops && window.geomlops.review && window.geomlops.review.summary",
@@ -357,6 +371,12 @@ def test_an_approver_reviews_and_approves_on_the_page(
     assert f"audit entry #{result['audit_entry']}" in message and "now production" in message
     page.wait_for_function(
         "Object.keys(window.geomlops.review.images).length === 4", timeout=120_000
+    )
+    listed = f"{MODEL} v{good.rsplit('mv', 1)[1]} (production)"
+    page.wait_for_function(  # the map's model list follows the decision
+        "t => [...document.querySelectorAll('#model option')].some(o => o.textContent === t)",
+        arg=listed,
+        timeout=60_000,
     )
     page.wait_for_load_state("networkidle")
     assert "production" in page.inner_text("#review-facts")

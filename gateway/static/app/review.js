@@ -209,10 +209,8 @@ async function decide(decision) {
     showDecision(s);
     return;
   }
-  state.result = body;
-  state.error = null;
   const run = body.training_run;
-  await openReview(s.id, state.headers);
+  await openReview(s.id, state.headers); // the version as it is now
   state.result = body;
   $("review-result").textContent =
     `${body.action} v${body.version} by ${body.actor}: now ${body.stage}; audit entry #${body.audit_entry}` +
