@@ -283,7 +283,7 @@ def test_reject_through_the_page_is_the_clis_reject(
     http: httpx.Client, candidates: dict[str, str], keys: dict[str, str]
 ) -> None:
     weak = candidates["weak"]
-    reason = "misses the water gate after one epoch"
+    reason = "misses the water gate after two epochs"
     response = decide(http, weak, keys["approver"], "reject", reason)
     assert response.status_code == 200, response.text
     result = response.json()
