@@ -8,13 +8,13 @@ from contextlib import asynccontextmanager
 import anyio
 from fastapi import FastAPI
 
-from geomlops.gateway import assets, errors, mappage, ogc, tiles
+from geomlops.gateway import assets, errors, mappage, ogc, review, tiles
 from geomlops.gateway.auth import Authenticator
 from geomlops.settings import Settings, get_settings
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """The gateway: OGC API - Processes, tiles, asset hrefs and the map page."""
+    """The gateway: OGC API - Processes, tiles, asset hrefs, the map page and its review."""
     settings = settings or get_settings()
     authenticator = Authenticator(settings)
 
@@ -38,4 +38,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(assets.router)
     tiles.install(app, settings)
     mappage.install(app)
+    review.install(app)
     return app

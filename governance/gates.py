@@ -31,6 +31,11 @@ class GateResult:
         return self.value
 
     @property
+    def measured(self) -> float | None:
+        """The value, or None when it was not measured (missing or NaN)."""
+        return self._value()
+
+    @property
     def met(self) -> bool:
         return self.problem is None
 

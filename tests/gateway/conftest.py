@@ -7,20 +7,17 @@ imagery add`. Requests go to the stack's own `gateway` service over loopback.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from job_support import ASYNC, EXECUTE, as_key, execute_inputs, poll_job
+from job_support import ASYNC, EXECUTE, as_key, execute_inputs, make_key, poll_job
 from ogc_schemas import check
 from typer.testing import CliRunner
 
 from geomlops import objects
-from geomlops.catalog.db import pgstac_connection
-from geomlops.catalog.keys import create_key
 from geomlops.cli.demo import demo_aoi
 from geomlops.cli.main import app
 from geomlops.connections import Connections, get_connections
@@ -36,13 +33,6 @@ MODEL = "flood-water-s2"
 CHIP = "imagery/sen1floods11/Spain_7370579_S2Hand.tif"
 SCENE_DATETIME = "2019-09-18T10:50:00Z"
 runner = CliRunner()
-
-
-def make_key(name: str, *roles: str) -> str:
-    """A new API key for a new identity ``name-xxxxxx`` with ``roles``."""
-    with pgstac_connection() as conn:
-        key, _ = create_key(conn, f"{name}-{uuid.uuid4().hex[:6]}", roles)
-    return key
 
 
 def sample(path: str) -> Path:

@@ -1,12 +1,16 @@
-"""Helpers of the gateway's job tests: an execute request, a credential, polling a job."""
+"""Helpers of the gateway's tests: an execute request, a credential, polling a job."""
 
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any
 
 import httpx
 from ogc_schemas import check
+
+from geomlops.catalog.db import pgstac_connection
+from geomlops.catalog.keys import create_key
 
 EXECUTE = "/processes/batch-inference/execution"
 ASYNC = {"Prefer": "respond-async"}
@@ -22,6 +26,13 @@ def execute_inputs(aoi: dict, **extra: Any) -> dict[str, Any]:
             **extra,
         }
     }
+
+
+def make_key(name: str, *roles: str) -> str:
+    """A new API key for a new identity ``name-xxxxxx`` with ``roles``."""
+    with pgstac_connection() as conn:
+        key, _ = create_key(conn, f"{name}-{uuid.uuid4().hex[:6]}", roles)
+    return key
 
 
 def as_key(key: str) -> dict[str, str]:

@@ -117,6 +117,15 @@ def plan_step(
 
 
 def _load_model(config: InferenceRunConfig, settings: Settings) -> tuple[Any, Any]:
+    return load_registered_model(config.model.model_uri, config.device, settings)
+
+
+def load_registered_model(model_uri: str, device_name: str, settings: Settings) -> tuple[Any, Any]:
+    """A registered model version (``models:/NAME/VERSION``) loaded, and the device it is on.
+
+    How batch inference loads the model it predicts with; the gateway's review of a version
+    loads it the same way, so the review shows what batch inference would predict.
+    """
     import mlflow
 
     from geomlops.ml.runner import load_model, select_device
@@ -126,8 +135,8 @@ def _load_model(config: InferenceRunConfig, settings: Settings) -> tuple[Any, An
     for key, value in conn.env().items():  # MLflow reads S3-stored artifacts through these
         if key.startswith(("MLFLOW_S3", "AWS_ACCESS", "AWS_SECRET")):
             os.environ.setdefault(key, value)
-    device = select_device(config.device)
-    return load_model(config.model.model_uri, device), device  # exported: no .eval()
+    device = select_device(device_name)
+    return load_model(model_uri, device), device  # exported: no .eval()
 
 
 def predict_step(config_uri: str, shard: int, settings: Settings | None = None) -> dict[str, Any]:

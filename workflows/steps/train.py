@@ -180,28 +180,38 @@ def materialise_step(config_uri: str, settings: Settings | None = None) -> dict[
 # --- train and evaluate -------------------------------------------------------------------
 def package_dir(config: TrainRunConfig, settings: Settings) -> Path:
     """The package's folder: in its image (the contract's WORKDIR), else this checkout's."""
+    pin = config.package
+    return find_package_dir(pin.name, pin.version, pin.image, settings)
+
+
+def find_package_dir(name: str, version: str, image: str, settings: Settings) -> Path:
+    """The folder of package ``name`` at ``version``: in its image, else this checkout's.
+
+    The one rule for where a package's declaration (``package.yaml``) is found, shared by
+    the train steps and the gateway's review of a version (which reads the reference scene
+    the package declares). A folder holding another version is refused, not used.
+    """
     candidates = [Path(settings.training.image_dir)]
     if settings.training.local_packages is not None:
-        candidates.append(settings.training.local_packages / config.package.name)
+        candidates.append(settings.training.local_packages / name)
     for candidate in candidates:
         declared = candidate / "package.yaml"
         if not declared.is_file():
             continue
         spec = yaml.safe_load(declared.read_text()) or {}
-        if spec.get("name") != config.package.name:
+        if spec.get("name") != name:
             continue
-        if str(spec.get("version")) != config.package.version:
+        if str(spec.get("version")) != version:
             raise StepFailed(
-                f"{candidate} holds {config.package.name} {spec.get('version')}, but the run "
-                f"resolved version {config.package.version}",
-                hint="run the step in the image the run resolved "
-                f"({config.package.image}), or check out that version",
+                f"{candidate} holds {name} {spec.get('version')}, but the run "
+                f"resolved version {version}",
+                hint=f"run the step in the image the run resolved ({image}), or check out "
+                "that version",
             )
         return candidate
     raise NotFoundError(
-        f"model package {config.package.name!r} not found in "
-        f"{', '.join(str(c) for c in candidates)}",
-        hint=f"run the step in the package's image {config.package.image}",
+        f"model package {name!r} not found in {', '.join(str(c) for c in candidates)}",
+        hint=f"run the step in the package's image {image}",
     )
 
 

@@ -3,10 +3,12 @@
 // internet): MapLibre from /vendor, the basemap from /map/basemap.geojson, tiles and
 // assets from /collections/…, jobs through OGC API - Processes.
 import * as maplibregl from "/vendor/maplibre-gl/maplibre-gl.mjs";
+import { openReview, reviewState } from "/map/static/review.js";
 
 const $ = (id) => document.getElementById(id);
 const state = { aoi: null, corner: null, drawing: false, job: null };
 window.geomlops = state; // what the browser tests read
+state.review = reviewState;
 
 const map = new maplibregl.Map({
   container: "map",
@@ -70,6 +72,17 @@ function showModel() {
     `task: ${m.tasks.join(", ") || "?"} · bands: ${m.bands.join(", ") || "?"}`;
 }
 $("model").addEventListener("change", showModel);
+
+// --- the approver's review of the chosen version (or of ?review=NAME-mvN) ---------------
+function review(itemId) {
+  openReview(itemId, headers).catch((error) => say(`review: ${error.message}`, true));
+}
+window.addEventListener("geomlops:decided", () => {
+  loadModels().catch((error) => say(`models: ${error.message}`, true)); // stages changed
+});
+$("review-open").addEventListener("click", () => {
+  if ($("model").value) review(JSON.parse($("model").value).id);
+});
 
 // --- drawing an area: two clicks, a rectangle -----------------------------------------
 function setAoi(ring) {
@@ -287,9 +300,12 @@ $("opacity").addEventListener("input", (e) => {
 $("key").value = localStorage.getItem("geomlops-key") || "";
 $("key").addEventListener("change", () => localStorage.setItem("geomlops-key", $("key").value));
 loadModels().catch((error) => say(`models: ${error.message}`, true));
-const linkedRun = new URLSearchParams(window.location.search).get("run");
+const params = new URLSearchParams(window.location.search);
+const linkedRun = params.get("run");
 if (linkedRun) {
   const shown = () => showRun(linkedRun).catch((error) => say(`run ${linkedRun}: ${error.message}`, true));
   if (map.loaded()) shown();
   else map.once("load", shown);
 }
+const asked = params.get("review");
+if (asked) review(asked);
