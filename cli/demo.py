@@ -388,7 +388,7 @@ def _map(settings: Settings) -> None:
             polygons = page.evaluate("window.geomlops.polygons")
         finally:
             browser.close()
-    console.print(f"  the map shows the scene, the class mask, {polygons} polygon feature(s), lineage")
+    console.print(f"  the map shows the scene, the mask, {polygons} polygon feature(s), lineage")
     console.print(f"  [green]wrote[/] {target}")
 
 
