@@ -129,7 +129,7 @@ class CachedReader(Reader):
     """rio-tiler's COG reader on a dataset from :data:`OPEN_DATASETS` (left open at close)."""
 
     def __attrs_post_init__(self) -> None:
-        if not self.dataset:
+        if not self.dataset and self.input:
             self.dataset = OPEN_DATASETS.get(self.input)
         super().__attrs_post_init__()
 
