@@ -269,6 +269,11 @@ def run_entry_point(
     folder = folder or package_dir(config, settings)  # before the run: no run for nothing
     conn = get_connections(settings)
     env = {**os.environ, **conn.env()}
+    # `mlflow run --env-manager local` runs the MLproject's `python main.py …` from PATH:
+    # it must be this interpreter (the one with the package's framework), also when the
+    # caller (`geomlops reproduce`, a test run by `make test`) did not activate the venv.
+    bindir = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join(filter(None, [bindir, env.get("PATH", "")]))
     mlflow.set_tracking_uri(conn.mlflow_tracking_uri)
     client = MlflowClient(conn.mlflow_tracking_uri)
     experiment = client.get_experiment_by_name(config.experiment)
