@@ -18,54 +18,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import rasterio
-from rasterio.transform import from_origin
-from rasterio.windows import Window
-
-REPO = Path(__file__).resolve().parents[1]
-BANDS = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12"]
-
-
-def make_mosaic(path: Path, size: int, block: int = 512) -> None:
-    """A size x size, 13-band int16 mosaic written strip by strip (never whole in memory)."""
-    rng = np.random.default_rng(0)
-    base = rng.integers(500, 3000, size=13).astype("float32")
-    with rasterio.open(
-        path, "w", driver="GTiff", width=size, height=size, count=13, dtype="int16",
-        crs="EPSG:32630", transform=from_origin(700000, 4300000, 10, 10), nodata=0,
-        tiled=True, blockxsize=block, blockysize=block, compress="deflate", BIGTIFF="IF_SAFER",
-    ) as dst:  # fmt: skip
-        cols = np.arange(size, dtype="float32")
-        for top in range(0, size, block):
-            rows = np.arange(top, min(top + block, size), dtype="float32")[:, None]
-            field = np.sin(rows / 97.0) * np.cos(cols / 131.0)  # smooth: compresses, has edges
-            strip = base[:, None, None] * (1 + 0.3 * field[None])
-            strip += rng.normal(0, 20, size=strip.shape).astype("float32")
-            dst.write(strip.astype("int16"), window=Window(0, top, size, len(rows)))
-        for index, name in enumerate(BANDS, start=1):
-            dst.set_band_description(index, name)
-
-
-def _model():  # type: ignore[no-untyped-def]
-    import importlib.util
-
-    import torch
-
-    spec = importlib.util.spec_from_file_location(
-        "s2_model", REPO / "model_packages/flood-water-s2/model.py"
-    )
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    torch.manual_seed(0)
-    return module.build_model(13, 2).eval()
+from batch_common import (
+    PATCH,
+    load_model,
+    make_mosaic,
+    model_io,
+    peak_rss_mb,
+    plan_tiles,
+    scene_pin,
+    tile_batch_sizes,
+)
 
 
 def measure(
@@ -73,44 +41,20 @@ def measure(
 ) -> dict:
     """In this (fresh) process: pipeline over the mosaic, then the model alone; peak RSS."""
     import torch
-    from shapely.geometry import box
 
-    from geomlops.ml.split import window_starts
-    from geomlops.model.io import ModelIO, OutputClass
-    from geomlops.settings import InferenceSettings
-    from geomlops.workflows.inference.config import ScenePin, Tile
-    from geomlops.workflows.inference.planner import scene_tiles
+    from geomlops.workflows.inference.config import Tile
     from geomlops.workflows.inference.tilestore import LocalTileSink
-    from geomlops.workflows.inference.worker import ShardJob, halo_window, run_shard
+    from geomlops.workflows.inference.worker import ShardJob, run_shard
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = _model().to(device)
-    patch = 64
-    with rasterio.open(mosaic) as src:
-        scene = ScenePin(
-            item_id="mosaic", href=str(mosaic), datetime="2020-01-01T00:00:00Z",
-            crs=src.crs.to_string(), transform=list(src.transform)[:6], width=src.width,
-            height=src.height, band_indexes=list(range(1, 14)), nodata=0.0,
-        )  # fmt: skip
-        aoi_native = box(*src.bounds)
-    from rasterio.warp import transform_geom
-    from shapely.geometry import mapping, shape
-
-    aoi = shape(transform_geom(scene.crs, "EPSG:4326", mapping(aoi_native)))
-    tiles = scene_tiles(scene, aoi, patch * tile_patches, strip=InferenceSettings().strip_tiles)
-    io = ModelIO(
-        bands=tuple(BANDS), mean=(1500.0,) * 13, stddev=(500.0,) * 13, patch_size=patch,
-        classes=(OutputClass(0, "not_water"), OutputClass(1, "water")),
-    )  # fmt: skip
+    model = load_model().to(device)
+    patch = PATCH
+    scene = scene_pin(mosaic)
+    tiles = plan_tiles(scene, tile_patches)
+    io = model_io()
 
     def tile_batches(tile: Tile) -> list[int]:
-        """The batch sizes the pipeline feeds the model for ``tile`` (core + halo)."""
-        window = halo_window(scene, tile, overlap)
-        stride = patch - overlap
-        n = len(window_starts(max(int(window.height), patch), patch, stride)) * len(
-            window_starts(max(int(window.width), patch), patch, stride)
-        )
-        return [batch_size] * (n // batch_size) + ([n % batch_size] if n % batch_size else [])
+        return tile_batch_sizes(scene, tile, overlap, batch_size)
 
     batches = [b for tile in tiles for b in tile_batches(tile)]
     # Both sides are warmed up on every batch shape first: the first call with a new shape
@@ -160,7 +104,7 @@ def measure(
         "pipeline_tiles_per_s": round(len(tiles) / pipeline_seconds, 3),
         "model_tiles_per_s": round(len(tiles) / model_seconds, 3),
         "ratio": round(model_seconds / pipeline_seconds, 3),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": peak_rss_mb(),
     }
 
 

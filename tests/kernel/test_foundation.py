@@ -115,6 +115,26 @@ def test_external_services_resolve_without_a_local_stack(
         conn.db_url("pgstac")
 
 
+def test_one_s3_client_per_endpoint_and_keys() -> None:
+    from geomlops.connections import Connections
+
+    def conn(secret: str) -> Connections:
+        return Connections(
+            resolved={
+                "s3_endpoint_url": "http://127.0.0.1:9",
+                "s3_access_key": "key",
+                "s3_secret_key": secret,
+                "s3_region": "us-east-1",
+            }
+        )
+
+    client = conn("one").s3_client()
+    assert conn("one").s3_client() is client  # another Connections, the same store and keys
+    other = conn("two").s3_client()
+    assert other is not client
+    assert other.meta.endpoint_url == "http://127.0.0.1:9"
+
+
 def test_readme_layout_table_matches_the_folders() -> None:
     """Every top-level folder is in the README's layout table, with its import name."""
     import re

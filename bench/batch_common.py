@@ -1,0 +1,145 @@
+"""What the batch-inference benches share: the synthetic mosaic, the network, the scene pin.
+
+Imported by ``bench/batch_inference.py`` and ``bench/batch_vs_peers.py`` (run as scripts,
+so ``bench/`` is on ``sys.path``). Nothing here is timed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import resource
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+from rasterio.transform import from_origin
+from rasterio.windows import Window
+
+from geomlops.model.io import ModelIO, OutputClass
+from geomlops.workflows.inference.config import ScenePin, Tile
+
+REPO = Path(__file__).resolve().parents[1]
+BANDS = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12"]
+PATCH = 64
+"""flood-water-s2's input size (its MLM ``mlm:input`` shape)."""
+MEAN, STDDEV = 1500.0, 500.0
+"""One z-score for every band of the synthetic mosaic (its values are 500-3000 + noise)."""
+
+
+def make_mosaic(path: Path, size: int, block: int = 512, compress: str | None = "deflate") -> None:
+    """A size x size, 13-band int16 mosaic written strip by strip (never whole in memory).
+
+    ``compress=None`` writes it uncompressed, which is quicker when :func:`to_cog` follows.
+    """
+    rng = np.random.default_rng(0)
+    base = rng.integers(500, 3000, size=13).astype("float32")
+    with rasterio.open(
+        path, "w", driver="GTiff", width=size, height=size, count=13, dtype="int16",
+        crs="EPSG:32630", transform=from_origin(700000, 4300000, 10, 10), nodata=0,
+        tiled=True, blockxsize=block, blockysize=block, compress=compress, BIGTIFF="IF_SAFER",
+    ) as dst:  # fmt: skip
+        cols = np.arange(size, dtype="float32")
+        for top in range(0, size, block):
+            rows = np.arange(top, min(top + block, size), dtype="float32")[:, None]
+            field = np.sin(rows / 97.0) * np.cos(cols / 131.0)  # smooth: compresses, has edges
+            strip = base[:, None, None] * (1 + 0.3 * field[None])
+            strip += rng.normal(0, 20, size=strip.shape).astype("float32")
+            dst.write(strip.astype("int16"), window=Window(0, top, size, len(rows)))
+        for index, name in enumerate(BANDS, start=1):
+            dst.set_band_description(index, name)
+
+
+def to_cog(plain: Path, cog: Path) -> None:
+    """``plain`` as a COG (deflate, 512 px blocks, no overviews: only full resolution is read)."""
+    rasterio.shutil.copy(
+        plain, cog, driver="COG", COMPRESS="DEFLATE", BLOCKSIZE=512, OVERVIEWS="NONE",
+        BIGTIFF="IF_SAFER", NUM_THREADS="ALL_CPUS",
+    )  # fmt: skip
+
+
+def load_model(in_channels: int = 13, classes: int = 2):  # type: ignore[no-untyped-def]
+    """flood-water-s2's network (ResNet-18 + UNet), seeded random weights, in eval mode.
+
+    The speed does not depend on the weights.
+    """
+    import torch
+
+    spec = importlib.util.spec_from_file_location(
+        "s2_model", REPO / "model_packages/flood-water-s2/model.py"
+    )
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    torch.manual_seed(0)
+    return module.build_model(in_channels, classes).eval()
+
+
+def scene_pin(path: Path | str, href: str | None = None) -> ScenePin:
+    """The mosaic as the planner would pin it; ``href`` (e.g. ``s3://…``) where it is read."""
+    with rasterio.open(path) as src:
+        return ScenePin(
+            item_id="mosaic", href=href or str(path), datetime="2020-01-01T00:00:00Z",
+            crs=src.crs.to_string(), transform=list(src.transform)[:6], width=src.width,
+            height=src.height, band_indexes=list(range(1, 14)), nodata=0.0,
+        )  # fmt: skip
+
+
+def model_io() -> ModelIO:
+    """The mosaic's bands, z-score and the model's two classes."""
+    return ModelIO(
+        bands=tuple(BANDS), mean=(MEAN,) * 13, stddev=(STDDEV,) * 13, patch_size=PATCH,
+        classes=(OutputClass(0, "not_water"), OutputClass(1, "water")),
+    )  # fmt: skip
+
+
+def aoi_of(scene: ScenePin) -> dict:
+    """The scene's whole footprint as a GeoJSON geometry in EPSG:4326."""
+    from rasterio.warp import transform_geom
+    from shapely.geometry import box, mapping
+
+    west, north = scene.transform[2], scene.transform[5]
+    east = west + scene.transform[0] * scene.width
+    south = north + scene.transform[4] * scene.height
+    return dict(transform_geom(scene.crs, "EPSG:4326", mapping(box(west, south, east, north))))
+
+
+def plan_tiles(scene: ScenePin, tile_patches: int) -> list[Tile]:
+    """The planner's tiles over the whole scene (the settings' strip order)."""
+    from shapely.geometry import shape
+
+    from geomlops.settings import InferenceSettings
+    from geomlops.workflows.inference.planner import scene_tiles
+
+    return scene_tiles(
+        scene, shape(aoi_of(scene)), PATCH * tile_patches, strip=InferenceSettings().strip_tiles
+    )
+
+
+def batch_sizes(patches: int, batch_size: int) -> list[int]:
+    """The batches ``patches`` patches go to the model in (the last one may be short)."""
+    full, rest = divmod(patches, batch_size)
+    return [batch_size] * full + ([rest] if rest else [])
+
+
+def tile_batch_sizes(scene: ScenePin, tile: Tile, overlap: int, batch_size: int) -> list[int]:
+    """The batch sizes the shard worker feeds the model for ``tile`` (core + halo)."""
+    from geomlops.ml.split import window_starts
+    from geomlops.workflows.inference.worker import halo_window
+
+    window = halo_window(scene, tile, overlap)
+    stride = PATCH - overlap
+    rows = window_starts(max(int(window.height), PATCH), PATCH, stride)
+    cols = window_starts(max(int(window.width), PATCH), PATCH, stride)
+    return batch_sizes(len(rows) * len(cols), batch_size)
+
+
+def scene_patches(size: int, overlap: int) -> int:
+    """Patches that cover a size x size scene once at this overlap (no tiles, no halos)."""
+    from geomlops.ml.split import window_starts
+
+    return len(window_starts(size, PATCH, PATCH - overlap)) ** 2
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, MB (ru_maxrss is in KiB on Linux)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
