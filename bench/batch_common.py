@@ -141,5 +141,15 @@ def scene_patches(size: int, overlap: int) -> int:
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident memory so far, MB (ru_maxrss is in KiB on Linux)."""
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    """This process's peak resident memory so far, MB.
+
+    Linux's ``VmHWM``, the high-water mark of this program's own memory. Not ``ru_maxrss``:
+    that survives ``exec``, so a child started by a big parent (one that has just made a
+    20,000 px mosaic) reports the parent's size at the fork.
+    """
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:  # not Linux
+        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    kib = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
+    return round(kib / 1024, 1)
