@@ -11,12 +11,8 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from geomlops.workflows.training_runs import DECIDED, decision_of_run, settle_decided_run
-
 if TYPE_CHECKING:
     from geomlops.settings import Settings
-
-__all__ = ["DECIDED", "decision_of_run", "settle_after_decision", "settle_decided_run"]
 
 err = Console(stderr=True, highlight=False)
 

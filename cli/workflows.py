@@ -281,9 +281,9 @@ def resume(
     Examples:
         geomlops workflows resume geomlops-train-x7k2p --reason "IoU 0.80 on the held-out block"
     """
-    from geomlops.cli.training_runs import decision_of_run
     from geomlops.settings import get_settings
     from geomlops.workflows.templates.train import APPROVE, DECISION
+    from geomlops.workflows.training_runs import decision_of_run
 
     settings = get_settings()
     params = _parameters(parameter)
@@ -314,8 +314,8 @@ def stop(
         geomlops workflows stop geomlops-train-x7k2p --reason "wrong dataset"
         geomlops workflows stop geomlops-train-x7k2p --terminate
     """
-    from geomlops.cli.training_runs import decision_of_run, settle_decided_run
     from geomlops.settings import get_settings
+    from geomlops.workflows.training_runs import decision_of_run, settle_decided_run
 
     settings = get_settings()
     decided = decision_of_run(run, settings)
