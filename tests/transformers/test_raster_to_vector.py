@@ -495,3 +495,36 @@ def test_hand_label_cleaned_and_simplified_stays_valid_and_off_nodata(hand_label
     )
     assert not (covered.astype(bool) & (mask == -1)).any()
     assert isinstance(parse_classes(WATER_CLASSES)[1], OutputClass)
+
+
+def test_polygonize_of_an_included_window_keeps_whole_mask_coordinates() -> None:
+    """Only the included pixels' bounding box goes to GDAL; coordinates come back shifted."""
+    import gc
+
+    from geomlops.transformers.raster_to_vector import pixels
+
+    rng = np.random.default_rng(3)
+    grid = (rng.random((300, 400)) < 0.3).astype(np.uint8)
+    include = np.zeros(grid.shape, dtype=bool)
+    include[120:250, 37:301] = True
+    include &= grid == 1
+    polygons = pixels.polygonize(grid, include).to_polygons()
+    expected = [
+        shape(geom) for geom, _ in rasterio.features.shapes(grid, mask=include, connectivity=4)
+    ]
+    assert len(polygons) == len(expected) > 10
+    assert shapely.equals(shapely.union_all(polygons), shapely.union_all(expected))
+    assert gc.isenabled()  # collection paused while GDAL's features are built, then back on
+    assert pixels.polygonize(grid, np.zeros(grid.shape, dtype=bool)).polygon_count == 0
+
+
+@pytest.mark.parametrize("dtype", ["int8", "uint8", "int16"])
+def test_negative_and_byte_nodata_values_are_never_vectorised(dtype: str) -> None:
+    grid = np.zeros((40, 40), dtype=dtype)
+    grid[5:15, 5:15] = 1
+    nodata = -1 if dtype != "uint8" else 255
+    grid[20:30, 20:30] = nodata
+    result = vectorize(grid, UTM_TRANSFORM, "EPSG:32630", classes=WATER_CLASSES, nodata=nodata)
+    areas = {c.name: c.area_m2 for c in result}
+    assert areas["water"] == pytest.approx(100 * 100)
+    assert areas["not_water"] == pytest.approx((1600 - 200) * 100)

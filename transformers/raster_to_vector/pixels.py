@@ -27,6 +27,7 @@ The steps, each vectorised over all polygons at once:
 
 from __future__ import annotations
 
+import gc
 import itertools
 from dataclasses import dataclass
 
@@ -94,15 +95,31 @@ def polygonize(source: np.ndarray, include: np.ndarray | None) -> RingArrays:
 
     ``source`` must have a dtype ``rasterio.features.shapes`` accepts. Coordinates are pixel
     corners (the identity transform).
+
+    GDAL scans every pixel it is given, so only the bounding box of the included pixels is
+    passed (a no-data stripe along one edge is polygonised in 7 ms instead of 260 ms at
+    4,096 px), and the coordinates are shifted back. The GeoJSON-like features GDAL yields
+    are tens of thousands of small Python containers kept alive together, which makes the
+    cyclic garbage collector rescan them again and again (+55 % on a 4,096 px mask); none
+    of them forms a cycle, so collection is paused while they are built.
     """
-    features = list(rasterio.features.shapes(source, mask=include, connectivity=4))
+    row0, col0 = 0, 0
+    if include is not None:
+        rows, cols = np.flatnonzero(include.any(axis=1)), np.flatnonzero(include.any(axis=0))
+        if len(rows) == 0:
+            return _no_polygons()
+        row0, col0 = int(rows[0]), int(cols[0])
+        window = (slice(row0, int(rows[-1]) + 1), slice(col0, int(cols[-1]) + 1))
+        source, include = source[window], include[window]
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        features = list(rasterio.features.shapes(source, mask=include, connectivity=4))
+    finally:
+        if collecting:
+            gc.enable()
     if not features:
-        return RingArrays(
-            coords=np.empty((0, 2)),
-            ring_offsets=np.zeros(1, dtype=np.int64),
-            polygon_offsets=np.zeros(1, dtype=np.int64),
-            values=np.empty(0, dtype=np.int64),
-        )
+        return _no_polygons()
     rings = [ring for geometry, _ in features for ring in geometry["coordinates"]]
     ring_lengths = np.fromiter((len(ring) for ring in rings), np.int64, len(rings))
     rings_per_polygon = np.fromiter(
@@ -113,12 +130,23 @@ def polygonize(source: np.ndarray, include: np.ndarray | None) -> RingArrays:
         np.float64,
         2 * int(ring_lengths.sum()),
     ).reshape(-1, 2)
+    if row0 or col0:
+        coords += (col0, row0)
     values = np.fromiter((value for _, value in features), np.float64, len(features))
     return RingArrays(
         coords=coords,
         ring_offsets=np.concatenate([[0], np.cumsum(ring_lengths)]),
         polygon_offsets=np.concatenate([[0], np.cumsum(rings_per_polygon)]),
         values=values.astype(np.int64),
+    )
+
+
+def _no_polygons() -> RingArrays:
+    return RingArrays(
+        coords=np.empty((0, 2)),
+        ring_offsets=np.zeros(1, dtype=np.int64),
+        polygon_offsets=np.zeros(1, dtype=np.int64),
+        values=np.empty(0, dtype=np.int64),
     )
 
 
@@ -162,6 +190,8 @@ def remove_small(polygons: RingArrays, min_area_px: float, nodata: np.ndarray) -
     keep_rings = is_exterior | (ring_areas >= min_area_px)
     small_holes = np.flatnonzero(~keep_rings & keep_polygons[polygon_of_ring])
     if len(small_holes) and len(nodata):
+        small_holes = small_holes[_near(polygons, small_holes, shapely.total_bounds(nodata))]
+    if len(small_holes) and len(nodata):
         starts, ends = polygons.ring_offsets[small_holes], polygons.ring_offsets[small_holes + 1]
         hole_polygons = shapely.polygons(
             shapely.linearrings(
@@ -172,6 +202,26 @@ def remove_small(polygons: RingArrays, min_area_px: float, nodata: np.ndarray) -
         holding_nodata = interiors_intersect(hole_polygons, nodata)[0]
         keep_rings[small_holes[np.unique(holding_nodata)]] = True
     return polygons.select(keep_polygons, keep_rings)
+
+
+def _near(polygons: RingArrays, rings: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """Which of ``rings`` have a bounding box meeting ``bounds`` (xmin, ymin, xmax, ymax).
+
+    Computed on the flat coordinates, so the rings far from no-data (usually all but a
+    few) are never built as geometries.
+    """
+    starts = polygons.ring_offsets[rings]
+    lengths = polygons.ring_offsets[rings + 1] - starts
+    coords = polygons.coords[_ranges(starts, starts + lengths)]
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    low = np.minimum.reduceat(coords, offsets)
+    high = np.maximum.reduceat(coords, offsets)
+    return (
+        (high[:, 0] >= bounds[0])
+        & (low[:, 0] <= bounds[2])
+        & (high[:, 1] >= bounds[1])
+        & (low[:, 1] <= bounds[3])
+    )
 
 
 def _ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:

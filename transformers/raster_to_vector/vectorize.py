@@ -227,25 +227,29 @@ def _nodata_values(nodata: float | None, classes: list[OutputClass]) -> list[flo
 
 def _valid_pixels(grid: np.ndarray, nodata_values: list[float]) -> np.ndarray | None:
     """Where the mask has a prediction; ``None`` when every pixel does."""
-    valid: np.ndarray | None = None
-    for value in nodata_values:
-        if float(value) != int(value):
-            continue  # a fractional no-data value cannot occur in an integer mask
-        is_value = grid != int(value)
-        valid = is_value if valid is None else valid & is_value
-    if valid is not None and valid.all():
+    # A fractional no-data value cannot occur in an integer mask.
+    values = [int(v) for v in nodata_values if float(v) == int(v)]
+    if not values:
         return None
-    return valid
+    valid = _not_in(grid, values)
+    return None if valid.all() else valid
 
 
 def _included_pixels(
     grid: np.ndarray, valid: np.ndarray | None, skip_values: frozenset[int]
 ) -> np.ndarray | None:
-    include = valid
-    for value in sorted(skip_values):
-        keep = grid != value
-        include = keep if include is None else include & keep
-    return include
+    if not skip_values:
+        return valid
+    keep = _not_in(grid, sorted(skip_values))
+    return keep if valid is None else keep & valid
+
+
+def _not_in(grid: np.ndarray, values: list[int]) -> np.ndarray:
+    """Where ``grid`` equals none of ``values`` (one array, combined in place)."""
+    keep = grid != values[0]
+    for value in values[1:]:
+        keep &= grid != value
+    return keep
 
 
 def _check_known_values(values: np.ndarray, classes: list[OutputClass]) -> None:
