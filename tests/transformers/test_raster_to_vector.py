@@ -528,3 +528,18 @@ def test_negative_and_byte_nodata_values_are_never_vectorised(dtype: str) -> Non
     areas = {c.name: c.area_m2 for c in result}
     assert areas["water"] == pytest.approx(100 * 100)
     assert areas["not_water"] == pytest.approx((1600 - 200) * 100)
+
+
+def test_polygonize_in_chunks_equals_polygonize_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from geomlops.transformers.raster_to_vector import pixels
+
+    rng = np.random.default_rng(5)
+    grid = (rng.random((200, 200)) < 0.4).astype(np.uint8)
+    include = grid == 1
+    include[:, :20] = False
+    whole = pixels.polygonize(grid, include)
+    monkeypatch.setattr(pixels, "_CHUNK_FEATURES", 7)
+    chunked = pixels.polygonize(grid, include)
+    assert whole.polygon_count > 50
+    for name in ("coords", "ring_offsets", "polygon_offsets", "values"):
+        np.testing.assert_array_equal(getattr(chunked, name), getattr(whole, name))
