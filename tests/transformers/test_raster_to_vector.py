@@ -394,9 +394,13 @@ def test_write_geojson_replaces_the_file_atomically(tmp_path: Path) -> None:
     collection = mask_to_geojson(_square_mask(), UTM_TRANSFORM, "EPSG:32630")
     target = write_geojson(collection, tmp_path / "water.geojson")
     assert json.loads(target.read_text()) == collection
-    with pytest.raises(ValueError, match="not JSON compliant"):
-        write_geojson({"type": "FeatureCollection", "bad": float("nan")}, target)
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        write_geojson({"type": "FeatureCollection", "bad": object()}, target)
     assert json.loads(target.read_text()) == collection  # the old file is untouched
+    assert [p.name for p in tmp_path.iterdir()] == ["water.geojson"]  # no temporary left
+    # NaN is not JSON: it is written as null, never as the token NaN.
+    write_geojson({"type": "FeatureCollection", "features": [], "x": float("nan")}, target)
+    assert json.loads(target.read_text())["x"] is None
     assert [p.name for p in tmp_path.iterdir()] == ["water.geojson"]  # no temporary left
 
 
@@ -543,3 +547,16 @@ def test_polygonize_in_chunks_equals_polygonize_at_once(monkeypatch: pytest.Monk
     assert whole.polygon_count > 50
     for name in ("coords", "ring_offsets", "polygon_offsets", "values"):
         np.testing.assert_array_equal(getattr(chunked, name), getattr(whole, name))
+
+
+def test_unparsed_geometries_are_written_as_the_parsed_ones(tmp_path: Path) -> None:
+    from geomlops.transformers.raster_to_vector import (
+        feature_collection,
+        unparsed_geometry,
+    )
+
+    classes = vectorize(_square_mask(), UTM_TRANSFORM, "EPSG:32630", classes=WATER_CLASSES)
+    unparsed = write_geojson(
+        feature_collection(classes, geometry=unparsed_geometry), tmp_path / "a.geojson"
+    )
+    assert json.loads(unparsed.read_text()) == feature_collection(classes)

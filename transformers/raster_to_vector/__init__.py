@@ -22,6 +22,7 @@ from geomlops.transformers.raster_to_vector.geojson import (
     feature,
     feature_collection,
     mask_to_geojson,
+    unparsed_geometry,
     write_geojson,
 )
 from geomlops.transformers.raster_to_vector.io import MaskRaster, read_mask
@@ -40,6 +41,7 @@ __all__ = [
     "feature_collection",
     "mask_to_geojson",
     "read_mask",
+    "unparsed_geometry",
     "vectorize",
     "vectorize_payload",
     "write_geojson",

@@ -49,7 +49,11 @@ from geomlops.errors import GeomlopsError, ValidationFailed
 from geomlops.ml.raster import MASK_NODATA
 from geomlops.model import properties as prop
 from geomlops.settings import Settings, get_settings
-from geomlops.transformers.raster_to_vector import vectorize, write_geojson
+from geomlops.transformers.raster_to_vector import (
+    unparsed_geometry,
+    vectorize,
+    write_geojson,
+)
 from geomlops.workflows.inference.aoi import area_m2, in_crs, polygonal
 from geomlops.workflows.inference.config import InferenceRunConfig, ScenePin, Tile, TileRecord
 from geomlops.workflows.inference.progress import PUBLISHED, missing_by_shard
@@ -334,7 +338,7 @@ def _scene_features(cog: Path, config: InferenceRunConfig, scene: ScenePin) -> l
     )
     out = []
     for polygon in polygons:
-        data = feature(polygon)
+        data = feature(polygon, geometry=unparsed_geometry)
         data["properties"].update(
             scene=scene.item_id,
             datetime=scene.datetime,
