@@ -16,8 +16,8 @@ Layout of a run's folder ``s3://<predictions bucket>/<run>/`` (DESIGN.md §7)::
     <run>.geojson             the run's polygons, written by publish
     report.json               the run's final task counts (exit handler)
 
-Every object is written under a temporary key and moved into place, so a reader never sees
-half of one.
+Every object becomes visible only once wholly written (S3's PUT and multipart completion
+are atomic), so a reader never sees half of one.
 """
 
 from __future__ import annotations

@@ -3,9 +3,9 @@
 Runs only when every planned tile has its record: a run with missing tiles publishes
 nothing (its partial tiles stay in the run's ``tiles/`` folder, withheld, until ``geomlops
 infer resume`` completes them). Mosaics are assembled window by window on local disk, then
-converted to COG; every object goes to S3 under a temporary key and is moved into place;
-the items are written last, and ``published.json`` after them, so the catalog never points
-at an object that is not there.
+converted to COG; every object is visible in S3 only once wholly written (one PUT or a
+completed multipart upload); the items are written last, and ``published.json`` after
+them, so the catalog never points at an object that is not there.
 
 The AOI bounds all of it: the tiles' masks already hold no data outside it (the worker
 masks by pixel centre), a mosaic covers only the AOI's pixels, polygons are clipped to the

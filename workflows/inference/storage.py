@@ -7,7 +7,6 @@ window asked for travel, never the whole scene. Its S3 settings are passed throu
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -70,14 +69,10 @@ def gdal_env(conn: Connections | None) -> Iterator[None]:
 
 
 def put_file(conn: Connections, path: Path, uri: str) -> None:
-    """Upload ``path`` to ``uri`` under a temporary key, then move it into place."""
+    """Upload ``path`` to ``uri``: visible only once complete (see :mod:`geomlops.objects`)."""
     bucket, key = split(uri)
-    temporary = f"{key}.tmp-{uuid.uuid4().hex}"
-    client = conn.s3_client()
     try:
-        client.upload_file(str(path), bucket, temporary)
-        client.copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": temporary})
-        client.delete_object(Bucket=bucket, Key=temporary)
+        conn.s3_client().upload_file(str(path), bucket, key)
     except (BotoCoreError, ClientError) as exc:
         raise ObjectStoreError(
             f"could not write {uri} at {conn.s3_endpoint_url}: {exc}",
