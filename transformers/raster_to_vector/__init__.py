@@ -31,6 +31,7 @@ from geomlops.transformers.raster_to_vector.vectorize import (
     VectorizeOptions,
     vectorize,
     vectorize_payload,
+    vectorize_raster,
 )
 
 __all__ = [
@@ -44,5 +45,6 @@ __all__ = [
     "unparsed_geometry",
     "vectorize",
     "vectorize_payload",
+    "vectorize_raster",
     "write_geojson",
 ]
