@@ -19,6 +19,12 @@ from geomlops.governance.state import DesiredState
 from geomlops.model import properties as prop
 from geomlops.model.ids import model_item_id
 from geomlops.model.stages import PRODUCTION_ALIAS, STAGE_PROPERTY, STAGE_TAG, Stage
+from geomlops.model.tracking import (
+    DECIDED_AT_TAG,
+    DECIDED_BY_TAG,
+    DECISION_REASON_TAG,
+    DECISION_TAG,
+)
 
 VERSION_LINKS = ("latest-version", "predecessor-version", "successor-version")
 
@@ -161,6 +167,17 @@ class Reconciler:
                 )
                 if repair:
                     self.mlflow.set_model_version_tag(self.model, version, STAGE_TAG, stage)
+            for tag, value in decision_tags(version, desired).items():
+                if mv.tags.get(tag) != value:
+                    differences.append(
+                        Difference(
+                            f"MLflow tag {tag} of {self.model} v{version}",
+                            repr(mv.tags[tag]) if tag in mv.tags else "no tag",
+                            repr(value),
+                        )
+                    )
+                    if repair:
+                        self.mlflow.set_model_version_tag(self.model, version, tag, value)
             item_id = model_item_id(self.model, version)
             try:
                 item = self.catalog.get_item_dict(MODELS, item_id)
@@ -180,6 +197,30 @@ class Reconciler:
                 if repair:
                     self.catalog.upsert_item(expected, MODELS)
         return differences
+
+
+def decision_tags(version: str, desired: DesiredState) -> dict[str, str]:
+    """The ``geomlops.decision*`` tags the record gives MLflow model version ``version``.
+
+    The last decision about it: its rejection, or the approval (promotion or rollback) that
+    last put it into production, which a deprecated version keeps. Empty for a version the
+    record has not decided about (a candidate).
+    """
+    if version in desired.rejected:
+        entry = desired.rejected[version]
+        action, actor, at, reason = entry.action, entry.actor, entry.at, entry.reason
+    else:
+        approvals = [a for a in desired.history if a.version == version]
+        if not approvals:
+            return {}
+        last = approvals[-1]
+        action, actor, at, reason = last.action, last.approver, last.at, last.reason
+    return {
+        DECISION_TAG: str(action),
+        DECISION_REASON_TAG: reason or "",
+        DECIDED_BY_TAG: actor,
+        DECIDED_AT_TAG: at.isoformat() if at else "",
+    }
 
 
 def _version_key(version: str) -> tuple[int, str]:

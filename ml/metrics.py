@@ -27,7 +27,18 @@ def segmentation_metrics(
     A class absent from both truth and prediction has an undefined IoU; it is reported as
     NaN rather than 1.0 so it cannot flatter a model.
     """
-    matrix = confusion(prediction, target, len(class_names)).astype("float64")
+    return confusion_metrics(confusion(prediction, target, len(class_names)), class_names, prefix)
+
+
+def confusion_metrics(
+    confusion_matrix: np.ndarray, class_names: list[str], prefix: str = "val"
+) -> dict[str, float]:
+    """:func:`segmentation_metrics` from a confusion matrix (rows = truth, columns = prediction).
+
+    Evaluation logs the matrix beside the metrics; computing both from one matrix means an
+    approver can recompute every IoU from the artifact and get the logged number.
+    """
+    matrix = np.asarray(confusion_matrix).astype("float64")
     true_positive = np.diag(matrix)
     predicted = matrix.sum(axis=0)
     actual = matrix.sum(axis=1)

@@ -26,8 +26,9 @@ from torch import nn
 
 from geomlops.errors import ConfigError, NotFoundError
 from geomlops.ml.data import IGNORE, Scene, load_scene
-from geomlops.ml.metrics import segmentation_metrics
+from geomlops.ml.metrics import confusion, confusion_metrics, segmentation_metrics
 from geomlops.ml.raster import MASK_NODATA, read_bands, write_raster
+from geomlops.ml.report import REPORT_DIR, EvaluatedBlock, write_report
 from geomlops.ml.scaling import normalise
 from geomlops.ml.spec import MLM_FILE, ModelPackage
 from geomlops.ml.split import SpatialSplit, patch_grid, spatial_split
@@ -107,6 +108,34 @@ def _augment(
     return x, y
 
 
+def predict_block(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    package: ModelPackage,
+    scene: Scene,
+    scaled: np.ndarray,
+    split: SpatialSplit,
+    *,
+    overlap: int,
+    device: torch.device,
+) -> EvaluatedBlock:
+    """``model``'s classes on the held-out block, predicted the way ``predict`` does it."""
+    block = slice(split.holdout.start, split.holdout.stop)
+    probabilities = predict_probabilities(
+        model,
+        scaled[:, :, block],
+        patch_size=package.spec.input.patch_size,
+        overlap=overlap,
+        device=device,
+    )
+    return EvaluatedBlock(
+        image=scene.image.data[:, :, block],
+        label=scene.label[:, block],
+        prediction=probabilities.argmax(axis=0),
+        bands=list(package.spec.input.bands),
+        class_names=package.spec.class_names,
+    )
+
+
 def evaluate_block(
     model: Callable[[torch.Tensor], torch.Tensor],
     package: ModelPackage,
@@ -118,16 +147,8 @@ def evaluate_block(
     device: torch.device,
 ) -> dict[str, float]:
     """Metrics of ``model`` on the held-out block, predicted the way ``predict`` does it."""
-    block = slice(split.holdout.start, split.holdout.stop)
-    probabilities = predict_probabilities(
-        model,
-        scaled[:, :, block],
-        patch_size=package.spec.input.patch_size,
-        overlap=overlap,
-        device=device,
-    )
-    prediction = probabilities.argmax(axis=0)
-    return segmentation_metrics(prediction, scene.label[:, block], package.spec.class_names)
+    block = predict_block(model, package, scene, scaled, split, overlap=overlap, device=device)
+    return segmentation_metrics(block.prediction, block.label, block.class_names)
 
 
 def _seed(seed: int) -> torch.Generator:
@@ -301,7 +322,9 @@ def evaluate(
     device = select_device(device_name)
     model = load_model(model_uri, device)
     scene, scaled, split = prepared_scene(package, data)
-    metrics = evaluate_block(model, package, scene, scaled, split, overlap=overlap, device=device)
+    block = predict_block(model, package, scene, scaled, split, overlap=overlap, device=device)
+    matrix = confusion(block.prediction, block.label, len(block.class_names))
+    metrics = confusion_metrics(matrix, block.class_names)
     with mlflow.start_run():
         mlflow.set_tags(
             {
@@ -319,10 +342,22 @@ def evaluate(
             }
         )
         _log_metrics(metrics)
+        _log_report(block, matrix, output)
     if output is not None:
         output.mkdir(parents=True, exist_ok=True)
         (output / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     return metrics
+
+
+def _log_report(block: EvaluatedBlock, matrix: np.ndarray, output: Path | None) -> None:
+    """Log the approver's picture and confusion matrix (:mod:`.report`) to the active run.
+
+    With ``output`` they are also kept there (``output/evaluation/``).
+    """
+    with tempfile.TemporaryDirectory(prefix="geomlops-report-") as tmp:
+        folder = (output if output is not None else Path(tmp)) / REPORT_DIR
+        for path in write_report(block, matrix, folder):
+            mlflow.log_artifact(str(path), artifact_path=REPORT_DIR)
 
 
 @dataclass(frozen=True)

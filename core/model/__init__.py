@@ -4,6 +4,7 @@
 * :mod:`~geomlops.model.stages`: the stages, where each is recorded, the production alias;
 * :mod:`~geomlops.model.properties`: every ``geomlops:*`` STAC property name;
 * :mod:`~geomlops.model.io`: the one reader of MLM inputs, outputs and classes;
+* :mod:`~geomlops.model.tracking`: a package's MLflow experiment, the decision tags of a version;
 * :mod:`~geomlops.model.resolve`: the one rule choosing the version to use, over either
   registry transport (:mod:`~geomlops.model.registry`).
 

@@ -137,7 +137,6 @@ class TrainingSettings(BaseSettings):
         description="Folder of model packages by name, used when a step runs outside the "
         "package's image (the local executor); unset means `model_packages/` of this checkout.",
     )
-    experiment: str = Field(default="geomlops-train", description="MLflow experiment of runs.")
     platform_image: str = Field(
         default="ghcr.io/geomlops/geomlops:0.1.0",
         description="Image of the platform's own steps (resolve, materialise, register).",

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from geomlops.audit import Action, AuditEntry
 from geomlops.catalog.client import CatalogClient
-from geomlops.governance.reconcile import Reconciler
+from geomlops.governance.reconcile import Reconciler, decision_tags
 from geomlops.governance.state import desired_state
 
 MODEL = "flood-water-s2"
@@ -85,3 +86,34 @@ def test_rolling_back_past_two_versions(reconciler: Reconciler) -> None:
         "latest-version": "1",
     }
     assert links["3"] == {"predecessor-version": "2", "latest-version": "1"}
+
+
+def test_decision_tags_carry_the_last_decision_about_each_version() -> None:
+    at = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+    desired = desired_state(
+        [
+            AuditEntry("alice", Action.PROMOTE, MODEL, "1", reason="IoU 0.81", at=at),
+            AuditEntry("bob", Action.REJECT, MODEL, "2", reason="misses the delta", at=at),
+            AuditEntry("bob", Action.PROMOTE, MODEL, "3", reason="better", at=at),
+        ]
+    )
+    assert decision_tags("1", desired) == {  # deprecated: keeps the approval it had
+        "geomlops.decision": "promote",
+        "geomlops.decision_reason": "IoU 0.81",
+        "geomlops.decided_by": "alice",
+        "geomlops.decided_at": "2026-05-01T12:00:00+00:00",
+    }
+    assert decision_tags("2", desired)["geomlops.decision"] == "reject"
+    assert decision_tags("2", desired)["geomlops.decision_reason"] == "misses the delta"
+    assert decision_tags("3", desired)["geomlops.decided_by"] == "bob"
+    assert decision_tags("4", desired) == {}  # a candidate: nothing decided
+    rolled = desired_state(
+        [
+            AuditEntry("alice", Action.PROMOTE, MODEL, "1", reason="first", at=at),
+            AuditEntry("alice", Action.PROMOTE, MODEL, "2", reason="second", at=at),
+            AuditEntry("carol", Action.ROLLBACK, MODEL, "1", reason="false water", at=at),
+        ]
+    )
+    assert decision_tags("1", rolled)["geomlops.decision"] == "rollback"
+    assert decision_tags("1", rolled)["geomlops.decision_reason"] == "false water"
+    assert decision_tags("2", rolled)["geomlops.decision_reason"] == "second"

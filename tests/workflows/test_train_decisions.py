@@ -5,7 +5,9 @@ MLproject (learning rate 0.002, one epoch) that differ from what the workflow te
 to impose (0.001, six epochs), and gates every candidate passes. It is trained through the
 workflow (the in-process Argo API, so that the pods find the copy through
 ``GEOMLOPS_TRAIN_LOCAL_PACKAGES``), then decided on directly with `geomlops promote` and
-`geomlops reject`, and stopped.
+`geomlops reject`, and stopped. What an approver finds in MLflow is checked on the way: the
+package's own experiment, the evaluate run's picture and confusion matrix, and the decision
+with its reason on the model version.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import tempfile
 import uuid
 import warnings
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +37,22 @@ from geomlops.connections import Connections
 from geomlops.datasets import DatasetRegistry
 from geomlops.datasets.registry import staged
 from geomlops.governance.decisions import Governance
+from geomlops.ml.report import (
+    CONFUSION_CSV,
+    CONFUSION_JSON,
+    CONFUSION_PNG,
+    PREDICTION_PNG,
+    REPORT_DIR,
+)
 from geomlops.ml.runner import load_model
 from geomlops.model.resolve import resolve_model
+from geomlops.model.tracking import (
+    DECIDED_AT_TAG,
+    DECIDED_BY_TAG,
+    DECISION_REASON_TAG,
+    DECISION_TAG,
+    experiment_name,
+)
 from geomlops.registration.register import register_package
 from geomlops.settings import get_settings
 
@@ -142,6 +160,34 @@ def _steps(run: str) -> dict[str, str]:
     }
 
 
+def _assert_decision(client: MlflowClient, version: str, decision: str, reason: str) -> None:
+    """The MLflow model version carries the decision, its reason, who and when."""
+    tags = client.get_model_version(PACKAGE, version).tags
+    assert tags[DECISION_TAG] == decision
+    assert tags[DECISION_REASON_TAG] == reason
+    assert tags[DECIDED_BY_TAG].startswith("approver-")
+    assert datetime.fromisoformat(tags[DECIDED_AT_TAG]).tzinfo is not None
+
+
+def _assert_evaluation_report(client: MlflowClient, run: Any) -> None:
+    """The evaluate run's ``evaluation/`` artifacts: two PNGs and the matrix of its metrics."""
+    run_id = run.info.run_id
+    listed = {a.path.rsplit("/", 1)[-1] for a in client.list_artifacts(run_id, REPORT_DIR)}
+    assert listed == {PREDICTION_PNG, CONFUSION_PNG, CONFUSION_JSON, CONFUSION_CSV}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(client.download_artifacts(run_id, REPORT_DIR, tmp))
+        for picture in (PREDICTION_PNG, CONFUSION_PNG):
+            assert (folder / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", picture
+        document = json.loads((folder / CONFUSION_JSON).read_text())
+    assert document["classes"] == ["not_water", "water"]
+    matrix = np.array(document["matrix"])
+    assert matrix.shape == (2, 2) and matrix.sum() == document["pixels"] > 0
+    for index, name in enumerate(document["classes"]):
+        union = matrix[index].sum() + matrix[:, index].sum() - matrix[index, index]
+        iou = matrix[index, index] / union
+        assert iou == pytest.approx(run.data.metrics[f"val_iou_{name}"]), name
+
+
 def test_promoted_run_records_received_parameters_and_loads_everywhere(
     pods_see_package: None, dataset: str, stack: Connections, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -171,6 +217,15 @@ def test_promoted_run_records_received_parameters_and_loads_everywhere(
     status = _status(run)
     assert status["phase"] == "Succeeded" and not status["suspended"]
     assert _steps(run) == {"approve": "Succeeded", "approved": "Succeeded", "rejected": "Skipped"}
+    _assert_decision(client, str(version.version), "promote", "test: gates met")
+
+    # Issue 16: the package's own experiment holds its train and evaluate runs, and the
+    # evaluate run shows an approver the prediction against the label and the confusion
+    # matrix its metrics come from.
+    evaluate_run = client.get_run(version.tags["geomlops.evaluate_run_id"])
+    for run_info in (client.get_run(version.run_id).info, evaluate_run.info):
+        assert client.get_experiment(run_info.experiment_id).name == experiment_name(PACKAGE)
+    _assert_evaluation_report(client, evaluate_run)
 
     # Defect 3: the registered version is the logged model, so every MLflow URI loads it.
     mlflow.set_tracking_uri(stack.mlflow_tracking_uri)
@@ -209,6 +264,12 @@ def test_rejected_run_ends_at_rejected(
         app, ["reject", PACKAGE, str(version.version), "--reason", "test: not good enough"]
     )
     assert rejected.exit_code == 0, rejected.output
+    _assert_decision(
+        MlflowClient(stack.mlflow_tracking_uri),
+        str(version.version),
+        "reject",
+        "test: not good enough",
+    )
     status = _status(run)
     assert status["phase"] == "Succeeded" and not status["suspended"]
     assert _steps(run) == {"approve": "Succeeded", "approved": "Skipped", "rejected": "Succeeded"}

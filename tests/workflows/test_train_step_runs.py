@@ -19,6 +19,7 @@ from mlflow.tracking import MlflowClient
 
 from geomlops import objects
 from geomlops.connections import Connections
+from geomlops.model.tracking import experiment_name
 from geomlops.settings import get_settings
 from geomlops.workflows.steps.config import DatasetPin, PackagePin, TrainParams, TrainRunConfig
 from geomlops.workflows.steps.train import StepFailed, train_step
@@ -67,7 +68,7 @@ def _config(stack: Connections, version: str) -> TrainRunConfig:
             repo_url="file:///dev/null", item_id="none-v1",
         ),
         train=TrainParams(device="cpu"),
-        experiment=settings.training.experiment,
+        experiment=experiment_name(SLEEPER),
     )  # fmt: skip
     config.save(stack)
     objects.write_json(stack, config.uri("materialise.json"), {"data_uri": config.data_uri})

@@ -80,7 +80,10 @@ class TrainRunConfig(_Strict):
     package: PackagePin
     dataset: DatasetPin
     train: TrainParams
-    experiment: str = Field(description="MLflow experiment of the run's MLflow runs.")
+    experiment: str = Field(
+        description="MLflow experiment of the run's MLflow runs: the package's "
+        "(geomlops.model.tracking.experiment_name)."
+    )
     submitted_by: str = Field(
         default="", description="Identity that submitted the run: its trainer, never its approver."
     )

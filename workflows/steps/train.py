@@ -35,6 +35,7 @@ from geomlops.datasets.registry import DatasetRegistry
 from geomlops.errors import GeomlopsError, NotFoundError
 from geomlops.model import properties as prop
 from geomlops.model.stages import STAGE_PROPERTY, Stage
+from geomlops.model.tracking import experiment_name
 from geomlops.settings import Settings, get_settings
 from geomlops.workflows.steps.config import (
     DatasetPin,
@@ -153,7 +154,7 @@ def resolve(
             item_id=item_id_for(version.name, version.number),
         ),
         train=train,
-        experiment=settings.training.experiment,
+        experiment=experiment_name(pin.name),
         submitted_by=submitted_by,
     )
     return config.save(conn), pin.image
@@ -276,10 +277,7 @@ def run_entry_point(
     env["PATH"] = os.pathsep.join(filter(None, [bindir, env.get("PATH", "")]))
     mlflow.set_tracking_uri(conn.mlflow_tracking_uri)
     client = MlflowClient(conn.mlflow_tracking_uri)
-    experiment = client.get_experiment_by_name(config.experiment)
-    experiment_id = (
-        experiment.experiment_id if experiment else client.create_experiment(config.experiment)
-    )
+    experiment_id = experiment_id_of(client, config.experiment)
     run = client.create_run(
         experiment_id,
         tags={**_lineage_tags(config), **tags},
@@ -312,6 +310,27 @@ def run_entry_point(
             hint="its output is in this step's log (`geomlops workflows logs RUN`)",
         )
     return run.info.run_id, experiment_id
+
+
+def experiment_id_of(client: Any, name: str) -> str:
+    """The id of MLflow experiment ``name``, created (or restored, if deleted) when needed.
+
+    Two runs of a new package may both find no experiment and both create it; the loser
+    reads the winner's. A deleted experiment cannot hold new runs, so it is restored.
+    """
+    from mlflow.exceptions import MlflowException
+
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        try:
+            return str(client.create_experiment(name))
+        except MlflowException:
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+    if experiment.lifecycle_stage == "deleted":
+        client.restore_experiment(experiment.experiment_id)
+    return str(experiment.experiment_id)
 
 
 def _stderr() -> Any:
