@@ -277,20 +277,20 @@ def metric_problems(spec: PackageSpec, props: dict[str, Any]) -> list[Problem]:
                         "of output.classes",
                     )
                 )
-        for kind in PER_CLASS:
-            wanted = [class_metric(kind, c) for c in classes]
-            present = [m for m in wanted if m in declared]
-            if present and len(present) < len(wanted):
-                missing = [m for m in wanted if m not in declared]
-                problems.append(
-                    Problem(
-                        PACKAGE_FILE,
-                        "metrics",
-                        f"lacks {', '.join(missing)}: evaluate logs {kind} for every class "
-                        f"of output.classes",
-                        f"declare the metrics evaluate logs: {metric_names(classes)}",
-                    )
+        # A kind of per-class metric declared for one class is logged for every class.
+        kinds = [k for k in PER_CLASS if any(class_metric(k, c) in declared for c in classes)]
+        missing = [class_metric(k, c) for c in classes for k in kinds]
+        missing = [m for m in missing if m not in declared]
+        if missing:
+            problems.append(
+                Problem(
+                    PACKAGE_FILE,
+                    "metrics",
+                    f"lacks {', '.join(missing)}: evaluate logs each per-class metric for "
+                    "every class of output.classes",
+                    f"declare the metrics evaluate logs: {metric_names(classes)}",
                 )
+            )
     gates = props.get(prop.GATES)
     if not isinstance(gates, dict) or not gates:
         return problems
