@@ -1,12 +1,15 @@
 """``geomlops package validate``: every problem of a model package, each located and explained.
 
 The checks, in the order a contributor would fix them: the folder (not a symbolic link),
-required files, sizes and links, ``package.yaml`` (what the code reads), ``mlm.json``
-(offline against the MLM v1.6.0 schema, through the catalog's validator), the two agreeing
+required files, sizes and links, ``package.yaml`` (what the code reads), the package name
+wherever it is written, ``mlm.json`` (offline against the MLM v1.6.0 schema, through the
+catalog's validator), the two agreeing, declared metrics and gates included
 (:func:`geomlops.ml.spec.consistency_problems`, the same check the entry points run),
 ``MLproject`` (entry points, typed parameters, the files commands run, hyperparameter
-defaults), the code loading ``package.yaml``, and the ``Dockerfile``. Nothing is imported
-from or executed in the package: validation runs in CI on untrusted contributions.
+defaults), the code loading ``package.yaml``, and the ``Dockerfile`` (sources in the package
+folder, the build context). Every check runs whatever the others found, so the first report
+holds every problem. Nothing is imported from or executed in the package: validation runs
+in CI on untrusted contributions.
 """
 
 from __future__ import annotations
@@ -41,13 +44,13 @@ from geomlops.registration.contract import (
 )
 from geomlops.registration.dockerfile import dockerfile_problems
 from geomlops.registration.files import content_problems, folder_problems, reference_problem
-from geomlops.registration.partial import partial_spec
 from geomlops.registration.mlproject import (
     MLProject,
     mlflow_load_problem,
     mlproject_problems,
     read_mlproject,
 )
+from geomlops.registration.partial import partial_spec
 from geomlops.registration.problems import Problem, validation_error
 from geomlops.registration.source import repository_root
 from geomlops.settings import Settings, get_settings
@@ -122,7 +125,9 @@ def validate_or_raise(path: Path | str, settings: Settings | None = None) -> Val
 
 
 # --- package.yaml and mlm.json ------------------------------------------------------------
-def _read_spec(path: Path, problems: list[Problem]) -> tuple[PackageSpec | None, PackageSpec | None]:
+def _read_spec(
+    path: Path, problems: list[Problem]
+) -> tuple[PackageSpec | None, PackageSpec | None]:
     """The declaration if it is valid, and what of it is well typed (to check the rest with)."""
     if not (path / PACKAGE_FILE).is_file():
         return None, None
