@@ -2,7 +2,7 @@
 
 Names are ``<prefix>_<metric>_<class name>`` (``val_iou_water``, ``val_f1_not_water``) plus
 ``<prefix>_miou`` and ``<prefix>_accuracy``; promotion gates and the catalog read them by
-these names, so they are built here only.
+these names, so they are built by :mod:`geomlops.ml.metric_names` only.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from geomlops.ml.data import IGNORE
+from geomlops.ml.metric_names import class_metric, overall_metric
 
 
 def confusion(prediction: np.ndarray, target: np.ndarray, n_classes: int) -> np.ndarray:
@@ -47,9 +48,11 @@ def confusion_metrics(
         iou = np.where(union > 0, true_positive / union, np.nan)
         f1 = np.where(predicted + actual > 0, 2 * true_positive / (predicted + actual), np.nan)
     total = matrix.sum()
-    metrics = {f"{prefix}_accuracy": float(true_positive.sum() / total) if total else np.nan}
-    metrics[f"{prefix}_miou"] = float(np.nanmean(iou)) if not np.isnan(iou).all() else np.nan
+    accuracy = float(true_positive.sum() / total) if total else np.nan
+    metrics = {overall_metric("accuracy", prefix): accuracy}
+    miou = float(np.nanmean(iou)) if not np.isnan(iou).all() else np.nan
+    metrics[overall_metric("miou", prefix)] = miou
     for name, class_iou, class_f1 in zip(class_names, iou, f1, strict=True):
-        metrics[f"{prefix}_iou_{name}"] = float(class_iou)
-        metrics[f"{prefix}_f1_{name}"] = float(class_f1)
+        metrics[class_metric("iou", name, prefix)] = float(class_iou)
+        metrics[class_metric("f1", name, prefix)] = float(class_f1)
     return metrics

@@ -23,6 +23,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from geomlops.errors import ValidationFailed
+from geomlops.ml.metric_names import PER_CLASS, class_metric, metric_class, metric_names
+from geomlops.model import properties as prop
 from geomlops.model.io import band_names, class_pairs
 
 PACKAGE_FILE = "package.yaml"
@@ -102,6 +104,18 @@ class PackageSpec(_Strict):
     input: InputSpec
     output: OutputSpec
     dataset: DatasetSpec
+    metrics: list[str] | None = Field(
+        default=None,
+        description="Every metric the evaluate entry point logs (geomlops.ml.metric_names, "
+        "e.g. val_iou_water); promotion gates may name only these. Required when mlm.json "
+        "declares gates.",
+    )
+
+    @model_validator(mode="after")
+    def _unique_metrics(self) -> PackageSpec:
+        if self.metrics is not None and len(set(self.metrics)) != len(self.metrics):
+            raise ValueError(f"metrics repeats a name: {self.metrics}")
+        return self
 
     @property
     def class_names(self) -> list[str]:
@@ -235,6 +249,80 @@ def consistency_problems(package: ModelPackage, *, require_scaling: bool = True)
         result = out.get("result") or {}
         expect(f"{field}.result.shape", result.get("shape"), [-1, len(wanted), size, size])
         expect(f"{field}.result.dim_order", result.get("dim_order"), RESULT_DIM_ORDER)
+    problems += metric_problems(spec, props)
+    return problems
+
+
+def metric_problems(spec: PackageSpec, props: dict[str, Any]) -> list[Problem]:
+    """The declared metrics against the classes, and the gates against both.
+
+    A gate on a metric the evaluate entry point never logs can never be met: the candidate
+    trains for nothing. Per-class metrics are named after classes, so a class renamed in
+    one file shows up here as well as in the class lists.
+    """
+    problems: list[Problem] = []
+    classes = spec.class_names
+    declared = spec.metrics
+    if declared is not None:
+        for index, metric in enumerate(declared):
+            named = metric_class(metric)
+            if named is not None and named not in classes:
+                problems.append(
+                    Problem(
+                        PACKAGE_FILE,
+                        f"metrics[{index}]",
+                        f"{metric!r} is named after class {named!r}, which output.classes "
+                        f"does not have (classes: {', '.join(classes)})",
+                        "per-class metrics are <prefix>_<iou|f1>_<class>; use the class names "
+                        "of output.classes",
+                    )
+                )
+        # A kind of per-class metric declared for one class is logged for every class.
+        kinds = [k for k in PER_CLASS if any(class_metric(k, c) in declared for c in classes)]
+        missing = [class_metric(k, c) for c in classes for k in kinds]
+        missing = [m for m in missing if m not in declared]
+        if missing:
+            problems.append(
+                Problem(
+                    PACKAGE_FILE,
+                    "metrics",
+                    f"lacks {', '.join(missing)}: evaluate logs each per-class metric for "
+                    "every class of output.classes",
+                    f"declare the metrics evaluate logs: {metric_names(classes)}",
+                )
+            )
+    gates = props.get(prop.GATES)
+    if not isinstance(gates, dict) or not gates:
+        return problems
+    if declared is None:
+        problems.append(
+            Problem(
+                PACKAGE_FILE,
+                "metrics",
+                f"is missing, so nothing says the gates of mlm.json ({', '.join(gates)}) name "
+                "metrics the evaluate entry point logs",
+                f"declare the metrics evaluate logs: metrics: {metric_names(classes)}",
+            )
+        )
+    for metric in gates:
+        reasons = []
+        if declared is not None and metric not in declared:
+            reasons.append(f"the evaluate entry point does not declare it ({PACKAGE_FILE} metrics)")
+        named = metric_class(str(metric))
+        if named is not None and named not in classes:
+            reasons.append(
+                f"its class {named!r} is not among the output classes "
+                f"({PACKAGE_FILE} output.classes: {', '.join(classes)})"
+            )
+        if reasons:
+            problems.append(
+                Problem(
+                    MLM_FILE,
+                    f"properties.{prop.GATES}.{metric}",
+                    f"gates on {metric!r}, which can never be measured: {'; '.join(reasons)}",
+                    "gate on a metric package.yaml declares, named after a class it has",
+                )
+            )
     return problems
 
 

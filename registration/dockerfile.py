@@ -1,9 +1,11 @@
 """Check a package's ``Dockerfile`` without a Docker engine (none runs on the build hosts).
 
-CI builds it from the repository root (README section 7), so every ``COPY``/``ADD`` source
-must exist relative to that root, and one of them must be this package's own folder: a
-Dockerfile copied from another package, or written for another build context, fails here
-rather than in the GitHub Actions build.
+The image is built with the package folder as its context (README section 7), in this
+repository or in the package's own, so every ``COPY``/``ADD`` source must exist inside the
+package folder, and one of them must bring the package itself. A Dockerfile copied from
+another package (``COPY model_packages/flood-water-s1/ .``) fails here rather than after the
+image build, or worse, builds the wrong package. Copies from other stages or images
+(``COPY --from=…``) do not read the context and are not checked.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from geomlops.registration.contract import DOCKERFILE
+from geomlops.registration.contract import DOCKERFILE, MLPROJECT_FILE
 from geomlops.registration.files import is_inside
 from geomlops.registration.problems import Problem
 
@@ -75,8 +77,11 @@ def _sources(arguments: str) -> list[str] | None:
     return [p for p in parts[:-1] if "://" not in p]
 
 
-def dockerfile_problems(package: Path, repo_root: Path | None) -> list[Problem]:
-    """FROM present and CUDA-based; every copied source exists in the build context."""
+def dockerfile_problems(package: Path) -> list[Problem]:
+    """FROM present and CUDA-based; every copied source exists in the package folder.
+
+    Each rule is reported on its own: a missing ``FROM`` does not hide a wrong ``COPY``.
+    """
     file = package / DOCKERFILE
     if not file.is_file():
         return []  # reported with the other missing files
@@ -84,57 +89,75 @@ def dockerfile_problems(package: Path, repo_root: Path | None) -> list[Problem]:
     problems: list[Problem] = []
     bases = [s for s in steps if s.keyword == "FROM"]
     if not bases:
-        return [
+        problems.append(
             Problem(
                 DOCKERFILE,
                 "",
                 "has no FROM instruction",
                 "start from a CUDA base image, e.g. `FROM nvidia/cuda:13.0.0-base-ubuntu24.04`",
             )
-        ]
-    first = bases[0]
-    image = next((w for w in first.arguments.split() if not w.startswith("--")), "")
-    if "$" not in image and "cuda" not in image.lower():
-        problems.append(
-            Problem(
-                DOCKERFILE,
-                f"line {first.line}",
-                f"FROM {image}: the base image is not a CUDA image",
-                "start from a CUDA base image (the image must use a GPU when there is one "
-                "and run on CPU otherwise)",
-            )
         )
-    if repo_root is None:
-        return problems
-    package_rel = package.resolve().relative_to(repo_root.resolve())
+    else:
+        first = bases[0]
+        image = next((w for w in first.arguments.split() if not w.startswith("--")), "")
+        if "$" not in image and "cuda" not in image.lower():
+            problems.append(
+                Problem(
+                    DOCKERFILE,
+                    f"line {first.line}",
+                    f"FROM {image}: the base image is not a CUDA image",
+                    "start from a CUDA base image (the image must use a GPU when there is one "
+                    "and run on CPU otherwise)",
+                )
+            )
     copies_package = False
     for step in steps:
         if step.keyword not in ("COPY", "ADD"):
             continue
         for source in _sources(step.arguments) or []:
-            magic = any(c in source for c in "*?[")
-            matches = glob.glob(source, root_dir=repo_root) if magic else []
-            target = repo_root / source
-            if not (matches or target.exists()) or not is_inside(target, repo_root):
-                problems.append(
-                    Problem(
-                        DOCKERFILE,
-                        f"line {step.line}",
-                        f"{step.keyword} source {source!r} does not exist in the build "
-                        f"context (the repository root {repo_root})",
-                        f"CI builds with `docker build -f {package_rel}/{DOCKERFILE} .` from "
-                        "the repository root; name sources relative to it",
-                    )
-                )
-            elif target.resolve() == package.resolve():
+            found = _source_problem(package, step, source)
+            if found:
+                problems.append(found)
+            elif _copies_package(package, source):
                 copies_package = True
     if not copies_package:
         problems.append(
             Problem(
                 DOCKERFILE,
                 "",
-                f"no COPY instruction copies the package folder {package_rel}/",
-                f"add `COPY {package_rel}/ .` after `WORKDIR` (the image runs the package)",
+                "no COPY instruction copies the package (its MLproject), so the image "
+                "cannot run an entry point",
+                "add `COPY . /opt/package` (the build context is the package folder) and "
+                "`WORKDIR /opt/package`",
             )
         )
     return problems
+
+
+def _source_problem(package: Path, step: Instruction, source: str) -> Problem | None:
+    """A problem if ``source`` is not in the build context: the package folder."""
+    # Docker reads a leading slash as the context's root, not the host's.
+    relative = source.lstrip("/") or "."
+    target = package / relative
+    inside = is_inside(target, package)
+    if inside and any(c in relative for c in "*?["):
+        exists = bool(glob.glob(relative, root_dir=package))
+    else:
+        exists = target.exists()
+    if inside and exists:
+        return None
+    where = "leaves" if not inside else "does not exist in"
+    return Problem(
+        DOCKERFILE,
+        f"line {step.line}",
+        f"{step.keyword} source {source!r} {where} the build context, the package folder",
+        "the image is built with the package folder as context (`docker build "
+        "model_packages/<name>`, or `docker build .` in the package's own repository); "
+        "name sources relative to it, e.g. `COPY . /opt/package`",
+    )
+
+
+def _copies_package(package: Path, source: str) -> bool:
+    """Whether ``source`` brings the package itself (its folder or its MLproject)."""
+    target = (package / (source.lstrip("/") or ".")).resolve()
+    return target in (package.resolve(), (package / MLPROJECT_FILE).resolve())

@@ -102,19 +102,16 @@ def read_mlproject(package: Path) -> tuple[MLProject | None, list[Problem]]:
     return MLProject(data, _line_map(root) if root is not None else {}), []
 
 
-def mlproject_problems(project: MLProject, package: Path, name: str) -> list[Problem]:
-    """Every problem of a parsed MLproject; records the scripts commands run in ``project``."""
+def mlproject_problems(project: MLProject, package: Path) -> list[Problem]:
+    """Every problem of a parsed MLproject; records the scripts commands run in ``project``.
+
+    Its ``name`` is checked with the package's other names (the validator's name check).
+    """
     problems: list[Problem] = []
 
     def add(location: str, message: str, hint: str = "") -> None:
         problems.append(Problem(MLPROJECT_FILE, project.where(location), message, hint))
 
-    if project.data.get("name") != name:
-        add(
-            "name",
-            f"is {project.data.get('name')!r}, the package is {name!r}",
-            "name the project like the package folder",
-        )
     for key in ENVIRONMENT_FILE_KEYS:
         value = project.data.get(key)
         if isinstance(value, str):

@@ -1,12 +1,15 @@
 """``geomlops package validate``: every problem of a model package, each located and explained.
 
 The checks, in the order a contributor would fix them: the folder (not a symbolic link),
-required files, sizes and links, ``package.yaml`` (what the code reads), ``mlm.json``
-(offline against the MLM v1.6.0 schema, through the catalog's validator), the two agreeing
+required files, sizes and links, ``package.yaml`` (what the code reads), the package name
+wherever it is written, ``mlm.json`` (offline against the MLM v1.6.0 schema, through the
+catalog's validator), the two agreeing, declared metrics and gates included
 (:func:`geomlops.ml.spec.consistency_problems`, the same check the entry points run),
 ``MLproject`` (entry points, typed parameters, the files commands run, hyperparameter
-defaults), the code loading ``package.yaml``, and the ``Dockerfile``. Nothing is imported
-from or executed in the package: validation runs in CI on untrusted contributions.
+defaults), the code loading ``package.yaml``, and the ``Dockerfile`` (sources in the package
+folder, the build context). Every check runs whatever the others found, so the first report
+holds every problem. Nothing is imported from or executed in the package: validation runs
+in CI on untrusted contributions.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from geomlops.catalog.extensions import MLM_SCHEMA
 from geomlops.catalog.validation import stac_problems
@@ -32,6 +37,7 @@ from geomlops.model.io import OUTPUT_KEY, band_names, class_pairs
 from geomlops.registration.contract import (
     ENTRY_POINTS,
     HYPERPARAMETERS,
+    MLPROJECT_FILE,
     NAME_PATTERN,
     REQUIRED_FILES,
     SPEC_LOADER_MODULE,
@@ -44,6 +50,7 @@ from geomlops.registration.mlproject import (
     mlproject_problems,
     read_mlproject,
 )
+from geomlops.registration.partial import partial_spec
 from geomlops.registration.problems import Problem, validation_error
 from geomlops.registration.source import repository_root
 from geomlops.settings import Settings, get_settings
@@ -88,21 +95,25 @@ def validate_package(path: Path | str, settings: Settings | None = None) -> Vali
         if not (path / name).is_file():
             result.problems.append(Problem(name, "", "the file is missing", why))
     result.problems += content_problems(path, settings.registration)
-    result.spec = _read_spec(path, result.problems)
+    # Each check below reads what it needs and reports on its own, so a broken file or
+    # field hides no problem elsewhere: every problem is in the first report.
+    result.spec, declared = _read_spec(path, result.problems)
     result.mlm = _read_mlm(path, result.problems)
-    result.problems += _name_problems(path, result.spec, result.mlm)
-    if result.mlm is not None:
-        result.problems += _mlm_problems(path, result.mlm)
-    if result.spec is not None and result.mlm is not None:
-        package = ModelPackage(path=path, spec=result.spec, mlm=result.mlm)
-        result.problems += [
-            _explained(_converted(p), package) for p in consistency_problems(package)
-        ]
     result.project, found = read_mlproject(path)
     result.problems += found
+    result.problems += _name_problems(path, declared, result.mlm, result.project)
+    if result.mlm is not None:
+        result.problems += _mlm_problems(path, result.mlm)
+    if declared is not None and result.mlm is not None:
+        package = ModelPackage(path=path, spec=declared, mlm=result.mlm)
+        result.problems += [
+            _explained(_converted(p), package)
+            for p in consistency_problems(package)
+            if p.field != _MLM_NAME  # compared with the package name in _name_problems
+        ]
     if result.project is not None:
         result.problems += _project_problems(path, result.project, result)
-    result.problems += dockerfile_problems(path, result.repo_root)
+    result.problems += dockerfile_problems(path)
     return result
 
 
@@ -114,11 +125,15 @@ def validate_or_raise(path: Path | str, settings: Settings | None = None) -> Val
 
 
 # --- package.yaml and mlm.json ------------------------------------------------------------
-def _read_spec(path: Path, problems: list[Problem]) -> PackageSpec | None:
+def _read_spec(
+    path: Path, problems: list[Problem]
+) -> tuple[PackageSpec | None, PackageSpec | None]:
+    """The declaration if it is valid, and what of it is well typed (to check the rest with)."""
     if not (path / PACKAGE_FILE).is_file():
-        return None
+        return None, None
     try:
-        return read_spec(path)
+        spec = read_spec(path)
+        return spec, spec
     except ValidationFailed as error:
         details = [p.removeprefix(f"{PACKAGE_FILE}: ") for p in error.problems]
         for detail in details or [error.message]:
@@ -128,7 +143,11 @@ def _read_spec(path: Path, problems: list[Problem]) -> PackageSpec | None:
             problems.append(
                 Problem(PACKAGE_FILE, location, message, "see model_packages/README.md section 2")
             )
-        return None
+    try:
+        raw = yaml.safe_load((path / PACKAGE_FILE).read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError):
+        return None, None
+    return None, partial_spec(raw)
 
 
 def _read_mlm(path: Path, problems: list[Problem]) -> dict[str, Any] | None:
@@ -156,9 +175,17 @@ def _read_mlm(path: Path, problems: list[Problem]) -> dict[str, Any] | None:
     return data
 
 
+_MLM_NAME = "properties.mlm:name"
+
+
 def _name_problems(
-    path: Path, spec: PackageSpec | None, mlm: dict[str, Any] | None
+    path: Path, spec: PackageSpec | None, mlm: dict[str, Any] | None, project: MLProject | None
 ) -> list[Problem]:
+    """Every place the package name is written, each against the folder's name.
+
+    One reference for all of them: comparing some with ``package.yaml`` and others with the
+    folder reported a half-renamed copy in two rounds (fix one name, meet the next).
+    """
     problems: list[Problem] = []
     name = path.name
     if not NAME_PATTERN.match(name):
@@ -170,18 +197,27 @@ def _name_problems(
                 "use lower-case letters, digits and hyphens, starting with a letter",
             )
         )
-    if spec is not None and spec.name != name:
-        problems.append(
-            Problem(
-                PACKAGE_FILE, "name", f"is {spec.name!r}, the folder is {name!r}", "use one name"
+    props = mlm.get("properties") if mlm is not None else None
+    written: list[tuple[str, str, Any]] = []
+    if spec is not None:
+        written.append((PACKAGE_FILE, "name", spec.name))
+    if mlm is not None:
+        written.append((MLM_FILE, "id", mlm.get("id")))
+    if isinstance(props, dict):
+        written.append((MLM_FILE, _MLM_NAME, props.get("mlm:name")))
+    if project is not None:
+        written.append((MLPROJECT_FILE, project.where("name"), project.data.get("name")))
+    for file, location, value in written:
+        if value != name:
+            problems.append(
+                Problem(
+                    file,
+                    location,
+                    f"is {value!r}, the package folder is {name!r}",
+                    "write the package name the same everywhere: the folder, package.yaml "
+                    "name, mlm.json id and properties.mlm:name, MLproject name",
+                )
             )
-        )
-    if mlm is not None and mlm.get("id") != name:
-        problems.append(
-            Problem(
-                MLM_FILE, "id", f"is {mlm.get('id')!r}, the package is {name!r}", "use one name"
-            )
-        )
     return problems
 
 
@@ -267,14 +303,13 @@ def _explained(problem: Problem, package: ModelPackage) -> Problem:
 
 # --- MLproject and the code ---------------------------------------------------------------
 def _project_problems(path: Path, project: MLProject, result: ValidationResult) -> list[Problem]:
-    problems = mlproject_problems(project, path, result.name)
+    problems = mlproject_problems(project, path)
     if result.mlm is not None:
         problems += _hyperparameter_problems(project, result.mlm)
     problems += _loader_problems(path, project)
-    if not any(p.file == "MLproject" for p in problems):
-        found = mlflow_load_problem(path)
-        if found:
-            problems.append(found)
+    found = mlflow_load_problem(path)  # MLflow's own reading, whatever else was found
+    if found:
+        problems.append(found)
     return problems
 
 
@@ -317,19 +352,25 @@ def _loader_problems(path: Path, project: MLProject) -> list[Problem]:
     scripts = [path / s for s in project.scripts if s.endswith(".py")]
     if not scripts:
         return []
+    problems: list[Problem] = []
+    imports_loader = False
     for script in scripts:
         try:
             tree = ast.parse(script.read_text(encoding="utf-8"), filename=str(script))
         except (SyntaxError, UnicodeDecodeError) as error:
-            return [
+            problems.append(
                 Problem(
                     str(script.relative_to(path)),
                     f"line {getattr(error, 'lineno', '?')}",
                     f"is not valid Python: {error}",
                 )
-            ]
+            )
+            imports_loader = True  # unknown: say what is sure, not a guess about imports
+            continue
         if any(_imports(node, SPEC_LOADER_MODULE) for node in ast.walk(tree)):
-            return []
+            imports_loader = True
+    if imports_loader:
+        return problems
     names = ", ".join(str(s.relative_to(path)) for s in scripts)
     return [
         Problem(

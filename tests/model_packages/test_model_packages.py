@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -146,3 +147,51 @@ def test_package_yaml_is_readable_without_torch() -> None:
         "assert 'torch' not in sys.modules, 'spec imported torch'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_evaluate_logs_exactly_the_declared_metrics(package: ModelPackage, tmp_path: Path) -> None:
+    """The `evaluate` entry point logs to MLflow the metrics package.yaml declares, exactly.
+
+    Cheap: a one-layer model exported with torch.export stands in for a trained one (the
+    names logged do not depend on the weights); the run is tracked in a SQLite store in tmp.
+    MLflow runs in subprocesses, as under `mlflow run` (its SQLAlchemy store warns on import).
+    """
+    import subprocess
+    import sys
+
+    import torch
+
+    if not (sample_data_root() / package.spec.dataset.image).is_file():
+        pytest.skip("sample data not present (set GEOMLOPS_SAMPLE_DATA)")
+    bands, classes = len(package.spec.input.bands), len(package.spec.class_names)
+    layer = torch.nn.Conv2d(bands, classes, kernel_size=1)
+    with torch.no_grad():  # water where the first band is high: both classes are predicted
+        layer.weight.zero_()
+        layer.weight[classes - 1, 0] = 1.0
+        layer.bias.zero_()
+    size = package.spec.input.patch_size
+    example = (torch.zeros(2, bands, size, size),)
+    batch = torch.export.Dim("batch")  # evaluation feeds batches of any size
+    program = torch.export.export(layer.eval(), example, dynamic_shapes=({0: batch},))
+    torch.export.save(program, str(tmp_path / "model.pt2"))
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "GEOMLOPS_SAMPLE_DATA": str(sample_data_root()),
+    }
+    model = str(tmp_path / "model.pt2")
+    evaluate = [sys.executable, "main.py", "evaluate", "--model", model, "--device", "cpu"]
+    done = subprocess.run(
+        evaluate, cwd=package.path, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    read = (
+        "import json, mlflow; [run] = mlflow.search_runs(search_all_experiments=True, "
+        "output_format='list'); print(json.dumps(sorted(run.data.metrics)))"
+    )
+    listed = subprocess.run(
+        [sys.executable, "-c", read], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    assert package.spec.metrics is not None
+    assert json.loads(listed.stdout) == sorted(package.spec.metrics)

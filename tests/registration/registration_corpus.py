@@ -45,6 +45,12 @@ def case(name: str) -> dict[str, Any]:
     return yaml.safe_load((CORPUS / name / "case.yaml").read_text())
 
 
+def expected(name: str) -> list[dict[str, str]]:
+    """The problems case ``name`` must report in one pass (``expect``: one or a list)."""
+    expect = case(name)["expect"]
+    return expect if isinstance(expect, list) else [expect]
+
+
 def _walk(data: Any, path: str) -> tuple[Any, str | int]:
     """The container holding the last part of a dotted path, and that part (index or key)."""
     parts: list[str | int] = [int(p) if p.isdigit() else p for p in path.split(".")]
@@ -98,4 +104,7 @@ def materialise(case_name: str | None, repo: Path, name: str = BASE_NAME) -> Pat
                 holder, key = _walk(data, path)
                 del holder[key]
             _dump(package / file_name, data)
+        folder = spec.get("folder")
+        if folder:  # a copy whose folder was renamed, and only what `set` renames inside
+            package = package.rename(package.with_name(folder))
     return rename(package, name) if name != BASE_NAME else package

@@ -86,9 +86,9 @@ def test_mlm_json_syntax_error_has_a_line(tmp_path: Path) -> None:
     assert [(p.file, p.location) for p in problems] == [("mlm.json", "line 4, column 1")]
 
 
-def test_dockerfile_must_copy_this_package_from_the_repository_root(tmp_path: Path) -> None:
-    repo = make_repo(tmp_path / "repo")
-    package = materialise(None, repo)
+def test_dockerfile_sources_are_read_from_the_package_folder(tmp_path: Path) -> None:
+    """The build context is the package folder, inside a repository or not."""
+    package = materialise(None, make_repo(tmp_path / "repo"))
     (package / "Dockerfile").write_text(
         "# syntax=docker/dockerfile:1\n"
         "FROM python:3.11-slim AS base\n"
@@ -96,15 +96,37 @@ def test_dockerfile_must_copy_this_package_from_the_repository_root(tmp_path: Pa
         "COPY pyproject.toml \\\n"
         "     README.md ./\n"
         "COPY model_packages/other-package/ .\n"
+        "COPY ../elsewhere/ /opt/\n"
+        "COPY *.py /main.py MLproject /opt/package/\n"
     )
     problems = validate_package(package).problems
     found = {(p.location, p.message.split(":")[0]) for p in problems}
     assert ("line 2", "FROM python") in found  # not a CUDA base image
-    messages = " | ".join(p.message for p in problems)
-    assert "COPY source 'pyproject.toml' does not exist in the build context" in messages
-    assert "COPY source 'model_packages/other-package/' does not exist" in messages
-    assert "no COPY instruction copies the package folder model_packages/tiny-water/" in messages
-    assert "/uv" not in messages  # copied from another image, not from the context
+    by_line = {p.location: p.message for p in problems if "source" in p.message}
+    assert by_line == {
+        "line 4": "COPY source 'pyproject.toml' does not exist in the build context, the "
+        "package folder",
+        "line 6": "COPY source 'model_packages/other-package/' does not exist in the build "
+        "context, the package folder",
+        "line 7": "COPY source '../elsewhere/' leaves the build context, the package folder",
+    }  # README.md, *.py, /main.py (the context's root) and MLproject exist; /uv is a stage's
+    assert not any("copies the package" in p.message for p in problems)  # MLproject is copied
+
+
+def test_dockerfile_outside_a_repository_is_checked_and_each_rule_reported(
+    tmp_path: Path,
+) -> None:
+    package = materialise(None, tmp_path)  # a copy in no git repository at all
+    (package / "Dockerfile").write_text("WORKDIR /opt/package\nCOPY model_packages/x/ .\n")
+    problems = validate_package(package).problems
+    assert [(p.file, p.location) for p in problems] == [
+        ("Dockerfile", ""),
+        ("Dockerfile", "line 2"),
+        ("Dockerfile", ""),
+    ]
+    assert problems[0].message == "has no FROM instruction"  # hides nothing after it
+    assert "does not exist in the build context" in problems[1].message
+    assert problems[2].message.startswith("no COPY instruction copies the package")
 
 
 def test_dockerfile_instructions_join_continuations() -> None:
@@ -145,3 +167,32 @@ def test_source_info_reads_head_and_dirty_state(tmp_path: Path) -> None:
     assert info.source_href(package) == (
         f"https://github.com/acme/models/tree/{sha}/model_packages/tiny-water"
     )
+
+
+def test_a_broken_package_yaml_field_hides_no_other_problem(tmp_path: Path) -> None:
+    """A rule package.yaml breaks is reported, and the rest of it is still compared."""
+    package = materialise(None, make_repo(tmp_path / "repo"))
+    spec = yaml.safe_load((package / "package.yaml").read_text())
+    spec["input"]["patch_size"] = -3  # against the rule, well typed
+    spec["output"]["classes"][1]["name"] = "Lake"  # against the name pattern
+    (package / "package.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    found = {(p.file, p.location) for p in validate_package(package).problems}
+    assert {
+        ("package.yaml", "input.patch_size"),
+        ("package.yaml", "output.classes.1.name"),
+        ("mlm.json", "properties.mlm:input[0].input.shape"),
+        ("mlm.json", "properties.mlm:output[0].classification:classes"),
+        ("mlm.json", "properties.geomlops:gates.val_iou_water"),
+        ("package.yaml", "metrics[4]"),
+    } <= found
+
+
+def test_gates_need_declared_metrics(tmp_path: Path) -> None:
+    package = materialise(None, make_repo(tmp_path / "repo"))
+    spec = yaml.safe_load((package / "package.yaml").read_text())
+    del spec["metrics"]
+    (package / "package.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    [problem] = validate_package(package).problems
+    assert (problem.file, problem.location) == ("package.yaml", "metrics")
+    assert "is missing, so nothing says the gates of mlm.json (val_iou_water)" in problem.message
+    assert "val_f1_water" in problem.hint  # the list to declare
