@@ -65,6 +65,13 @@ def load_model(in_channels: int = 13, classes: int = 2):  # type: ignore[no-unty
     """
     import torch
 
+    if importlib.util.find_spec("terratorch") is None:
+        raise SystemExit(
+            "flood-water-s2's network needs terratorch, which is in that package's own "
+            "environment, not the platform's: batch_vs_peers.py runs its measurements there "
+            "itself (batch_vs_peers._model_process); for another script, run it with the "
+            "interpreter and PYTHONPATH that function returns"
+        )
     spec = importlib.util.spec_from_file_location(
         "s2_model", REPO / "model_packages/flood-water-s2/model.py"
     )

@@ -19,7 +19,10 @@ synthetic 13-band int16 mosaic (``batch_common.make_mosaic``, converted to a COG
   the mosaic once at that overlap (as many as the peer runs; geomlops' tiles read a halo
   and run a few more, which counts against it).
 
-Each run is a fresh process (peak RSS per method is its own), and the methods take turns
+Each run is a fresh process in flood-water-s2's own environment (its network needs
+terratorch, which the platform's environment does not hold; built by the same code as the
+train steps', ``geomlops.workflows.package_env``), with the platform's packages behind the
+package's on its path. Peak RSS per method is its own, and the methods take turns
 round by round, in a rotating order, so the drift of a shared machine cancels. Prints per
 size megapixels/s, km²/s at 10 m, peak RSS, and geomlops/peer and geomlops/ceiling.
 Goals: geomlops >= 1.0x the peer, >= 0.95x the ceiling, peak RSS < 2 GB at every size.
@@ -59,6 +62,7 @@ from batch_common import (
     BANDS,
     MEAN,
     PATCH,
+    REPO,
     STDDEV,
     aoi_of,
     batch_sizes,
@@ -278,16 +282,35 @@ CHILDREN = {
 # ---------------------------------------------------------------------------- parent
 
 
+def _model_process() -> tuple[str, dict[str, str]]:
+    """The interpreter and environment of a child: flood-water-s2's, then the platform's.
+
+    The network is flood-water-s2's (terratorch), the bench's plumbing the platform's
+    (psutil, S3, the inference worker): the package's environment wins where both hold a
+    module (the same torch), the platform's fills in the rest.
+    """
+    import sysconfig
+
+    from geomlops.settings import get_settings
+    from geomlops.workflows.package_env import package_env
+
+    environment = package_env(REPO / "model_packages" / "flood-water-s2", get_settings())
+    own = sorted(str(p) for p in environment.path.glob("lib/python*/site-packages"))
+    path = os.pathsep.join([*own, sysconfig.get_paths()["purelib"], str(Path(__file__).parent)])
+    return str(environment.python), {**os.environ, "PYTHONPATH": path}
+
+
 def _child(method: str, size: int, local: Path, href: str, args: argparse.Namespace) -> dict:
     """Run ``method`` in a fresh process, watching its RSS; its JSON, or why it stopped."""
+    python, env = _model_process()
     command = [
-        sys.executable, __file__, "--child", method, "--size", str(size), "--local", str(local),
+        python, __file__, "--child", method, "--size", str(size), "--local", str(local),
         "--href", href, "--tile-patches", str(args.tile_patches),
         "--batch-size", str(args.batch_size), "--overlap", str(args.overlap),
     ]  # fmt: skip
     limit = args.peer_limit_gb * 2**30
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(command, stdout=out, stderr=err, text=True)
+        proc = subprocess.Popen(command, stdout=out, stderr=err, text=True, env=env)
         watched, highest = psutil.Process(proc.pid), 0
         try:
             while proc.poll() is None:

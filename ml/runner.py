@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -39,6 +40,8 @@ log = logging.getLogger(__name__)
 
 BuildModel = Callable[[int, int], nn.Module]
 MODEL_ARTIFACT = "model"
+INTERPRETER_TAG = "geomlops.interpreter"
+"""MLflow run tag: the Python that ran the entry point (a package runs in its own environment)."""
 
 
 @dataclass(frozen=True)
@@ -203,7 +206,13 @@ def train(
     loss_fn = nn.CrossEntropyLoss(ignore_index=IGNORE)
 
     with mlflow.start_run():
-        mlflow.set_tags({"geomlops.package": spec.name, "geomlops.package_version": spec.version})
+        mlflow.set_tags(
+            {
+                "geomlops.package": spec.name,
+                "geomlops.package_version": spec.version,
+                INTERPRETER_TAG: sys.executable,
+            }
+        )
         _log_new_params(
             {
                 **config.__dict__,
@@ -330,6 +339,7 @@ def evaluate(
             {
                 "geomlops.package": package.spec.name,
                 "geomlops.package_version": package.spec.version,
+                INTERPRETER_TAG: sys.executable,
             }
         )
         _log_new_params(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings
 
 from geomlops.settings.base import config, repo_dir, shared_data
@@ -137,6 +137,12 @@ class TrainingSettings(BaseSettings):
         description="Folder of model packages by name, used when a step runs outside the "
         "package's image (the local executor); unset means `model_packages/` of this checkout.",
     )
+    env_cache: Path = Field(
+        default=Path("~/.cache/geomlops/package-envs"),
+        description="Where the local executor keeps each package's own Python environment, "
+        "built with uv from the package's requirements.txt and named by their hash; a cache "
+        "(safe to delete), shared by every stack home on this machine.",
+    )
     platform_image: str = Field(
         default="ghcr.io/geomlops/geomlops:0.1.0",
         description="Image of the platform's own steps (resolve, materialise, register).",
@@ -151,6 +157,11 @@ class TrainingSettings(BaseSettings):
         description="Kubernetes ServiceAccount the platform's workflows run as (the Helm "
         "chart's, bound to Argo's minimal Role); never the namespace's `default` account.",
     )
+
+    @field_validator("env_cache")
+    @classmethod
+    def _absolute_env_cache(cls, value: Path) -> Path:
+        return value.expanduser().absolute()
 
 
 class RegistrationSettings(BaseSettings):

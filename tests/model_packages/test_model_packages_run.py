@@ -1,5 +1,8 @@
 """`mlflow run` each package end to end: train, predict over the real chip, evaluate.
 
+Each package runs in its own environment (geomlops.workflows.package_env), as the train
+steps run it: `mlflow run --env-manager local` finds the environment's `python` on PATH.
+
 The tracking store is a SQLite file in a temporary directory (the platform's MLflow server
 is reached the same way, through MLFLOW_TRACKING_URI). Training is cut to one epoch over
 sparse patches: this checks the contract, not the model's quality (the READMEs record that).
@@ -19,6 +22,8 @@ import rasterio
 
 from geomlops.ml.raster import MASK_NODATA
 from geomlops.sample_data import sample_data_root
+from geomlops.settings import get_settings
+from geomlops.workflows.package_env import package_env
 
 PACKAGES_DIR = Path(__file__).resolve().parents[2] / "model_packages"
 CHIPS = {
@@ -39,7 +44,6 @@ def tracking(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     env = {
         **os.environ,
         "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         "GEOMLOPS_SAMPLE_DATA": str(sample_data_root()),
     }
     _mlflow(
@@ -52,6 +56,12 @@ def tracking(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         str(root / "artifacts"),
     )
     return env
+
+
+def _in_package_env(env: dict[str, str], package: str) -> dict[str, str]:
+    """``env`` with the package's own environment first on PATH (what the train step does)."""
+    environment = package_env(PACKAGES_DIR / package, get_settings())
+    return {**env, "PATH": f"{environment.bindir}{os.pathsep}{os.environ['PATH']}"}
 
 
 def _mlflow(env: dict[str, str], *args: str, cwd: Path | None = None) -> str:
@@ -81,7 +91,7 @@ def _run(env: dict[str, str], package: str, entry: str, cwd: Path, **params: str
     ]
     for name, value in params.items():
         args += ["-P", f"{name}={value}"]
-    stdout = _mlflow(env, *args, cwd=cwd)
+    stdout = _mlflow(_in_package_env(env, package), *args, cwd=cwd)
     return json.loads(stdout[stdout.index("{") :])
 
 
@@ -131,7 +141,7 @@ def test_entry_point_refuses_a_scene_without_its_bands(
     package = PACKAGES_DIR / "flood-water-s1"
     result = subprocess.run(
         [
-            sys.executable,
+            str(package_env(package, get_settings()).python),
             "main.py",
             "predict",
             "--model",

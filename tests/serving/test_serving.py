@@ -15,7 +15,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -41,6 +40,7 @@ from geomlops.sample_data import fetch
 from geomlops.serving.predictor import Predictor
 from geomlops.settings import get_settings
 from geomlops.transformers.raster_to_vector import payload, read_mask
+from geomlops.workflows.package_env import package_env
 
 REPO = Path(__file__).resolve().parents[2]
 CHIP_KEY = "imagery/sen1floods11/Spain_7370579_S2Hand.tif"
@@ -89,10 +89,11 @@ def promoted(stack: Connections) -> Iterator[str]:
     if client.get_experiment_by_name(experiment) is None:
         client.create_experiment(experiment)
     env = {**os.environ, **stack.env(), "MLFLOW_EXPERIMENT_NAME": experiment}
+    package = REPO / "model_packages" / MODEL
+    python = package_env(package, get_settings()).python  # its framework is not in ours
     subprocess.run(
-        [sys.executable, "main.py", "train", "--epochs", "4", "--device", "cpu"],
-        cwd=REPO / "model_packages" / MODEL, env=env, check=True, capture_output=True,
-        timeout=900,
+        [str(python), "main.py", "train", "--epochs", "4", "--device", "cpu"],
+        cwd=package, env=env, check=True, capture_output=True, timeout=900,
     )  # fmt: skip
     experiment_id = client.get_experiment_by_name(experiment).experiment_id
     (run,) = client.search_runs([experiment_id], max_results=1)

@@ -1,4 +1,4 @@
-"""A training step that fails or is stopped never leaves its MLflow run RUNNING.
+"""A training step runs the package in its own environment, and never leaves its run RUNNING.
 
 The steps run against the real stack (S3 holds the run's config, MLflow the runs) on a tiny
 package whose `train` entry point only sleeps, so no test waits for a model to train.
@@ -21,8 +21,9 @@ from geomlops import objects
 from geomlops.connections import Connections
 from geomlops.model.tracking import experiment_name
 from geomlops.settings import get_settings
+from geomlops.workflows.package_env import package_env
 from geomlops.workflows.steps.config import DatasetPin, PackagePin, TrainParams, TrainRunConfig
-from geomlops.workflows.steps.train import StepFailed, train_step
+from geomlops.workflows.steps.train import ENVIRONMENT_TAG, StepFailed, train_step
 from geomlops.workflows.templates.train import run_uri
 
 pytestmark = [pytest.mark.stack]
@@ -45,6 +46,7 @@ def packages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     package.mkdir()
     (package / "package.yaml").write_text(f"name: {SLEEPER}\nversion: 0.0.1\n")
     (package / "MLproject").write_text(MLPROJECT)
+    (package / "requirements.txt").write_text("geomlops\n")  # its own environment: the SDK
     monkeypatch.setenv("GEOMLOPS_TRAIN_LOCAL_PACKAGES", str(tmp_path))
     get_settings.cache_clear()
     yield tmp_path
@@ -52,7 +54,7 @@ def packages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     get_settings.cache_clear()
 
 
-def _config(stack: Connections, version: str) -> TrainRunConfig:
+def _config(stack: Connections, version: str, name: str = SLEEPER) -> TrainRunConfig:
     """A saved run config for ``sleeper`` ``version``, its dataset already materialised."""
     workflow = f"geomlops-train-test-{uuid.uuid4().hex[:8]}"
     settings = get_settings()
@@ -60,8 +62,8 @@ def _config(stack: Connections, version: str) -> TrainRunConfig:
         workflow=workflow,
         run_uri=run_uri(settings, workflow),
         package=PackagePin(
-            name=SLEEPER, version=version, git_commit="0" * 40, image="sleeper:0",
-            source="file:///dev/null", item_id=f"{SLEEPER}-{version}",
+            name=name, version=version, git_commit="0" * 40, image=f"{name}:0",
+            source="file:///dev/null", item_id=f"{name}-{version}",
         ),
         dataset=DatasetPin(
             name="none", number=1, tag="none@v1", git_rev="0" * 40, md5="0" * 32,
@@ -103,7 +105,7 @@ def test_a_stopped_step_marks_its_run_killed(stack: Connections, packages: Path)
         start_new_session=True,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + 900  # the first run builds the package's environment
         while _runs(stack, config.workflow) != ["RUNNING"]:
             assert step.poll() is None, "the step ended before its entry point ran"
             assert time.monotonic() < deadline, "the step's MLflow run never started"
@@ -115,3 +117,41 @@ def test_a_stopped_step_marks_its_run_killed(stack: Connections, packages: Path)
         if step.poll() is None:
             os.killpg(step.pid, signal.SIGKILL)
     assert _runs(stack, config.workflow) == ["KILLED"]
+
+
+RECORDER_MLPROJECT = """name: recorder
+entry_points:
+  train:
+    parameters:
+      data: {type: string, default: ""}
+      epochs: {type: float, default: 1}
+      device: {type: string, default: auto}
+    command: >-
+      python -c "import sys, mlflow; mlflow.start_run();
+      mlflow.set_tag('geomlops.interpreter', sys.executable); mlflow.end_run()"
+"""
+
+
+def test_the_train_step_runs_the_package_in_its_own_environment(
+    stack: Connections, packages: Path
+) -> None:
+    """The entry point's interpreter is the package's environment's, not the platform's."""
+    recorder = packages / "recorder"
+    recorder.mkdir()
+    (recorder / "package.yaml").write_text("name: recorder\nversion: 0.0.1\n")
+    (recorder / "MLproject").write_text(RECORDER_MLPROJECT)
+    (recorder / "requirements.txt").write_text("geomlops\n")
+    config = _config(stack, "0.0.1", name="recorder")
+    # It logs no model, so the step fails after its entry point ran, and says why.
+    with pytest.raises(StepFailed, match="logged no MLflow model"):
+        train_step(config.uri("config.json"))
+    environment = package_env(recorder, get_settings())
+    assert environment.path.parent == get_settings().training.env_cache
+    client = MlflowClient(stack.mlflow_tracking_uri)
+    (run,) = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()],
+        filter_string=f"tags.`geomlops.workflow` = '{config.workflow}'",
+    )
+    assert run.data.tags[ENVIRONMENT_TAG] == str(environment.path)
+    assert run.data.tags["geomlops.interpreter"] == str(environment.python)
+    assert run.data.tags["geomlops.interpreter"] != sys.executable

@@ -37,6 +37,7 @@ from geomlops.model import properties as prop
 from geomlops.model.stages import STAGE_PROPERTY, Stage
 from geomlops.model.tracking import experiment_name
 from geomlops.settings import Settings, get_settings
+from geomlops.workflows.package_env import package_env
 from geomlops.workflows.steps.config import (
     DatasetPin,
     PackagePin,
@@ -50,6 +51,8 @@ log = logging.getLogger(__name__)
 STAGE = STAGE_PROPERTY
 MODEL_ARTIFACT = "model"
 """Name of the MLflow model a package's ``train`` logs (``geomlops.ml.runner``)."""
+ENVIRONMENT_TAG = "geomlops.environment"
+"""MLflow run tag: the Python environment the package's entry point ran in (its prefix)."""
 REGISTERED = Stage.REGISTERED.value
 CANDIDATE = Stage.CANDIDATE.value
 
@@ -268,19 +271,20 @@ def run_entry_point(
     from mlflow.tracking import MlflowClient
 
     folder = folder or package_dir(config, settings)  # before the run: no run for nothing
+    environment = package_env(folder, settings)  # built (or found) before the run, too
     conn = get_connections(settings)
-    env = {**os.environ, **conn.env()}
+    env = {**os.environ, **conn.env(), "VIRTUAL_ENV": str(environment.path)}
     # `mlflow run --env-manager local` runs the MLproject's `python main.py …` from PATH:
-    # it must be this interpreter (the one with the package's framework), also when the
-    # caller (`geomlops reproduce`, a test run by `make test`) did not activate the venv.
-    bindir = str(Path(sys.executable).parent)
-    env["PATH"] = os.pathsep.join(filter(None, [bindir, env.get("PATH", "")]))
+    # it must be the package's own environment's interpreter (the one with its framework),
+    # also when the caller (`geomlops reproduce`, a test) activated another venv.
+    env["PATH"] = os.pathsep.join(filter(None, [str(environment.bindir), env.get("PATH", "")]))
+    env.pop("PYTHONHOME", None)
     mlflow.set_tracking_uri(conn.mlflow_tracking_uri)
     client = MlflowClient(conn.mlflow_tracking_uri)
     experiment_id = experiment_id_of(client, config.experiment)
     run = client.create_run(
         experiment_id,
-        tags={**_lineage_tags(config), **tags},
+        tags={**_lineage_tags(config), ENVIRONMENT_TAG: str(environment.path), **tags},
         run_name=f"{config.workflow}-{entry_point}",
     )
     command = [
