@@ -31,7 +31,6 @@ from geomlops.transformers.raster_to_vector.vectorize import (
     VectorizeOptions,
     vectorize,
     vectorize_payload,
-    vectorize_raster,
 )
 
 __all__ = [
@@ -45,6 +44,5 @@ __all__ = [
     "unparsed_geometry",
     "vectorize",
     "vectorize_payload",
-    "vectorize_raster",
     "write_geojson",
 ]

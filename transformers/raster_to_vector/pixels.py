@@ -189,66 +189,6 @@ def _no_polygons() -> RingArrays:
     )
 
 
-class StripMerger:
-    """Polygons of a mask polygonised strip by strip, joined where they cross the seams.
-
-    A scene's mask need not be in memory at once: each strip of rows is polygonised on its
-    own (:func:`polygonize`), polygons clear of a seam are final, and those touching one
-    are dissolved per class at the end. The result covers exactly the pixels
-    :func:`polygonize` of the whole mask covers, one polygon per connected region
-    (collinear vertices the seams left are removed, so outlines have pixel corners only).
-    """
-
-    def __init__(self, height: int) -> None:
-        self.height = height
-        self._final: list[RingArrays] = []
-        self._seam: list[RingArrays] = []
-
-    def add(self, polygons: RingArrays, row0: int, rows: int) -> None:
-        """Add the polygons of rows ``row0`` to ``row0 + rows`` (coordinates in the strip)."""
-        if polygons.polygon_count == 0:
-            return
-        polygons.coords[:, 1] += row0
-        top, bottom = row0 if row0 > 0 else None, row0 + rows if row0 + rows < self.height else None
-        if top is None and bottom is None:
-            self._final.append(polygons)
-            return
-        starts = polygons.ring_offsets[:-1]
-        exterior = polygons.polygon_offsets[:-1]
-        y = polygons.coords[:, 1]
-        low = np.minimum.reduceat(y, starts)[exterior]
-        high = np.maximum.reduceat(y, starts)[exterior]
-        touching = np.zeros(polygons.polygon_count, dtype=bool)
-        if top is not None:
-            touching |= low == top
-        if bottom is not None:
-            touching |= high == bottom
-        every_ring = np.ones(len(starts), dtype=bool)
-        self._final.append(polygons.select(~touching, every_ring))
-        self._seam.append(polygons.select(touching, every_ring))
-
-    def merged(self) -> RingArrays:
-        """Every polygon of the mask, those crossing seams dissolved per class value."""
-        parts = [p for p in self._final if p.polygon_count]
-        seam = [p for p in self._seam if p.polygon_count]
-        if seam:
-            joined = _concatenated(seam)
-            geoms = joined.to_polygons()
-            for value in np.unique(joined.values):
-                dissolved = shapely.get_parts(shapely.union_all(geoms[joined.values == value]))
-                dissolved = shapely.simplify(dissolved, 0.0, preserve_topology=False)
-                _, coords, (ring_offsets, polygon_offsets) = shapely.to_ragged_array(dissolved)
-                parts.append(
-                    RingArrays(
-                        coords=coords,
-                        ring_offsets=ring_offsets.astype(np.int64),
-                        polygon_offsets=polygon_offsets.astype(np.int64),
-                        values=np.full(len(dissolved), value, dtype=np.int64),
-                    )
-                )
-        return _concatenated(parts) if parts else _no_polygons()
-
-
 def interiors_intersect(queries: np.ndarray, tree_geoms: np.ndarray) -> np.ndarray:
     """Pairs (query index, tree index), as a 2xN array, whose interiors share area.
 

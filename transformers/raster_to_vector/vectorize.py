@@ -7,7 +7,7 @@ inference use, so online and batch results are the same polygons.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -15,8 +15,6 @@ import numpy as np
 import shapely
 from affine import Affine
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from rasterio.io import DatasetReader
-from rasterio.windows import Window
 
 from geomlops.errors import ValidationFailed
 from geomlops.model.io import OutputClass, parse_classes
@@ -27,10 +25,6 @@ from geomlops.transformers.raster_to_vector.payload import DecodedMask
 # Dtypes rasterio.features.shapes accepts; anything else integral is converted first.
 _SHAPES_DTYPES = {np.dtype(t) for t in ("int8", "uint8", "int16", "uint16", "int32")}
 _INT32 = np.iinfo(np.int32)
-
-
-STRIP_ROWS = 2048
-"""Rows of a raster :func:`vectorize_raster` holds at once (a multiple of COG blocks)."""
 
 
 class VectorizeOptions(BaseModel):
@@ -124,91 +118,19 @@ def vectorize(
     grid = _as_mask(mask)
     output_classes = parse_classes(classes)
     georef = Georeference.of(transform, crs, grid.shape)
+    nodata_values = _nodata_values(nodata, output_classes)
     confidence = _as_probabilities(probabilities, grid.shape, output_classes)
-    polygons, nodata_polygons = _outlines(
-        [(0, grid)], grid.shape[0], _nodata_values(nodata, output_classes), opts
-    )
-    band_of = {c.value: band for band, c in enumerate(output_classes)}
-    return _finished(
-        polygons,
-        nodata_polygons,
-        georef,
-        opts,
-        output_classes,
-        clip,
-        lambda value: _mean_confidence(grid, value, confidence, band_of),
-    )
 
-
-def vectorize_raster(
-    source: DatasetReader,
-    *,
-    band: int = 1,
-    classes: Iterable[Any] | Mapping[str, Any] | None = None,
-    nodata: float | None = None,
-    options: VectorizeOptions | Mapping[str, Any] | None = None,
-    clip: shapely.Geometry | None = None,
-    strip_rows: int = STRIP_ROWS,
-) -> list[ClassPolygons]:
-    """:func:`vectorize` of a band of an open raster, read ``strip_rows`` rows at a time.
-
-    The same polygons as :func:`vectorize` of the whole band, with memory that follows a
-    strip and the polygons rather than the scene: batch inference's publish step
-    vectorises whole scene mosaics (a 20,000 px mosaic is 400 MB as bytes, and each
-    boolean mask of it as much again).
-    """
-    opts = VectorizeOptions.parse(options)
-    output_classes = parse_classes(classes)
-    height, width = source.height, source.width
-    georef = Georeference.of(source.transform, source.crs, (height, width))
-
-    def strips() -> Iterator[tuple[int, np.ndarray]]:
-        for row0 in range(0, height, strip_rows):
-            rows = min(strip_rows, height - row0)
-            yield row0, _as_mask(source.read(band, window=Window(0, row0, width, rows)))
-
-    polygons, nodata_polygons = _outlines(
-        strips(), height, _nodata_values(nodata, output_classes), opts
-    )
-    return _finished(polygons, nodata_polygons, georef, opts, output_classes, clip, lambda _: None)
-
-
-def _outlines(
-    strips: Iterable[tuple[int, np.ndarray]],
-    height: int,
-    nodata_values: list[float],
-    opts: VectorizeOptions,
-) -> tuple[pixels.RingArrays, np.ndarray]:
-    """Pixel outlines of the included classes, and of no-data where cleaning needs them."""
-    # No-data outlines are only needed to keep cleaning and simplification off no-data.
-    need_nodata = opts.min_area_m2 > 0 or opts.simplify_tolerance_m > 0
-    classes, no_data = pixels.StripMerger(height), pixels.StripMerger(height)
-    for row0, grid in strips:
-        rows = grid.shape[0]
-        valid = _valid_pixels(grid, nodata_values)
-        include = _included_pixels(grid, valid, opts.skip_values)
-        classes.add(pixels.polygonize(_shapes_dtype(grid), include), row0, rows)
-        if valid is not None and need_nodata:
-            invalid = ~valid
-            no_data.add(pixels.polygonize(invalid.view(np.uint8), invalid), row0, rows)
-    nodata_outlines = no_data.merged()
-    nodata_polygons = (
-        nodata_outlines.to_polygons() if nodata_outlines.polygon_count else np.empty(0, object)
-    )
-    return classes.merged(), nodata_polygons
-
-
-def _finished(
-    polygons: pixels.RingArrays,
-    nodata_polygons: np.ndarray,
-    georef: Georeference,
-    opts: VectorizeOptions,
-    output_classes: list[OutputClass],
-    clip: shapely.Geometry | None,
-    mean_confidence: Callable[[int], float | None],
-) -> list[ClassPolygons]:
-    """Clean, simplify, reproject, dissolve per class and clip the pixel outlines."""
+    valid = _valid_pixels(grid, nodata_values)
+    include = _included_pixels(grid, valid, opts.skip_values)
+    polygons = pixels.polygonize(_shapes_dtype(grid), include)
     _check_known_values(polygons.values, output_classes)
+
+    # No-data outlines are only needed to keep cleaning and simplification off no-data.
+    nodata_polygons = np.empty(0, dtype=object)
+    if valid is not None and (opts.min_area_m2 > 0 or opts.simplify_tolerance_m > 0):
+        invalid = ~valid
+        nodata_polygons = pixels.polygonize(invalid.view(np.uint8), invalid).to_polygons()
     polygons = pixels.remove_small(
         polygons, georef.area_to_pixels(opts.min_area_m2), nodata_polygons
     )
@@ -234,13 +156,14 @@ def _finished(
         kept = ~shapely.is_empty(lonlat)
         class_values, lonlat, areas = class_values[kept], lonlat[kept], areas[kept]
     names = {c.value: c.label for c in output_classes}
+    band_of = {c.value: band for band, c in enumerate(output_classes)}
     return [
         ClassPolygons(
             value=int(value),
             name=names.get(int(value), str(int(value))),
             geometry=geometry,
             area_m2=float(area),
-            mean_confidence=mean_confidence(int(value)),
+            mean_confidence=_mean_confidence(grid, int(value), confidence, band_of),
         )
         for value, geometry, area in zip(class_values, lonlat, areas, strict=True)
     ]
