@@ -18,7 +18,7 @@ from urllib.parse import quote
 from geomlops.errors import StackError
 from geomlops.settings import LOOPBACK
 from geomlops.stack.context import StackContext
-from geomlops.stack.state import secret
+from geomlops.stack.state import PRIVATE_DIR, PRIVATE_FILE, secret
 
 APT_HINT = "install it: apt-get update && apt-get install -y postgresql postgresql-15-postgis-3"
 SERVER_USER = "postgres"
@@ -135,7 +135,7 @@ class PostgresService:
         """Create the cluster once; refuse to touch a data directory that is not one."""
         bindir(self.ctx.settings.db.bindir)
         _check_postgis()
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
         self._grant_traverse()
         if self.data.exists() and any(self.data.iterdir()):
             if not (self.data / "PG_VERSION").exists():
@@ -179,8 +179,9 @@ class PostgresService:
 
     def start(self) -> None:
         self.initialise()
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        self.log.touch()
+        self.log.parent.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+        self.log.touch(mode=PRIVATE_FILE)
+        self.log.chmod(PRIVATE_FILE)
         self._give_to_server_user(self.log)
         result = self._run(
             "pg_ctl", "start", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60",
