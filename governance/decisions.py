@@ -32,11 +32,11 @@ from geomlops.catalog.db import pgstac_url
 from geomlops.catalog.identity import Identity, Role
 from geomlops.errors import AuthError, ConflictError, NotFoundError, ValidationFailed
 from geomlops.governance.clients import CatalogAndRegistry
-from geomlops.governance.gates import check_gates
 from geomlops.governance.reconcile import Difference, Reconciler
 from geomlops.governance.record import (
     TrainingRecord,
     evaluation_metrics,
+    meet_gates,
     package_gates,
     training_record,
 )
@@ -301,9 +301,4 @@ class Governance(CatalogAndRegistry):
 
     def _check_gates(self, record: TrainingRecord, model: str, version: str) -> None:
         gates = package_gates(self.catalog, self.mlflow, model, version)
-        results = check_gates(gates, evaluation_metrics(record, self.mlflow))
-        problems = [r.problem for r in results if r.problem is not None]
-        if problems:
-            raise ValidationFailed(
-                f"{model} version {version} does not meet its evaluation gates", problems=problems
-            )
+        meet_gates(gates, evaluation_metrics(record, self.mlflow), model, version)

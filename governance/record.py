@@ -24,6 +24,7 @@ from geomlops.audit import Action, AuditEntry
 from geomlops.catalog.client import CatalogClient
 from geomlops.catalog.collections import MODELS
 from geomlops.errors import ConflictError, NotFoundError, ValidationFailed
+from geomlops.governance.gates import check_gates
 from geomlops.model import properties as prop
 from geomlops.model.ids import model_item_id, package_item_id
 
@@ -121,3 +122,19 @@ def package_gates(catalog: CatalogClient, mlflow: Any, model: str, version: str)
             '{"val_iou_water": {"min": 0.7}}, and register that package version',
         )
     return gates
+
+
+def meet_gates(gates: Any, metrics: dict[str, float], model: str, version: str) -> None:
+    """Refuse a version whose metrics miss a gate, or that has no gates to check."""
+    if not isinstance(gates, dict) or not gates:
+        raise ValidationFailed(
+            f"{model} declares no evaluation gates, so version {version} cannot be "
+            "checked for promotion",
+            hint=f'declare them in the package\'s mlm.json: "{prop.GATES}": '
+            '{"val_iou_water": {"min": 0.7}}',
+        )
+    problems = [r.problem for r in check_gates(gates, metrics) if r.problem is not None]
+    if problems:
+        raise ValidationFailed(
+            f"{model} version {version} does not meet its evaluation gates", problems=problems
+        )

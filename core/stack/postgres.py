@@ -145,7 +145,7 @@ class PostgresService:
                     f"GEOMLOPS_HOME elsewhere; `rm -rf {self.data}` starts from empty",
                 )
             return
-        self.data.mkdir(exist_ok=True)
+        self.data.mkdir(mode=PRIVATE_DIR, exist_ok=True)
         pwfile = self.dir / ".pwfile"
         pwfile.write_text(self.password + "\n")
         pwfile.chmod(0o600)
