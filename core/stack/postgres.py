@@ -79,10 +79,16 @@ class PostgresService:
             shutil.chown(path, SERVER_USER, SERVER_USER)
 
     def _grant_traverse(self) -> None:
-        """Let the server user reach the state directory without opening anything else."""
+        """Let the server user reach its directory and its log, without opening anything else.
+
+        The state directory and ``logs/`` are private (0700): the server user gets an ACL
+        entry to pass through them (execute only), not to list or read them.
+        """
         if not _as_root():
             return
-        for parent in reversed(self.dir.parents):
+        self.log.parent.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+        ways = [*reversed(self.dir.parents), self.log.parent]
+        for parent in dict.fromkeys(ways):
             probe = subprocess.run(
                 ["runuser", "-u", SERVER_USER, "--", "test", "-x", str(parent)],
                 capture_output=True,

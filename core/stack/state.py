@@ -117,8 +117,8 @@ def restrict(paths: StatePaths, *, keep: tuple[Path, ...] = ()) -> list[Path]:
     earlier version left. Directories in ``keep`` are made private but not entered (a
     PostgreSQL data directory is the server's, and PostgreSQL keeps it 0700 itself). The
     state directory itself keeps its group *execute* bit: it may be an ACL mask that lets
-    the ``postgres`` user through to its own directory (see :mod:`geomlops.stack.postgres`).
-    Returns what was changed.
+    the ``postgres`` user through to its own directory and log (see
+    :mod:`geomlops.stack.postgres`); so does ``logs/``. Returns what was changed.
     """
     changed: list[Path] = []
 
@@ -130,6 +130,7 @@ def restrict(paths: StatePaths, *, keep: tuple[Path, ...] = ()) -> list[Path]:
 
     if not paths.home.is_dir():
         return changed
+    traverse = {paths.home, paths.logs_dir}
     tighten(paths.home, PRIVATE_DIR | 0o010)
     for root, dirs, files in os.walk(paths.home):
         here = Path(root)
@@ -138,7 +139,7 @@ def restrict(paths: StatePaths, *, keep: tuple[Path, ...] = ()) -> list[Path]:
             if path.is_symlink():
                 dirs.remove(name)
                 continue
-            tighten(path, PRIVATE_DIR)
+            tighten(path, PRIVATE_DIR | (0o010 if path in traverse else 0))
             if path in keep:
                 dirs.remove(name)
         for name in files:
