@@ -263,7 +263,7 @@ def _updated(existing: dict[str, Any], data: Any, method: str) -> dict[str, Any]
             return None
         return result if isinstance(result, dict) else None
     if isinstance(data, dict):  # RFC 7396 merge patch
-        from json_merge_patch import merge
+        from json_merge_patch import merge  # type: ignore[import-untyped]
 
         return merge(copy.deepcopy(existing), data)
     return None

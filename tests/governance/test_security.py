@@ -367,17 +367,30 @@ def test_key_management_needs_an_administrator_key(
 
 # --- item 7: secrets and private files -------------------------------------------------------
 def test_logs_and_data_are_private_and_hold_no_password(stack: Connections) -> None:
+    """Logs 0600 in a 0700 directory; S3 volumes 0600 in 0700 directories; no password.
+
+    ``logs/`` and the state directory may carry a group *execute* bit: there it is the mask
+    of the ACL entry that lets PostgreSQL's own user pass through to its log, not a right
+    to list or read anything. SeaweedFS writes its ``.vif`` files (volume metadata, no
+    data) 0644 whatever the umask; the 0700 directory above them keeps everyone else out.
+    """
     paths = StatePaths(get_settings().stack.home)
     password = json.loads((paths.secrets_dir / "postgres.json").read_text())["password"]
     logs = sorted(paths.logs_dir.glob("*.log"))
     assert {p.name for p in logs} >= {"mlflow.log", "postgres.log", "s3.log", "stac.log"}
-    volumes = [p for p in (paths.service_dir("s3") / "data").rglob("*") if p.is_file()]
-    assert volumes, "SeaweedFS wrote no volume files"
-    exposed = [
-        f"{p} {stat.filemode(p.stat().st_mode)}"
-        for p in [*logs, paths.logs_dir, *volumes, paths.service_dir("s3")]
-        if p.stat().st_mode & 0o077
-    ]
-    assert not exposed, exposed
+    s3 = paths.service_dir("s3")
+    volumes = [p for p in s3.rglob("*") if p.is_file() and p.suffix != ".vif"]
+    assert any(p.suffix == ".dat" for p in volumes), "SeaweedFS wrote no volume files"
+    s3_dirs = [s3, *(p for p in s3.rglob("*") if p.is_dir())]
+
+    def exposed(files: list[Path], allowed: int) -> list[str]:
+        return [
+            f"{p} {stat.filemode(p.stat().st_mode)}"
+            for p in files
+            if p.stat().st_mode & 0o077 & ~allowed
+        ]
+
+    assert not exposed([*logs, *volumes, *s3_dirs, paths.secrets_dir], 0)
+    assert not exposed([paths.home, paths.logs_dir], 0o010)
     for log in logs:
         assert password not in log.read_text(errors="replace"), log
