@@ -17,7 +17,7 @@ from datetime import datetime
 import psycopg
 
 from geomlops.catalog.identity import ROLE_NAMES, Role
-from geomlops.errors import ConflictError, NotFoundError, ValidationFailed
+from geomlops.errors import AuthError, ConflictError, NotFoundError, ValidationFailed
 
 KEY_PREFIX = "gml_"
 ADMIN_IDENTITY = "admin"
@@ -51,6 +51,13 @@ LOOKUP_SQL = "SELECT name, roles FROM geomlops.api_keys WHERE key_hash = $1 AND 
 LOG_WRITE_SQL = (
     "INSERT INTO geomlops.write_log (identity, via, method, path, status) "
     "VALUES ($1, $2, $3, $4, $5)"
+)
+
+
+ADMIN_KEY_HINT = (
+    "set GEOMLOPS_API_KEY to an administrator's key; the local stack's first one is made by "
+    "`geomlops up` in $GEOMLOPS_HOME/secrets/admin_api_key.json (readable by its owner only) "
+    "and used when GEOMLOPS_API_KEY is not set"
 )
 
 
@@ -165,3 +172,29 @@ def ensure_admin_key(conn: psycopg.Connection, key: str) -> bool:
     )
     store_key(conn, ADMIN_IDENTITY, key, [Role.ADMIN.value])
     return True
+
+
+def require_admin(conn: psycopg.Connection, key: str | None) -> str:
+    """The name behind ``key`` if it is an active administrator key; AuthError otherwise.
+
+    Keys are managed through the database, whose credentials the local CLI holds anyway;
+    checking the caller's own key here is what makes key management follow the roles,
+    so a writer's key (or a revoked one) in ``GEOMLOPS_API_KEY`` cannot mint an admin key.
+    """
+    if not key:
+        raise AuthError("managing API keys needs an administrator key", hint=ADMIN_KEY_HINT)
+    row = conn.execute(
+        "SELECT name, roles FROM geomlops.api_keys WHERE key_hash = %s AND revoked_at IS NULL",
+        (hash_key(key),),
+    ).fetchone()
+    if row is None:
+        raise AuthError(
+            "managing API keys needs an administrator key; the key in use is unknown or revoked",
+            hint=ADMIN_KEY_HINT,
+        )
+    if Role.ADMIN.value not in row[1]:
+        raise AuthError(
+            f"managing API keys needs the admin role; {row[0]!r} has {', '.join(sorted(row[1]))}",
+            hint=ADMIN_KEY_HINT,
+        )
+    return str(row[0])

@@ -1,7 +1,10 @@
 """`geomlops keys create|list|revoke`: API keys of named identities.
 
-Keys are managed in the catalog database directly (the local stack's superuser
-credentials), so an administrator can always recover, even with every key revoked.
+Keys are managed in the catalog database directly, and only by an administrator: the key
+in ``GEOMLOPS_API_KEY`` (else the local stack's administrator key, made by `geomlops up` in
+``$GEOMLOPS_HOME/secrets/admin_api_key.json``, readable by its owner only) must be an active
+key with the ``admin`` role. That file is the first administrator key (the bootstrap path)
+and the way back in when every other one is lost.
 """
 
 from __future__ import annotations
@@ -45,11 +48,14 @@ def create(
             f"unknown role(s) {unknown}; choose from {', '.join(ROLE_NAMES)}", param_hint="--role"
         )
     from geomlops.catalog import keys as key_store
+    from geomlops.catalog.client import configured_api_key
     from geomlops.catalog.db import pgstac_connection
     from geomlops.settings import get_settings
 
-    with pgstac_connection(get_settings()) as conn:
+    settings = get_settings()
+    with pgstac_connection(settings) as conn:
         key_store.ensure_schema(conn)
+        key_store.require_admin(conn, configured_api_key(settings))
         key, info = key_store.create_key(conn, name, role)
     if as_json:
         out.print_json(json.dumps({"name": info.name, "roles": list(info.roles), "key": key}))
@@ -70,11 +76,14 @@ def list_(
         geomlops keys list --all --json
     """
     from geomlops.catalog import keys as key_store
+    from geomlops.catalog.client import configured_api_key
     from geomlops.catalog.db import pgstac_connection
     from geomlops.settings import get_settings
 
-    with pgstac_connection(get_settings()) as conn:
+    settings = get_settings()
+    with pgstac_connection(settings) as conn:
         key_store.ensure_schema(conn)
+        key_store.require_admin(conn, configured_api_key(settings))
         infos = key_store.list_keys(conn, include_revoked=all_keys)
     if as_json:
         out.print_json(
@@ -114,10 +123,13 @@ def revoke(name: str = typer.Argument(..., help="Identity whose active key to re
         geomlops keys revoke alice
     """
     from geomlops.catalog import keys as key_store
+    from geomlops.catalog.client import configured_api_key
     from geomlops.catalog.db import pgstac_connection
     from geomlops.settings import get_settings
 
-    with pgstac_connection(get_settings()) as conn:
+    settings = get_settings()
+    with pgstac_connection(settings) as conn:
         key_store.ensure_schema(conn)
+        key_store.require_admin(conn, configured_api_key(settings))
         info = key_store.revoke_key(conn, name)
     err.print(f"revoked the key of {info.name} ({info.hint})")

@@ -7,10 +7,12 @@ half-way, the next decision (or `geomlops reconcile`) finishes it from the log.
 
 Rules for promotion:
   * the approver holds the ``approver`` (or ``admin``) role;
-  * the approver is not the identity that trained or registered the version;
+  * the approver is not the identity that trained the version (its ``train`` entries in the
+    audit log) or that the version item names as trainer or registrar;
   * the version is a ``candidate``;
-  * its evaluation metrics (from its MLflow evaluation run) meet every gate the model
-    declares (``geomlops:gates`` in its MLM item, e.g. ``{"val_iou_water": {"min": 0.7}}``);
+  * its evaluation metrics (from the MLflow evaluation run its ``train`` entry names) meet
+    every gate its registered package declares (``geomlops:gates`` in the package's
+    mlm.json, e.g. ``{"val_iou_water": {"min": 0.7}}``), see :mod:`geomlops.governance.record`;
   * the reason is not empty.
 """
 
@@ -30,8 +32,14 @@ from geomlops.catalog.db import pgstac_url
 from geomlops.catalog.identity import Identity, Role
 from geomlops.errors import AuthError, ConflictError, NotFoundError, ValidationFailed
 from geomlops.governance.clients import CatalogAndRegistry
-from geomlops.governance.gates import check_gates, recorded_metrics
 from geomlops.governance.reconcile import Difference, Reconciler
+from geomlops.governance.record import (
+    TrainingRecord,
+    evaluation_metrics,
+    meet_gates,
+    package_gates,
+    training_record,
+)
 from geomlops.governance.state import DesiredState, desired_state
 from geomlops.model import properties as prop
 from geomlops.model.ids import model_item_id
@@ -152,7 +160,7 @@ class Governance(CatalogAndRegistry):
         identity = self.catalog.whoami()
         self._require_role(identity, "promote models")
         reason = self._require_reason(reason)
-        item = self._version_item(model, version)
+        self._version_item(model, version)
 
         def check(conn: psycopg.Connection) -> None:
             fresh = self.catalog.get_item_dict(MODELS, model_item_id(model, version))
@@ -164,11 +172,13 @@ class Governance(CatalogAndRegistry):
                     hint="only candidates can be promoted; `geomlops rollback` restores an "
                     "earlier production version",
                 )
-            self._check_separation(identity, props, model, version)
-            self._check_gates(props, model, version)
+            record = training_record(conn, model, version)
+            self._check_separation(identity, record, props, model, version)
+            self._check_gates(record, model, version)
 
         def entry(conn: psycopg.Connection) -> AuditEntry:
             current = self._desired(conn, model).production
+            record = training_record(conn, model, version)
             return AuditEntry(
                 identity.name,
                 Action.PROMOTE,
@@ -177,8 +187,8 @@ class Governance(CatalogAndRegistry):
                 reason=reason,
                 details={
                     "previous": current.version if current else None,
-                    "metrics": self._metrics(item["properties"]),
-                    "trained_by": item["properties"].get(prop.TRAINED_BY),
+                    "metrics": evaluation_metrics(record, self.mlflow),
+                    "trained_by": sorted(record.trainers)[0] if record.trainers else None,
                 },
             )
 
@@ -267,41 +277,28 @@ class Governance(CatalogAndRegistry):
         return fixed
 
     # --- rules ------------------------------------------------------------------------------
+    # Trainer, metrics and gates come from the records (governance/record.py), never from
+    # the version item alone: an item is a mirror anyone with write access once could edit.
     @staticmethod
     def _check_separation(
-        identity: Identity, props: dict[str, Any], model: str, version: str
+        identity: Identity,
+        record: TrainingRecord,
+        props: dict[str, Any],
+        model: str,
+        version: str,
     ) -> None:
-        trained_by = props.get(prop.TRAINED_BY)
-        registered_by = props.get(prop.REGISTERED_BY) or trained_by
-        if not trained_by:
-            raise ConflictError(
-                f"{model} version {version} does not record who trained it, so approval by "
-                "someone else cannot be checked",
-                hint="train it through `geomlops workflows submit geomlops-train`",
+        named = {props.get(prop.TRAINED_BY), props.get(prop.REGISTERED_BY)} - {None}
+        if identity.name in record.trainers | named:
+            role = (
+                "trained"
+                if identity.name in record.trainers | {props.get(prop.TRAINED_BY)}
+                else "registered"
             )
-        if identity.name in (trained_by, registered_by):
-            role = "trained" if identity.name == trained_by else "registered"
             raise AuthError(
                 f"{identity.name!r} {role} {model} version {version} and cannot also approve it",
                 hint="a second person with the approver role must promote it",
             )
 
-    def _metrics(self, props: dict[str, Any]) -> dict[str, float]:
-        """Evaluation metrics from the MLflow evaluation run (the item's copy as fallback)."""
-        return recorded_metrics(props, self.mlflow)
-
-    def _check_gates(self, props: dict[str, Any], model: str, version: str) -> None:
-        gates = props.get(prop.GATES)
-        if not isinstance(gates, dict) or not gates:
-            raise ValidationFailed(
-                f"{model} declares no evaluation gates, so version {version} cannot be "
-                "checked for promotion",
-                hint=f'declare them in the package\'s mlm.json: "{prop.GATES}": '
-                '{"val_iou_water": {"min": 0.7}}',
-            )
-        results = check_gates(gates, self._metrics(props))
-        problems = [r.problem for r in results if r.problem is not None]
-        if problems:
-            raise ValidationFailed(
-                f"{model} version {version} does not meet its evaluation gates", problems=problems
-            )
+    def _check_gates(self, record: TrainingRecord, model: str, version: str) -> None:
+        gates = package_gates(self.catalog, self.mlflow, model, version)
+        meet_gates(gates, evaluation_metrics(record, self.mlflow), model, version)

@@ -27,6 +27,12 @@ from geomlops.model.tracking import (
 )
 
 VERSION_LINKS = ("latest-version", "predecessor-version", "successor-version")
+APPROVAL_PROPERTIES = (
+    prop.APPROVED_BY,
+    prop.APPROVED_AT,
+    prop.APPROVAL_REASON,
+    prop.APPROVAL_ACTION,
+)
 
 
 @dataclass(frozen=True)
@@ -65,15 +71,20 @@ class Reconciler:
     def expected_item(
         self, item: dict[str, Any], version: str, desired: DesiredState
     ) -> dict[str, Any]:
-        """``item`` as the record says it should be (a copy; unchanged if it says nothing)."""
-        stage = desired.stage_of(version)
-        if stage is None:
-            return item
+        """``item`` as the record says it should be (a copy).
+
+        A version the log has no decision about is a ``candidate``, as training left it:
+        no approval, no rejection, no version links.
+        """
+        stage = desired.stage_of(version) or Stage.CANDIDATE
         new = copy.deepcopy(without_server_links(item))
         props = new["properties"]
         links = [link for link in new.get("links", []) if link.get("rel") not in VERSION_LINKS]
         for key in (prop.REJECTED_BY, prop.REJECTED_AT, prop.REJECTION_REASON):
             props.pop(key, None)
+        if stage is Stage.CANDIDATE:
+            for key in APPROVAL_PROPERTIES:
+                props.pop(key, None)
         props[STAGE_PROPERTY] = str(stage)
         production = desired.production
         if stage in (Stage.PRODUCTION, Stage.DEPRECATED):
@@ -132,7 +143,14 @@ class Reconciler:
             return None
 
     def _versions(self, desired: DesiredState) -> set[str]:
-        return self._released(desired) | set(desired.rejected)
+        """Every version: those decided about, and every one the registry holds.
+
+        Undecided versions count too: a candidate whose item or tag says ``production``
+        without a decision in the log is exactly what this check exists to find.
+        """
+        name = self.model.replace("'", "\\'")
+        registered = {str(v.version) for v in self.mlflow.search_model_versions(f"name = '{name}'")}
+        return self._released(desired) | set(desired.rejected) | registered
 
     def run(self, desired: DesiredState, *, repair: bool) -> list[Difference]:
         """Every difference found; with ``repair``, each is fixed as it is found."""
@@ -155,7 +173,7 @@ class Reconciler:
                         self.model, PRODUCTION_ALIAS, expected_alias
                     )
         for version in sorted(self._versions(desired), key=_version_key):
-            stage = str(desired.stage_of(version))
+            stage = str(desired.stage_of(version) or Stage.CANDIDATE)
             mv = self.mlflow.get_model_version(self.model, version)
             if mv.tags.get(STAGE_TAG) != stage:
                 differences.append(

@@ -38,6 +38,7 @@ from geomlops.catalog.extensions import VERSION_SCHEMA
 from geomlops.connections import get_connections
 from geomlops.errors import ConflictError, GeomlopsError, NotFoundError
 from geomlops.model import properties as prop
+from geomlops.model.ids import package_item_id
 from geomlops.model.stages import STAGE_PROPERTY, Stage
 from geomlops.registration.source import SourceInfo, package_digest, source_info
 from geomlops.registration.validate import ValidationResult, validate_or_raise
@@ -50,11 +51,6 @@ Action = Literal["created", "updated", "unchanged"]
 STAGE = STAGE_PROPERTY
 REGISTERED = Stage.REGISTERED.value
 SHA_PATTERN = re.compile(r"^[0-9a-f]{7,64}$")
-
-
-def package_item_id(name: str, version: str) -> str:
-    """Id of a package's item in ``models``: the one place its format is written."""
-    return f"{name}-{version}"
 
 
 def default_image(settings: Settings, name: str, commit: str) -> str:

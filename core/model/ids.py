@@ -22,6 +22,15 @@ def model_item_id(name: str, version: str | int) -> str:
     return f"{name}-mv{version}"
 
 
+def package_item_id(name: str, version: str) -> str:
+    """Id of a registered package's item in ``models``: ``NAME-VERSION`` (e.g. ``x-0.1.0``).
+
+    Here, not in registration, because promotion reads a version's gates from the item of
+    the package it was trained from.
+    """
+    return f"{name}-{version}"
+
+
 def parse_model_item_id(item_id: str) -> tuple[str, str]:
     """The (name, version) a model version item id stands for; the inverse of the above."""
     found = _VERSION_ID.match(item_id)

@@ -118,3 +118,34 @@ SCENES = "geomlops:scenes"
 """The source scenes of a run's polygon item."""
 STATS = "geomlops:stats"
 """Per-class pixel counts and areas of the item's mask or polygons."""
+
+# --- who may write what (enforced on the STAC API's `models` collection) --------------------
+DECISION_PROPERTIES = (
+    STAGE,
+    APPROVED_BY,
+    APPROVED_AT,
+    APPROVAL_REASON,
+    APPROVAL_ACTION,
+    REJECTED_BY,
+    REJECTED_AT,
+    REJECTION_REASON,
+)
+"""What a decision (promote, reject, rollback) changes: only the governance code writes these.
+
+A new item may carry a stage only as registration (``registered``) or training
+(``candidate``) writes it, and none of the others."""
+RECORD_PROPERTIES = (
+    TRAINED_BY,
+    REGISTERED_BY,
+    GATES,
+    METRICS,
+    EVALUATE_RUN_ID,
+    MLFLOW_RUN_ID,
+    MLFLOW_MODEL,
+    MLFLOW_MODEL_VERSION,
+    PACKAGE,
+    PACKAGE_VERSION,
+    PACKAGE_ITEM,
+)
+"""What promotion's checks rest on: written once, when the item is created, never changed
+(except by an administrator), so nobody can move a version past its gate by editing it."""

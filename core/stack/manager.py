@@ -28,7 +28,14 @@ from geomlops.stack.processes import (
     SeaweedService,
     StacApiService,
 )
-from geomlops.stack.state import StatePaths, load_ports, save_ports
+from geomlops.stack.state import (
+    StatePaths,
+    generated_secrets,
+    load_ports,
+    redact_logs,
+    restrict,
+    save_ports,
+)
 
 Progress = Callable[[str], None]
 
@@ -159,6 +166,9 @@ class LocalStack:
         """Start whatever is not running and healthy; wait until all are."""
         _reject_external(self.settings)
         with self._locked():
+            # Logs and data are their owner's alone (what an earlier version left, too).
+            restrict(self.paths, keep=(PostgresService(self.ctx).data,))
+            redact_logs(self.paths, generated_secrets(self.paths))
             services = self.services()
             running = {s.name: s.running() for s in services}
             moved = self._assign_ports(services, running)

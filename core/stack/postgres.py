@@ -18,7 +18,7 @@ from urllib.parse import quote
 from geomlops.errors import StackError
 from geomlops.settings import LOOPBACK
 from geomlops.stack.context import StackContext
-from geomlops.stack.state import secret
+from geomlops.stack.state import PRIVATE_DIR, PRIVATE_FILE, secret
 
 APT_HINT = "install it: apt-get update && apt-get install -y postgresql postgresql-15-postgis-3"
 SERVER_USER = "postgres"
@@ -79,10 +79,16 @@ class PostgresService:
             shutil.chown(path, SERVER_USER, SERVER_USER)
 
     def _grant_traverse(self) -> None:
-        """Let the server user reach the state directory without opening anything else."""
+        """Let the server user reach its directory and its log, without opening anything else.
+
+        The state directory and ``logs/`` are private (0700): the server user gets an ACL
+        entry to pass through them (execute only), not to list or read them.
+        """
         if not _as_root():
             return
-        for parent in reversed(self.dir.parents):
+        self.log.parent.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+        ways = [*reversed(self.dir.parents), self.log.parent]
+        for parent in dict.fromkeys(ways):
             probe = subprocess.run(
                 ["runuser", "-u", SERVER_USER, "--", "test", "-x", str(parent)],
                 capture_output=True,
@@ -135,7 +141,7 @@ class PostgresService:
         """Create the cluster once; refuse to touch a data directory that is not one."""
         bindir(self.ctx.settings.db.bindir)
         _check_postgis()
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
         self._grant_traverse()
         if self.data.exists() and any(self.data.iterdir()):
             if not (self.data / "PG_VERSION").exists():
@@ -145,7 +151,7 @@ class PostgresService:
                     f"GEOMLOPS_HOME elsewhere; `rm -rf {self.data}` starts from empty",
                 )
             return
-        self.data.mkdir(exist_ok=True)
+        self.data.mkdir(mode=PRIVATE_DIR, exist_ok=True)
         pwfile = self.dir / ".pwfile"
         pwfile.write_text(self.password + "\n")
         pwfile.chmod(0o600)
@@ -179,8 +185,9 @@ class PostgresService:
 
     def start(self) -> None:
         self.initialise()
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        self.log.touch()
+        self.log.parent.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+        self.log.touch(mode=PRIVATE_FILE)
+        self.log.chmod(PRIVATE_FILE)
         self._give_to_server_user(self.log)
         result = self._run(
             "pg_ctl", "start", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60",

@@ -10,15 +10,17 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from geomlops.errors import StackError
+from geomlops.stack.state import PRIVATE_DIR, PRIVATE_FILE, SERVICE_UMASK
 
 if TYPE_CHECKING:
     import psutil
@@ -127,10 +129,13 @@ def spawn(
     """
     import psutil
 
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    with log_file.open("ab") as log:
-        log.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(argv)}\n".encode())
-    launcher = 'exec "$@" </dev/null >>"$GEOMLOPS_SPAWN_LOG" 2>&1 & echo $!'
+    with open_log(log_file) as log:
+        started = f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(argv)}"
+        log.write(f"\n=== {redact_urls(started)}\n".encode())
+    # The service's own files (S3 volumes, MLflow's, the API's) are born private.
+    launcher = (
+        f'umask {SERVICE_UMASK:03o}; exec "$@" </dev/null >>"$GEOMLOPS_SPAWN_LOG" 2>&1 & echo $!'
+    )
     done = subprocess.run(
         ["sh", "-c", launcher, "sh", *argv],
         env={**env, "GEOMLOPS_SPAWN_LOG": str(log_file)},
@@ -186,6 +191,26 @@ def _group(record: PidRecord) -> list[psutil.Process]:
     return members + [p for p in record.session_leftovers() if p.pid not in known]
 
 
+_URL_PASSWORD = re.compile(r"(://[^/\s:@]*:)[^@\s]+@")
+
+
+def redact_urls(text: str) -> str:
+    """``scheme://user:PASSWORD@host`` → ``scheme://user:***@host``, for what goes in a log."""
+    return _URL_PASSWORD.sub(r"\1***@", text)
+
+
+def open_log(log_file: Path) -> BinaryIO:
+    """Open a service log for appending, readable by its owner only (created so, or made so).
+
+    A log holds whatever its service printed; other local users have no business there.
+    """
+    log_file.parent.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+    fd = os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE_FILE)
+    if os.fstat(fd).st_mode & 0o077:
+        os.fchmod(fd, PRIVATE_FILE)
+    return os.fdopen(fd, "ab")
+
+
 def log_tail(log_file: Path, lines: int = 25) -> str:
     """The last ``lines`` lines of a log, for error messages."""
     try:
@@ -203,8 +228,7 @@ def run_checked(
     A failure raises :class:`StackError` with the tail of that log, like a service that
     does not start, so `geomlops up` reports it the same way.
     """
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    with log_file.open("ab") as log:
+    with open_log(log_file) as log:
         result = subprocess.run(
             list(argv), stdout=log, stderr=subprocess.STDOUT, env=dict(env or os.environ)
         )

@@ -10,7 +10,7 @@ from geomlops.settings import LOOPBACK
 from geomlops.stack import mlflow_server, process
 from geomlops.stack.context import StackContext
 from geomlops.stack.postgres import PostgresService
-from geomlops.stack.state import secret
+from geomlops.stack.state import PRIVATE_DIR, secret
 
 HEALTH_TIMEOUT = 3.0
 
@@ -47,7 +47,7 @@ class ProcessService:
         return process.read_pid(self.pid_file) is not None
 
     def start(self) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
         process.spawn(
             self.argv(), log_file=self.log, pid_file=self.pid_file, env=self.env(), cwd=self.dir
         )
@@ -150,7 +150,8 @@ class SeaweedService(ProcessService):
     def argv(self) -> Sequence[str]:
         p = self.ctx.ports
         data = self.dir / "data"
-        (data / "master").mkdir(parents=True, exist_ok=True)
+        data.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+        (data / "master").mkdir(mode=PRIVATE_DIR, exist_ok=True)
         run = self.ctx.paths.run_dir
         return [
             self.ctx.bin("weed"),

@@ -220,19 +220,28 @@ def test_wrong_role_is_403_and_revoked_key_stops_working(stack: Connections) -> 
 def test_approvers_may_only_update_existing_model_items(
     stack: Connections, admin: CatalogClient
 ) -> None:
-    """Approvers record decisions on model items; they create and delete nothing."""
+    """Approvers record decisions on model items; they create and delete nothing.
+
+    A stage is theirs to change only as the audit log records a decision (see
+    tests/governance/test_security.py); other fields of an existing item they may update.
+    """
     with pgstac_connection() as conn:
         approver_key, _ = create_key(conn, "t-approver-2", ["approver"])
     admin.upsert_item(model_dict("t-decided"))
     with CatalogClient(stack.stac_url, approver_key) as approver:
         item = approver.get_item_dict("models", "t-decided")
-        item["properties"]["geomlops:stage"] = "production"
+        item["properties"]["mlm:architecture"] = "UNet (reviewed)"
         assert approver.upsert_item(item) == "updated"
+        item["properties"]["geomlops:stage"] = "production"
+        with pytest.raises(AuthError, match=r"not allowed.*not a model version item"):
+            approver.upsert_item(item)
         with pytest.raises(AuthError, match="not allowed"):
             approver.delete_item("models", "t-decided")
         with pytest.raises(AuthError, match="not allowed"):
             approver.upsert_item(model_dict("t-new-by-approver"))
-    assert admin.get_item("models", "t-decided").properties["geomlops:stage"] == "production"
+    stored = admin.get_item("models", "t-decided").properties
+    assert stored["mlm:architecture"] == "UNet (reviewed)"
+    assert stored.get("geomlops:stage") != "production"
 
 
 def test_upsert_is_idempotent_and_deprecate_delete_work(admin: CatalogClient) -> None:
