@@ -66,10 +66,19 @@ def register(
     git_sha: str | None = typer.Option(
         None, "--git-sha", help="Commit the package comes from; default: HEAD of its repository."
     ),
+    git_url: str | None = typer.Option(
+        None,
+        "--git-url",
+        help="Repository the commit is pushed to, which training clones outside the "
+        "package's image; default: the repository's remote `origin`.",
+    ),
     as_json: JsonOption = False,
 ) -> None:
     r"""Validate, then create the MLflow registered model and the `registered` catalog item.
 
+    The package's folder must be in a git repository with a remote: what is recorded is that
+    repository's URL, the commit and the package's folder in it (never a local path of this
+    machine), from which training checks the package out wherever it runs without its image.
     Idempotent: the same content registered again changes nothing. The same name and version
     with different content is refused (raise the version instead). Needs a writer key
     (GEOMLOPS_API_KEY, or the local stack's administrator key).
@@ -78,6 +87,7 @@ def register(
         geomlops package register model_packages/flood-water-s2
         geomlops package register model_packages/flood-water-s1 \
             --image ghcr.io/acme/flood-water-s1@sha256:0123... --git-sha "$GITHUB_SHA"
+        geomlops package register . --git-url https://github.com/acme/lake-ice.git
     """
     from geomlops.registration.register import SHA_PATTERN, register_package
 
@@ -85,7 +95,7 @@ def register(
         raise typer.BadParameter(
             "not a git commit hash (hex, 7 to 64 digits)", param_hint="--git-sha"
         )
-    result = register_package(path, image=image, git_sha=git_sha)
+    result = register_package(path, image=image, git_sha=git_sha, git_url=git_url)
     for note in result.notes:
         err.print(f"[yellow]note:[/] {note}")
     if as_json:

@@ -130,12 +130,9 @@ class TrainingSettings(BaseSettings):
     )
     image_dir: str = Field(
         default="/opt/package",
-        description="Where a package image holds the package (its Dockerfile WORKDIR).",
-    )
-    local_packages: Path | None = Field(
-        default_factory=lambda: repo_dir("model_packages"),
-        description="Folder of model packages by name, used when a step runs outside the "
-        "package's image (the local executor); unset means `model_packages/` of this checkout.",
+        description="Where a package image holds the package (its Dockerfile WORKDIR); a "
+        "step that does not find the package there checks out the catalog's recorded git "
+        "source at the recorded commit instead (under GEOMLOPS_HOME/packages).",
     )
     experiment: str = Field(default="geomlops-train", description="MLflow experiment of runs.")
     platform_image: str = Field(
