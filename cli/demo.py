@@ -47,9 +47,8 @@ DEMO_PACKAGES = ("flood-water-s2", "flood-water-s1")
 def _register_packages(settings: Settings) -> None:
     """Validate and register the example packages (a second run reports them unchanged)."""
     from geomlops.registration.register import register_package
-    from geomlops.registration.validate import validate_or_raise
-
     from geomlops.registration.source import origin_url, repository_root
+    from geomlops.registration.validate import validate_or_raise
     from geomlops.settings.base import repo_dir
 
     folder = repo_dir("model_packages")

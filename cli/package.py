@@ -12,13 +12,86 @@ from geomlops.cli.options import JsonOption
 
 app = typer.Typer(
     name="package",
-    help="Validate and register model packages (model_packages/<name>/).",
+    help="Create, validate and register model packages (each in its own git repository).",
     no_args_is_help=True,
 )
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 # Not `exists=True`: a missing folder is a problem validation reports like any other.
 PACKAGE_ARG = typer.Argument(..., help="The package folder, e.g. model_packages/flood-water-s2.")
+
+
+@app.command()
+def new(
+    name: str = typer.Argument(..., help="Package name (lower case, digits, dashes)."),
+    dest: Path | None = typer.Option(
+        None, "--dest", help="Folder to create (must not exist or be empty); default: ./NAME."
+    ),
+    framework: str = typer.Option(
+        "pytorch", "--framework", help="pytorch (a small U-Net) or terratorch (ResNet-18 + UNet)."
+    ),
+    task: str = typer.Option("semantic-segmentation", "--task", help="The model's task."),
+    bands: str = typer.Option(
+        "VV,VH", "--bands", help="Band descriptions of the input GeoTIFF, in model order."
+    ),
+    classes: str = typer.Option(
+        "not_water,water", "--classes", help="Output class names, values 0, 1, … in order."
+    ),
+    image: str = typer.Option(
+        "imagery/sen1floods11/Spain_7370579_S1Hand.tif",
+        "--image",
+        help="Training scene, relative to the sample data (or to --data).",
+    ),
+    label: str = typer.Option(
+        "imagery/sen1floods11/Spain_7370579_LabelHand.tif",
+        "--label",
+        help="Its label raster (class values; --label-nodata marks unlabelled pixels).",
+    ),
+    label_nodata: int = typer.Option(-1, "--label-nodata", help="No-data value of the labels."),
+    patch_size: int = typer.Option(64, "--patch-size", help="Model input side, pixels."),
+    data: str | None = typer.Option(
+        None, "--data", help="Folder holding --image and --label; default: the sample data."
+    ),
+) -> None:
+    """Write a complete model package that validates and trains on the sample data as written.
+
+    The defaults make a water segmentation of Sentinel-1 VV/VH backscatter on the sample
+    scene. The package depends only on the platform's SDK (requirements.txt), builds FROM the
+    platform's base image (Dockerfile, build context = the package folder), and is meant to
+    be its own git repository: `git init`, commit, add a remote, then `geomlops package
+    register .`.
+
+    Examples:
+        geomlops package new lake-water
+        geomlops package new lake-water-tt --framework terratorch --dest ../lake-water-tt
+    """
+    from geomlops.registration.scaffold import PackageChoices, write_package
+
+    choices = PackageChoices(
+        name=name,
+        framework=framework,
+        task=task,
+        bands=tuple(b.strip() for b in bands.split(",") if b.strip()),
+        classes=tuple(c.strip() for c in classes.split(",") if c.strip()),
+        image=image,
+        label=label,
+        label_nodata=label_nodata,
+        patch_size=patch_size,
+    )
+    problems = choices.problems()
+    if problems:
+        raise typer.BadParameter("; ".join(problems))
+    folder = dest if dest is not None else Path(name)
+    written = write_package(choices, folder, data)
+    for note in choices.notes:
+        err.print(f"[yellow]note:[/] {note}")
+    for path in written:
+        typer.echo(str(folder / path))
+    err.print(
+        f"next: cd {folder} && git init -b main && git add -A && git commit -m '{name}' && "
+        "git remote add origin URL && git push -u origin main && geomlops package validate . "
+        "&& geomlops package register ."
+    )
 
 
 @app.command()

@@ -75,6 +75,14 @@ def _sources(arguments: str) -> list[str] | None:
     return [p for p in parts[:-1] if "://" not in p]
 
 
+def _cuda_based(image: str) -> bool:
+    """A CUDA image, or the platform's package base image (which is built on one)."""
+    from geomlops.settings import get_settings
+
+    base = get_settings().registration.base_image.rsplit(":", 1)[0]
+    return "cuda" in image.lower() or image.split("@")[0].rsplit(":", 1)[0] == base
+
+
 def dockerfile_problems(package: Path, repo_root: Path | None) -> list[Problem]:
     """FROM present and CUDA-based; every copied source exists in the build context."""
     file = package / DOCKERFILE
@@ -94,7 +102,7 @@ def dockerfile_problems(package: Path, repo_root: Path | None) -> list[Problem]:
         ]
     first = bases[0]
     image = next((w for w in first.arguments.split() if not w.startswith("--")), "")
-    if "$" not in image and "cuda" not in image.lower():
+    if "$" not in image and not _cuda_based(image):
         problems.append(
             Problem(
                 DOCKERFILE,
@@ -104,9 +112,8 @@ def dockerfile_problems(package: Path, repo_root: Path | None) -> list[Problem]:
                 "and run on CPU otherwise)",
             )
         )
-    if repo_root is None:
-        return problems
-    package_rel = package.resolve().relative_to(repo_root.resolve())
+    del repo_root  # the build context is the package folder (its own repository, or here)
+    repo_root = package
     copies_package = False
     for step in steps:
         if step.keyword not in ("COPY", "ADD"):
@@ -121,9 +128,9 @@ def dockerfile_problems(package: Path, repo_root: Path | None) -> list[Problem]:
                         DOCKERFILE,
                         f"line {step.line}",
                         f"{step.keyword} source {source!r} does not exist in the build "
-                        f"context (the repository root {repo_root})",
-                        f"CI builds with `docker build -f {package_rel}/{DOCKERFILE} .` from "
-                        "the repository root; name sources relative to it",
+                        f"context (the package folder {package})",
+                        "images are built with the package folder as build context "
+                        "(`docker build .` in the package); name sources relative to it",
                     )
                 )
             elif target.resolve() == package.resolve():
@@ -133,8 +140,8 @@ def dockerfile_problems(package: Path, repo_root: Path | None) -> list[Problem]:
             Problem(
                 DOCKERFILE,
                 "",
-                f"no COPY instruction copies the package folder {package_rel}/",
-                f"add `COPY {package_rel}/ .` after `WORKDIR` (the image runs the package)",
+                "no COPY instruction copies the package folder (`COPY . .`)",
+                "add `COPY . .` after `WORKDIR` (the image runs the package)",
             )
         )
     return problems

@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings
 
+from geomlops import __version__
 from geomlops.settings.base import config, repo_dir, shared_data
 from geomlops.settings.services import S3Settings
 
@@ -169,6 +170,12 @@ class RegistrationSettings(BaseSettings):
         default="ghcr.io/geomlops",
         description="Registry prefix of package images; without --image, registration records "
         "`<image_repository>/<package>:<git sha>`, the tag CI pushes.",
+    )
+    base_image: str = Field(
+        default=f"ghcr.io/geomlops/geomlops-ml:{__version__}",
+        description="The published base image of model packages (Python 3.11, uv and the "
+        "package SDK; docker/ml-base/Dockerfile, pushed by the release workflow): the image "
+        "`geomlops package new` writes in a package's Dockerfile `FROM` line.",
     )
 
 
