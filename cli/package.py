@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -23,35 +24,33 @@ PACKAGE_ARG = typer.Argument(..., help="The package folder, e.g. model_packages/
 
 @app.command()
 def new(
-    name: str = typer.Argument(..., help="Package name (lower case, digits, dashes)."),
-    dest: Path | None = typer.Option(
-        None, "--dest", help="Folder to create (must not exist or be empty); default: ./NAME."
-    ),
-    framework: str = typer.Option(
-        "pytorch", "--framework", help="pytorch (a small U-Net) or terratorch (ResNet-18 + UNet)."
-    ),
-    task: str = typer.Option("semantic-segmentation", "--task", help="The model's task."),
-    bands: str = typer.Option(
-        "VV,VH", "--bands", help="Band descriptions of the input GeoTIFF, in model order."
-    ),
-    classes: str = typer.Option(
-        "not_water,water", "--classes", help="Output class names, values 0, 1, … in order."
-    ),
-    image: str = typer.Option(
-        "imagery/sen1floods11/Spain_7370579_S1Hand.tif",
-        "--image",
-        help="Training scene, relative to the sample data (or to --data).",
-    ),
-    label: str = typer.Option(
-        "imagery/sen1floods11/Spain_7370579_LabelHand.tif",
-        "--label",
-        help="Its label raster (class values; --label-nodata marks unlabelled pixels).",
-    ),
-    label_nodata: int = typer.Option(-1, "--label-nodata", help="No-data value of the labels."),
-    patch_size: int = typer.Option(64, "--patch-size", help="Model input side, pixels."),
-    data: str | None = typer.Option(
-        None, "--data", help="Folder holding --image and --label; default: the sample data."
-    ),
+    name: Annotated[str, typer.Argument(help="Package name (lower case, digits, dashes).")],
+    dest: Annotated[
+        Path | None,
+        typer.Option(help="Folder to create (must not exist or be empty); default: ./NAME."),
+    ] = None,
+    framework: Annotated[
+        str, typer.Option(help="pytorch (a small U-Net) or terratorch (ResNet-18 + UNet).")
+    ] = "pytorch",
+    task: Annotated[str, typer.Option(help="The model's task.")] = "semantic-segmentation",
+    bands: Annotated[
+        str, typer.Option(help="Band descriptions of the input GeoTIFF, in model order.")
+    ] = "VV,VH",
+    classes: Annotated[
+        str, typer.Option(help="Output class names, values 0, 1, … in order.")
+    ] = "not_water,water",
+    image: Annotated[
+        str, typer.Option(help="Training scene, relative to the sample data (or to --data).")
+    ] = "imagery/sen1floods11/Spain_7370579_S1Hand.tif",
+    label: Annotated[
+        str, typer.Option(help="Its label raster (class values; --label-nodata: unlabelled).")
+    ] = "imagery/sen1floods11/Spain_7370579_LabelHand.tif",
+    label_nodata: Annotated[int, typer.Option(help="No-data value of the labels.")] = -1,
+    patch_size: Annotated[int, typer.Option(help="Model input side, pixels.")] = 64,
+    data: Annotated[
+        str | None,
+        typer.Option(help="Folder holding --image and --label; default: the sample data."),
+    ] = None,
 ) -> None:
     """Write a complete model package that validates and trains on the sample data as written.
 

@@ -237,8 +237,7 @@ def find_package_dir(
             )
     if str(spec.get("version")) != version:
         raise StepFailed(
-            f"{folder} holds {name} {spec.get('version')}, but the run resolved version "
-            f"{version}",
+            f"{folder} holds {name} {spec.get('version')}, but the run resolved version {version}",
             hint=f"run the step in the image the run resolved ({image}), or register that "
             "version again from its repository",
         )
