@@ -75,14 +75,6 @@ def _sources(arguments: str) -> list[str] | None:
     return [p for p in parts[:-1] if "://" not in p]
 
 
-def _cuda_based(image: str) -> bool:
-    """A CUDA image, or the platform's package base image (which is built on one)."""
-    from geomlops.settings import get_settings
-
-    base = get_settings().registration.base_image.rsplit(":", 1)[0]
-    return "cuda" in image.lower() or image.split("@")[0].rsplit(":", 1)[0] == base
-
-
 def dockerfile_problems(package: Path, repo_root: Path | None) -> list[Problem]:
     """FROM present and CUDA-based; every copied source exists in the build context."""
     file = package / DOCKERFILE
@@ -102,7 +94,7 @@ def dockerfile_problems(package: Path, repo_root: Path | None) -> list[Problem]:
         ]
     first = bases[0]
     image = next((w for w in first.arguments.split() if not w.startswith("--")), "")
-    if "$" not in image and not _cuda_based(image):
+    if "$" not in image and "cuda" not in image.lower():
         problems.append(
             Problem(
                 DOCKERFILE,

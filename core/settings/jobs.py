@@ -172,7 +172,7 @@ class RegistrationSettings(BaseSettings):
         "`<image_repository>/<package>:<git sha>`, the tag CI pushes.",
     )
     base_image: str = Field(
-        default=f"ghcr.io/geomlops/geomlops-ml:{__version__}",
+        default=f"ghcr.io/geomlops/geomlops-ml-cuda:{__version__}",
         description="The published base image of model packages (Python 3.11, uv and the "
         "package SDK; docker/ml-base/Dockerfile, pushed by the release workflow): the image "
         "`geomlops package new` writes in a package's Dockerfile `FROM` line.",

@@ -154,8 +154,8 @@ def test_registration_workflow_validates_builds_then_registers_with_the_digest()
 
     login = next(s for s in steps if s.get("uses", "").startswith("docker/login-action"))
     assert login["with"]["registry"] == "ghcr.io"
-    # Built from the repository root with the package's Dockerfile, as the contract says.
-    assert build["with"]["context"] == "."
+    # Built with the package folder as context, as the contract (and the validator) says.
+    assert build["with"]["context"] == "${{ env.PACKAGE_DIR }}"
     assert build["with"]["file"] == "${{ env.PACKAGE_DIR }}/Dockerfile"
     assert register["env"]["PACKAGE_DIR"] == "model_packages/${{ matrix.package }}"
     # A runner has no schema mirror: validation must be allowed to fetch the MLM schema.
