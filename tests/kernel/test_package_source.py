@@ -70,9 +70,7 @@ def test_a_commit_pushed_later_is_fetched(repo: tuple[Path, str], tmp_path: Path
     assert "0.2.0" in (folder / "package.yaml").read_text()
 
 
-def test_a_commit_not_in_the_repository_is_refused(
-    repo: tuple[Path, str], tmp_path: Path
-) -> None:
+def test_a_commit_not_in_the_repository_is_refused(repo: tuple[Path, str], tmp_path: Path) -> None:
     work, url = repo
     commit(work, {"package.yaml": "name: lake\n"}, "one")
     with pytest.raises(NotFoundError, match="is not in the package repository") as caught:
@@ -80,9 +78,7 @@ def test_a_commit_not_in_the_repository_is_refused(
     assert "push that commit" in str(caught.value.hint)
 
 
-def test_a_folder_missing_at_the_commit_is_refused(
-    repo: tuple[Path, str], tmp_path: Path
-) -> None:
+def test_a_folder_missing_at_the_commit_is_refused(repo: tuple[Path, str], tmp_path: Path) -> None:
     work, url = repo
     sha = commit(work, {"package.yaml": "name: lake\n"}, "one")
     with pytest.raises(NotFoundError, match="has no folder 'pkgs/other'"):
