@@ -37,21 +37,31 @@ entry_points:
 """
 
 
+def _git(cwd: Path, *args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
 @pytest.fixture
-def packages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A folder holding the package ``sleeper`` 0.0.1, where steps look for packages."""
-    package = tmp_path / SLEEPER
-    package.mkdir()
+def source(tmp_path: Path) -> tuple[str, str]:
+    """The package ``sleeper`` 0.0.1 committed and pushed to a bare repository: URL, commit.
+
+    What a registration records; the steps check the package out from it.
+    """
+    _git(tmp_path, "init", "-q", "--bare", "-b", "main", "origin.git")
+    work = tmp_path / "work"
+    package = work / SLEEPER
+    package.mkdir(parents=True)
     (package / "package.yaml").write_text(f"name: {SLEEPER}\nversion: 0.0.1\n")
     (package / "MLproject").write_text(MLPROJECT)
-    monkeypatch.setenv("GEOMLOPS_TRAIN_LOCAL_PACKAGES", str(tmp_path))
-    get_settings.cache_clear()
-    yield tmp_path
-    monkeypatch.undo()
-    get_settings.cache_clear()
+    _git(work, "init", "-q", "-b", "main")
+    _git(work, "add", "-A")
+    _git(work, "-c", "user.name=t", "-c", "user.email=t@geomlops.invalid", "commit", "-qm", "s")
+    _git(work, "push", "-q", str(tmp_path / "origin.git"), "main")
+    return str(tmp_path / "origin.git"), _git(work, "rev-parse", "HEAD")
 
 
-def _config(stack: Connections, version: str) -> TrainRunConfig:
+def _config(stack: Connections, version: str, source: tuple[str, str]) -> TrainRunConfig:
     """A saved run config for ``sleeper`` ``version``, its dataset already materialised."""
     workflow = f"geomlops-train-test-{uuid.uuid4().hex[:8]}"
     settings = get_settings()
@@ -59,8 +69,8 @@ def _config(stack: Connections, version: str) -> TrainRunConfig:
         workflow=workflow,
         run_uri=run_uri(settings, workflow),
         package=PackagePin(
-            name=SLEEPER, version=version, git_commit="0" * 40, image="sleeper:0",
-            source="file:///dev/null", item_id=f"{SLEEPER}-{version}",
+            name=SLEEPER, version=version, git_commit=source[1], image="sleeper:0",
+            source=source[0], git_url=source[0], path=SLEEPER, item_id=f"{SLEEPER}-{version}",
         ),
         dataset=DatasetPin(
             name="none", number=1, tag="none@v1", git_rev="0" * 40, md5="0" * 32,
@@ -84,21 +94,21 @@ def _runs(stack: Connections, workflow: str) -> list[str]:
 
 
 def test_a_step_that_fails_before_training_leaves_no_running_run(
-    stack: Connections, packages: Path
+    stack: Connections, source: tuple[str, str]
 ) -> None:
-    config = _config(stack, "9.9.9")  # the folder holds 0.0.1: the step refuses it
+    config = _config(stack, "9.9.9", source)  # the commit holds 0.0.1: the step refuses it
     with pytest.raises(StepFailed, match=r"resolved version 9\.9\.9"):
         train_step(config.uri("config.json"))
     assert "RUNNING" not in _runs(stack, config.workflow)
 
 
-def test_a_stopped_step_marks_its_run_killed(stack: Connections, packages: Path) -> None:
+def test_a_stopped_step_marks_its_run_killed(stack: Connections, source: tuple[str, str]) -> None:
     """SIGTERM to the pod's process group (what stopping a workflow does) ends the run."""
-    config = _config(stack, "0.0.1")
+    config = _config(stack, "0.0.1", source)
     step = subprocess.Popen(
         [str(Path(sys.executable).parent / "geomlops"), "train-step", "train",
          "--config", config.uri("config.json")],
-        env={**os.environ, "GEOMLOPS_TRAIN_LOCAL_PACKAGES": str(packages)},
+        env=dict(os.environ),
         start_new_session=True,
     )  # fmt: skip
     try:
