@@ -1,9 +1,9 @@
 """Check a package's ``Dockerfile`` without a Docker engine (none runs on the build hosts).
 
-CI builds it from the repository root (README section 7), so every ``COPY``/``ADD`` source
-must exist relative to that root, and one of them must be this package's own folder: a
-Dockerfile copied from another package, or written for another build context, fails here
-rather than in the GitHub Actions build.
+The image is built with the package folder as its context (README section 7), here or in
+the package's own repository, so every ``COPY``/``ADD`` source must exist inside the package
+folder, and one of them must be the folder itself (``COPY . .``): a Dockerfile copied from
+another package, or written for another build context, fails here rather than in the build.
 """
 
 from __future__ import annotations
