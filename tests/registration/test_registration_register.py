@@ -179,13 +179,13 @@ def test_the_source_recorded_is_the_remote_the_commit_and_the_folder(
     result = register_package(package)
     assert (result.provenance.git_url, result.provenance.package_path) == (
         origin,
-        "model_packages/tiny-water",
+        "model_packages/sourced-water",
     )
     item, tags = _registered(stack, "sourced-water")
     props = item["properties"]
     assert props["geomlops:git_url"] == tags["geomlops.git_url"] == origin
     assert props["geomlops:git_commit"] == sha
-    assert props["geomlops:package_path"] == "model_packages/tiny-water"
+    assert props["geomlops:package_path"] == "model_packages/sourced-water"
     code = next(a for a in item["assets"].values() if "mlm:source_code" in a["roles"])
     assert code["href"] == origin
     assert "file://" not in json.dumps(item)
