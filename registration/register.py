@@ -367,6 +367,7 @@ def _audit_registration(
             "item": item["id"],
             "digest": digest,
             "git_commit": provenance.commit,
+            "git_url": provenance.git_url,
             "image": provenance.image,
         },
     )
