@@ -48,7 +48,9 @@ def _run(*command: str | Path, cwd: Path | None = None) -> str:
 
 
 def test_the_sdk_installs_alone_and_runs_a_package(tmp_path: Path) -> None:
-    source = _sources(tmp_path.joinpath("src").resolve())
+    source = tmp_path / "src"
+    source.mkdir()
+    _sources(source)
     venv = tmp_path / "venv"
     _run(sys.executable, "-m", "venv", venv)
     python = venv / "bin" / "python"
