@@ -37,8 +37,7 @@ def _git(cwd: Path, *args: str) -> str:
 
 
 def _invoke(*args: str) -> Any:
-    result = runner.invoke(app, list(args))
-    return result
+    return runner.invoke(app, list(args))
 
 
 @pytest.fixture(scope="module")
