@@ -31,7 +31,7 @@ COPY serving serving
 COPY transformers transformers
 COPY cli cli
 COPY gateway gateway
-RUN /opt/venv/bin/pip install /src
+RUN /opt/venv/bin/pip install "/src[platform]"
 # Served by the gateway from its package folder (gateway/mappage.py: static/node_modules).
 COPY --from=map /map/node_modules/maplibre-gl/dist /opt/venv/lib/python3.11/site-packages/geomlops/gateway/static/node_modules/maplibre-gl/dist
 

@@ -60,7 +60,7 @@ system-packages:
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q -e ".[platform,dev]"
 	touch $@
 
 $(VENV_SERVING)/.installed: requirements/serving.txt requirements/serving-model.txt pyproject.toml

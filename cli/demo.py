@@ -47,15 +47,24 @@ DEMO_PACKAGES = ("flood-water-s2", "flood-water-s1")
 def _register_packages(settings: Settings) -> None:
     """Validate and register the example packages (a second run reports them unchanged)."""
     from geomlops.registration.register import register_package
+    from geomlops.registration.source import origin_url, repository_root
     from geomlops.registration.validate import validate_or_raise
+    from geomlops.settings.base import repo_dir
 
-    folder = settings.training.local_packages
-    if folder is None:
-        raise RuntimeError("no model_packages/ folder: set GEOMLOPS_TRAIN_LOCAL_PACKAGES")
+    folder = repo_dir("model_packages")
+    root = repository_root(folder) if folder is not None else None
+    if folder is None or root is None:
+        raise RuntimeError(
+            "the demo registers the example packages of a git checkout of geomlops "
+            "(model_packages/); run it from one"
+        )
+    # Their source is this repository: its remote when it has one; a checkout without a
+    # remote (a copy made for the demo) is itself the repository training clones.
+    git_url = None if origin_url(root) else str(root)
     for name in DEMO_PACKAGES:
         validate_or_raise(folder / name, settings)
         console.print(f"  [green]valid[/] {name}")
-        result = register_package(folder / name, settings=settings)
+        result = register_package(folder / name, settings=settings, git_url=git_url)
         for line in result.summary():
             console.print(f"  {line}")
         for note in result.notes:

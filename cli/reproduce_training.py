@@ -28,6 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 from geomlops.errors import GeomlopsError, NotFoundError
+from geomlops.package_source import PackageSource, checkout
 
 if TYPE_CHECKING:
     from geomlops.governance.reproduce_training import RecordedTraining, Reproduction
@@ -57,9 +58,13 @@ def reproduce_model_version(
     settings = settings or get_settings()
     tolerance = DEFAULT_TOLERANCE if tolerance is None else tolerance
     try:
-        recorded = _recorded(ref, settings)
+        recorded, source = _recorded(ref, settings)
         with tempfile.TemporaryDirectory(prefix="geomlops-reproduce-") as tmp:
-            package = _package_at_commit(recorded, Path(tmp) / "package")
+            package = (
+                checkout(source, settings.stack.home)
+                if source is not None
+                else _package_at_commit(recorded, Path(tmp) / "package")
+            )
             metrics, run_id = _retrain(recorded, package, Path(tmp), device, settings)
         found = reproduction(recorded, metrics, tolerance)
     except GeomlopsError as exc:
@@ -71,7 +76,12 @@ def reproduce_model_version(
     return 0 if found.ok else 1
 
 
-def _recorded(ref: str, settings: Settings) -> RecordedTraining:
+def _recorded(ref: str, settings: Settings) -> tuple[RecordedTraining, PackageSource | None]:
+    """What the version records, and its package's git source when it records one.
+
+    Versions trained since packages record their repository are checked out from it (the
+    one rule of :mod:`geomlops.package_source`); older ones from this checkout's history.
+    """
     from mlflow.exceptions import MlflowException
 
     from geomlops.catalog.client import CatalogClient
@@ -91,7 +101,16 @@ def _recorded(ref: str, settings: Settings) -> RecordedTraining:
             params = dict(get_connections(settings).mlflow_client().get_run(run_id).data.params)
         except MlflowException as exc:
             raise NotFoundError(f"the train run {run_id} of {name} {version}: {exc}") from None
-    return RecordedTraining.from_record(item, params)
+    recorded = RecordedTraining.from_record(item, params)
+    props = item.get("properties") or {}
+    source = (
+        PackageSource(
+            str(props[prop.GIT_URL]), recorded.git_commit, str(props.get(prop.PACKAGE_PATH) or "")
+        )
+        if props.get(prop.GIT_URL)
+        else None
+    )
+    return recorded, source
 
 
 def _package_at_commit(recorded: RecordedTraining, dest: Path) -> Path:

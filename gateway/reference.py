@@ -40,6 +40,7 @@ from geomlops.ml.tiling import predict_probabilities
 from geomlops.model import ModelIO
 from geomlops.model import properties as prop
 from geomlops.model.ids import parse_model_item_id
+from geomlops.package_source import PackageSource
 from geomlops.settings import Settings
 from geomlops.workflows.inference.steps import load_registered_model
 from geomlops.workflows.steps.train import find_package_dir
@@ -148,11 +149,21 @@ class ReviewCache:
             return self._scenes[ref.tag]
 
     def _load_scene(self, props: dict[str, Any], ref: DatasetRef) -> ReferenceScene:
+        source = (
+            PackageSource(
+                str(props[prop.GIT_URL]),
+                str(props.get(prop.GIT_COMMIT)),
+                str(props.get(prop.PACKAGE_PATH) or ""),
+            )
+            if props.get(prop.GIT_URL)
+            else None
+        )
         package = load_package(
             find_package_dir(
                 str(props.get(prop.PACKAGE)),
                 str(props.get(prop.PACKAGE_VERSION)),
                 str(props.get(prop.IMAGE)),
+                source,
                 self.settings,
             ),
             require_scaling=False,

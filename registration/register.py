@@ -71,6 +71,10 @@ class Provenance:
     dirty: bool
     image: str
     source_href: str
+    git_url: str
+    """The repository training clones the package from (:mod:`geomlops.package_source`)."""
+    package_path: str
+    """The package's folder in that repository."""
 
 
 @dataclass
@@ -97,6 +101,8 @@ class RegistrationResult:
             "digest": self.digest,
             "git_commit": self.provenance.commit,
             "git_dirty": self.provenance.dirty,
+            "git_url": self.provenance.git_url,
+            "package_path": self.provenance.package_path,
             "image": self.provenance.image,
             "mlflow": self.mlflow,
             "item": self.item,
@@ -136,6 +142,8 @@ def registered_item(
             prop.PACKAGE_VERSION: spec.version,
             prop.PACKAGE_DIGEST: digest,
             prop.GIT_COMMIT: provenance.commit,
+            prop.GIT_URL: provenance.git_url,
+            prop.PACKAGE_PATH: provenance.package_path,
             prop.IMAGE: provenance.image,
             prop.MLFLOW_MODEL: spec.name,
         }
@@ -166,6 +174,7 @@ def _mlflow_tags(item: dict[str, Any]) -> dict[str, str]:
         "geomlops.package_item": item["id"],
         "geomlops.package_digest": props[prop.PACKAGE_DIGEST],
         "geomlops.git_commit": props[prop.GIT_COMMIT],
+        "geomlops.git_url": props[prop.GIT_URL],
         "geomlops.image": props[prop.IMAGE],
     }
     if props.get(prop.GIT_DIRTY):
@@ -253,11 +262,17 @@ def register_package(
     *,
     image: str | None = None,
     git_sha: str | None = None,
+    git_url: str | None = None,
     settings: Settings | None = None,
     catalog: CatalogClient | None = None,
     mlflow_client: Any = None,
 ) -> RegistrationResult:
-    """Validate, then register the package idempotently (see the module docstring)."""
+    """Validate, then register the package idempotently (see the module docstring).
+
+    The source recorded is the package's repository (its remote ``origin``, or ``git_url``),
+    the commit (``git_sha`` or HEAD) and the package's folder in it: training clones that
+    outside the package's image. A repository without a remote is refused.
+    """
     settings = settings or get_settings()
     if git_sha is not None and not SHA_PATTERN.match(git_sha):
         raise GeomlopsError(
@@ -268,7 +283,7 @@ def register_package(
     assert validated.spec is not None  # noqa: S101 - validation guarantees it
     package = validated.path
     name, version = validated.spec.name, validated.spec.version
-    source: SourceInfo = source_info(package, git_sha)
+    source: SourceInfo = source_info(package, git_sha, git_url)
     digest = package_digest(package, validated.repo_root)
     notes: list[str] = []
     if source.dirty:
@@ -279,7 +294,9 @@ def register_package(
     image_given = image is not None
     if image is None:
         image = default_image(settings, name, source.commit)
-    provenance = Provenance(source.commit, source.dirty, image, source.source_href(package))
+    provenance = Provenance(
+        source.commit, source.dirty, image, source.source_href(), source.git_url, source.path
+    )
     item_id = package_item_id(name, version)
 
     own_catalog = catalog is None
@@ -346,6 +363,7 @@ def _audit_registration(
             "item": item["id"],
             "digest": digest,
             "git_commit": provenance.commit,
+            "git_url": provenance.git_url,
             "image": provenance.image,
         },
     )
@@ -387,10 +405,12 @@ def _settled_provenance(
         bool(props.get(prop.GIT_DIRTY, False)),
         str(props.get(prop.IMAGE, wanted.image)),
         code,
+        str(props.get(prop.GIT_URL, wanted.git_url)),
+        str(props.get(prop.PACKAGE_PATH, wanted.package_path)),
     )
     if has_digest(wanted.image) and not has_digest(kept.image):
         notes.append(f"image {kept.image} replaced by the pushed digest {wanted.image}")
-        return Provenance(wanted.commit, wanted.dirty, wanted.image, wanted.source_href)
+        return wanted
     if wanted.commit != kept.commit or wanted.image != kept.image:
         notes.append(
             f"the same content is registered from commit {kept.commit[:12]} with image "

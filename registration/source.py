@@ -5,16 +5,22 @@ registrations of that name and version are the same package. It is computed from
 git would commit (tracked plus untracked-but-not-ignored), so a registration from a later
 commit that did not touch the package is the same package, and a changed file under the same
 version is a conflict. Outside a git repository every file counts but tool caches.
+
+The source recorded is the repository's remote (a URL, or a path git can clone), the commit
+and the package's folder in it: what training clones outside the package's image
+(:mod:`geomlops.package_source`). A working folder is never recorded as the source.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from geomlops.errors import GeomlopsError
+from geomlops.package_source import PackageSource
 from geomlops.registration.files import walk
 
 
@@ -38,19 +44,28 @@ def repository_root(path: Path) -> Path | None:
 
 @dataclass(frozen=True)
 class SourceInfo:
-    """The commit a package is registered from."""
+    """The commit a package is registered from, and the repository training clones it from."""
 
     repo_root: Path | None
     commit: str
     dirty: bool
-    remote: str | None
+    git_url: str
+    """What ``git clone`` takes (the remote ``origin``, or ``--git-url``); never the
+    registering machine's working folder as a ``file://`` URI."""
+    path: str = ""
+    """The package's folder inside the repository (POSIX; empty for the repository root)."""
 
-    def source_href(self, package: Path) -> str:
-        """A link to the package at this commit (GitHub tree URL when the remote is GitHub)."""
-        if self.repo_root is not None and self.remote:
-            relative = package.resolve().relative_to(self.repo_root.resolve()).as_posix()
-            return f"{self.remote}/tree/{self.commit}/{relative}"
-        return package.resolve().as_uri()
+    @property
+    def source(self) -> PackageSource:
+        """Where training finds the package outside its image (:mod:`geomlops.package_source`)."""
+        return PackageSource(self.git_url, self.commit, self.path)
+
+    def source_href(self) -> str:
+        """A link to the package at this commit: a GitHub tree URL, else the repository URL."""
+        web = _web_url(self.git_url)
+        if web is not None:
+            return f"{web}/tree/{self.commit}/{self.path}".rstrip("/")
+        return self.git_url
 
 
 def _web_url(remote: str) -> str | None:
@@ -63,20 +78,42 @@ def _web_url(remote: str) -> str | None:
     return None
 
 
-def source_info(package: Path, commit: str | None = None) -> SourceInfo:
-    """Repository, commit (``commit`` or HEAD) and whether the package has uncommitted changes.
+SCP_LIKE = re.compile(r"^[\w.-]+@[\w.-]+:")
+"""``user@host:path``: git's short form of an ssh URL."""
 
-    Raises when no commit is given and none can be found: a registration must name the
-    source it came from.
+
+def clone_url(remote: str, repo_root: Path) -> str:
+    """``remote`` as training elsewhere can clone it: a relative path made absolute.
+
+    A URL (``https://``, ``ssh://``, ``git@host:…``) is kept as written. A remote given as a
+    relative path is relative to the repository, so it is resolved against it.
+    """
+    remote = remote.strip()
+    if "://" in remote or SCP_LIKE.match(remote):
+        return remote
+    return str((repo_root / remote).resolve())
+
+
+def origin_url(repo_root: Path) -> str | None:
+    """The remote ``origin`` of the repository at ``repo_root``, when it has one."""
+    remote = _git(repo_root, "remote", "get-url", "origin")
+    return remote.strip() if remote and remote.strip() else None
+
+
+def source_info(package: Path, commit: str | None = None, git_url: str | None = None) -> SourceInfo:
+    """Repository URL, commit (``commit`` or HEAD), folder, and uncommitted changes.
+
+    A package is registered from its git repository, and the source recorded is one
+    training can clone: the remote ``origin`` (or ``git_url``). Raises, naming the fix,
+    when the package is not in a repository, the repository has no commit, or no remote.
     """
     root = repository_root(package)
     if root is None:
-        if commit is None:
-            raise GeomlopsError(
-                f"{package} is not inside a git repository, so its commit is unknown",
-                hint="pass --git-sha with the commit the package comes from",
-            )
-        return SourceInfo(None, commit, dirty=False, remote=None)
+        raise GeomlopsError(
+            f"{package} is not inside a git repository, so training could not fetch its code",
+            hint="a package is a git repository: `git init`, commit, `git remote add origin "
+            "URL`, push, then register",
+        )
     head = _git(root, "rev-parse", "HEAD")
     if commit is None:
         if head is None:
@@ -85,13 +122,25 @@ def source_info(package: Path, commit: str | None = None) -> SourceInfo:
                 hint="commit the package, or pass --git-sha",
             )
         commit = head.strip()
+    if git_url is None:
+        remote = origin_url(root)
+        if remote is None:
+            raise GeomlopsError(
+                f"the repository {root} has no remote `origin`, so nothing records where "
+                "training can fetch the package from",
+                hint="add the repository it is pushed to: `git remote add origin URL` and "
+                "`git push`; or name it with --git-url URL",
+            )
+        git_url = remote
+    url = clone_url(git_url, root)
     status = _git(root, "status", "--porcelain", "--", str(package.resolve()))
-    remote = _git(root, "remote", "get-url", "origin")
+    relative = package.resolve().relative_to(root.resolve()).as_posix()
     return SourceInfo(
         root,
         commit,
         dirty=bool(status and status.strip()),
-        remote=_web_url(remote) if remote else None,
+        git_url=url,
+        path="" if relative == "." else relative,
     )
 
 

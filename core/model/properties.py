@@ -22,6 +22,12 @@ PACKAGE_ITEM = "geomlops:package_item"
 """Id of the package's own item in ``models``."""
 GIT_COMMIT = "geomlops:git_commit"
 """The source commit of the package (also on package items)."""
+GIT_URL = "geomlops:git_url"
+"""The git repository the package is cloned from (a URL or a path git can clone; never the
+registering machine's working folder). With :data:`GIT_COMMIT` and :data:`PACKAGE_PATH` it is
+where training finds the code outside the package's image (also on package items)."""
+PACKAGE_PATH = "geomlops:package_path"
+"""The package's folder inside :data:`GIT_URL` (POSIX, ``""`` for the repository root)."""
 IMAGE = "geomlops:image"
 """The container image the package runs in (also on package items)."""
 DATASET = "geomlops:dataset"

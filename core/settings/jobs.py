@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings
 
+from geomlops import __version__
 from geomlops.settings.base import config, repo_dir, shared_data
 from geomlops.settings.services import S3Settings
 
@@ -130,12 +131,9 @@ class TrainingSettings(BaseSettings):
     )
     image_dir: str = Field(
         default="/opt/package",
-        description="Where a package image holds the package (its Dockerfile WORKDIR).",
-    )
-    local_packages: Path | None = Field(
-        default_factory=lambda: repo_dir("model_packages"),
-        description="Folder of model packages by name, used when a step runs outside the "
-        "package's image (the local executor); unset means `model_packages/` of this checkout.",
+        description="Where a package image holds the package (its Dockerfile WORKDIR); a "
+        "step that does not find the package there checks out the catalog's recorded git "
+        "source at the recorded commit instead (under GEOMLOPS_HOME/packages).",
     )
     env_cache: Path = Field(
         default=Path("~/.cache/geomlops/package-envs"),
@@ -182,6 +180,12 @@ class RegistrationSettings(BaseSettings):
         default="ghcr.io/geomlops",
         description="Registry prefix of package images; without --image, registration records "
         "`<image_repository>/<package>:<git sha>`, the tag CI pushes.",
+    )
+    base_image: str = Field(
+        default=f"ghcr.io/geomlops/geomlops-ml-cuda:{__version__}",
+        description="The published base image of model packages (Python 3.11, uv and the "
+        "package SDK; docker/ml-base/Dockerfile, pushed by the release workflow): the image "
+        "`geomlops package new` writes in a package's Dockerfile `FROM` line.",
     )
 
 

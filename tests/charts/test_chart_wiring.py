@@ -162,8 +162,9 @@ def test_rendered_platform_runs_and_serves_the_cli(installed: LocalCluster, tmp_
     assert cluster.problems == []
 
     registered = _cli(
-        env, tmp_path / "cli", "package", "register", f"model_packages/{PACKAGE}", "--json"
-    )
+        env, tmp_path / "cli", "package", "register", f"model_packages/{PACKAGE}",
+        "--git-url", str(REPO), "--json",
+    )  # fmt: skip
     assert registered.returncode == 0, registered.stderr
     item_id = json.loads(registered.stdout)["item_id"]
 

@@ -58,3 +58,19 @@ def test_the_chart_steps_use_existing_tools() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_package_base_image_is_built_on_a_tag_under_the_settings_name() -> None:
+    """docker/ml-base builds the image `package new` writes in FROM; its name is read once."""
+    from geomlops import __version__
+    from geomlops.settings import get_settings
+
+    job = _workflow()["jobs"]["ml-base"]
+    build = next(s for s in job["steps"] if s.get("id") == "build")
+    assert build["with"]["file"] == "docker/ml-base/Dockerfile"
+    assert (REPO / build["with"]["file"]).is_file()
+    ref = next(s for s in job["steps"] if s.get("id") == "ref")
+    assert "registration.base_image" in ref["run"]
+    assert "ml-base" in _workflow()["jobs"]["publish"]["needs"]
+    image = get_settings().registration.base_image
+    assert image.rsplit(":", 1)[1] == __version__

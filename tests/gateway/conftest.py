@@ -59,7 +59,7 @@ def keys(stack: Connections) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def production(stack: Connections) -> str:
     """A production version of the S2 model: trained by one identity, promoted by another."""
-    register_package(REPO / "model_packages" / MODEL)
+    register_package(REPO / "model_packages" / MODEL, git_url=str(REPO))
     root = sample("")
     with staged([root / "imagery" / "sen1floods11"], root) as staged_root:
         dataset, _ = DatasetRegistry().add(

@@ -92,9 +92,10 @@ def test_registration_is_audited_once(stack: Connections) -> None:
 
     from geomlops.registration.register import register_package
 
-    package = Path(__file__).resolve().parents[2] / "model_packages" / "flood-water-s1"
-    register_package(package)
-    register_package(package)  # unchanged: nothing more to record
+    repo = Path(__file__).resolve().parents[2]
+    package = repo / "model_packages" / "flood-water-s1"
+    register_package(package, git_url=str(repo))
+    register_package(package, git_url=str(repo))  # unchanged: nothing more to record
     with pgstac_connection() as conn:
         registered = [
             e for e in audit.entries(conn, "flood-water-s1") if e.action == Action.REGISTER
@@ -144,7 +145,8 @@ def test_package_versions_and_model_versions_are_apart(stack: Connections) -> No
 
     from geomlops.registration.register import register_package
 
-    register_package(Path(__file__).resolve().parents[2] / "model_packages" / "flood-water-s1")
+    repo = Path(__file__).resolve().parents[2]
+    register_package(repo / "model_packages" / "flood-water-s1", git_url=str(repo))
     shown = _cli("audit", "flood-water-s1", "--json")
     assert shown.exit_code == 0, shown.output
     (registered,) = [e for e in json.loads(shown.stdout) if e["action"] == "register"]

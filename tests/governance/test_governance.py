@@ -76,7 +76,7 @@ def candidates(keys: dict[str, str]) -> Iterator[list[dict[str, Any]]]:
     """Two candidate versions trained through the workflow by `trainer`."""
     # Registered at this checkout's commit, as every test module does: the first
     # registration of a version wins, so they must agree on what it is.
-    register_package(REPO / "model_packages" / MODEL)
+    register_package(REPO / "model_packages" / MODEL, git_url=str(REPO))
     sample = get_settings().sample_data.sample_data
     assert sample is not None, "the Sen1Floods11 sample is needed (GEOMLOPS_SAMPLE_DATA)"
     with staged([sample / "imagery" / "sen1floods11"], sample) as root:

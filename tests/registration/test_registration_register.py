@@ -34,18 +34,23 @@ def _registered(conn: Connections, name: str, version: str = "0.1.0") -> tuple[d
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    return make_repo(tmp_path / "repo")
+    """A package repository whose remote `origin` is a bare repository beside it."""
+    origin = tmp_path / "origin.git"
+    git(tmp_path, "init", "-q", "--bare", str(origin))
+    made = make_repo(tmp_path / "repo")
+    git(made, "remote", "add", "origin", str(origin))
+    return made
 
 
 def test_real_packages_register_once_then_report_no_change(stack: Connections) -> None:
     runner = CliRunner()
     for name in PACKAGES:
         path = str(REPO / "model_packages" / name)
-        first = runner.invoke(app, ["package", "register", path, "--json"])
+        first = runner.invoke(app, ["package", "register", path, "--git-url", str(REPO), "--json"])
         assert first.exit_code == 0, first.stderr
         done = json.loads(first.stdout)
         assert done["item_id"] == f"{name}-0.1.0"
-        second = runner.invoke(app, ["package", "register", path, "--json"])
+        second = runner.invoke(app, ["package", "register", path, "--git-url", str(REPO), "--json"])
         assert second.exit_code == 0, second.stderr
         again = json.loads(second.stdout)
         assert (again["mlflow"], again["item"]) == ("unchanged", "unchanged")
@@ -63,7 +68,10 @@ def test_real_packages_register_once_then_report_no_change(stack: Connections) -
         model_asset = next(a for a in item["assets"].values() if "mlm:model" in a["roles"])
         assert model_asset["href"] == f"models:/{name}@production"  # no weights yet
 
-    text = runner.invoke(app, ["package", "register", str(REPO / "model_packages" / PACKAGES[0])])
+    text = runner.invoke(
+        app,
+        ["package", "register", str(REPO / "model_packages" / PACKAGES[0]), "--git-url", str(REPO)],
+    )
     assert text.exit_code == 0
     assert f"STAC item models/{PACKAGES[0]}-0.1.0: unchanged" in text.stdout
 
@@ -158,3 +166,53 @@ def test_demo_step_registers_both_packages(stack: Connections) -> None:
     for name in PACKAGES:
         item, _ = _registered(stack, name)
         assert item["properties"]["geomlops:stage"] == "registered"
+
+
+def test_the_source_recorded_is_the_remote_the_commit_and_the_folder(
+    repo: Path, stack: Connections
+) -> None:
+    """What training clones: origin's URL (a bare repository here), never the working folder."""
+    package = materialise(None, repo, name="sourced-water")
+    sha = commit_all(repo)
+    origin = git(repo, "remote", "get-url", "origin")
+    git(repo, "push", "-q", "origin", "main")
+    result = register_package(package)
+    assert (result.provenance.git_url, result.provenance.package_path) == (
+        origin,
+        "model_packages/sourced-water",
+    )
+    item, tags = _registered(stack, "sourced-water")
+    props = item["properties"]
+    assert props["geomlops:git_url"] == tags["geomlops.git_url"] == origin
+    assert props["geomlops:git_commit"] == sha
+    assert props["geomlops:package_path"] == "model_packages/sourced-water"
+    code = next(a for a in item["assets"].values() if "mlm:source_code" in a["roles"])
+    assert code["href"] == origin
+    assert "file://" not in json.dumps(item)
+    assert str(repo) not in json.dumps(item)
+
+
+def test_a_repository_without_a_remote_is_refused(tmp_path: Path) -> None:
+    """Nothing would tell training where the code is: refused before anything is written."""
+    repo = make_repo(tmp_path / "repo")
+    package = materialise(None, repo)
+    commit_all(repo)
+    result = CliRunner().invoke(app, ["package", "register", str(package)])
+    assert result.exit_code == 1
+    assert "has no remote `origin`" in result.stderr
+    assert "git remote add origin" in result.stderr
+    assert "--git-url" in result.stderr
+
+
+def test_a_relative_remote_is_recorded_as_the_path_it_names(tmp_path: Path) -> None:
+    from geomlops.registration.source import source_info
+
+    repo = make_repo(tmp_path / "repo")
+    package = materialise(None, repo)
+    commit_all(repo)
+    git(repo, "remote", "add", "origin", "../shared.git")
+    info = source_info(package)
+    assert info.git_url == str((tmp_path / "shared.git").resolve())
+    assert source_info(package, git_url="https://example.org/x.git").git_url == (
+        "https://example.org/x.git"
+    )

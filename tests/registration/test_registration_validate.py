@@ -158,13 +158,17 @@ def test_source_info_reads_head_and_dirty_state(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "repo")
     package = materialise(None, repo)
     sha = commit_all(repo)
+    git(repo, "remote", "add", "origin", "git@github.com:acme/models.git")
     info = source_info(package)
     assert (info.commit, info.dirty) == (sha, False)
-    git(repo, "remote", "add", "origin", "git@github.com:acme/models.git")
     (package / "model.py").write_text("# edited\n")
     info = source_info(package)
     assert info.dirty
-    assert info.source_href(package) == (
+    assert (info.git_url, info.path) == (
+        "git@github.com:acme/models.git",
+        "model_packages/tiny-water",
+    )
+    assert info.source_href() == (
         f"https://github.com/acme/models/tree/{sha}/model_packages/tiny-water"
     )
 

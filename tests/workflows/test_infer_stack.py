@@ -70,7 +70,7 @@ def _sample(path: str) -> Path:
 @pytest.fixture(scope="module")
 def production(stack: Connections) -> str:
     """A production version of the S2 model: trained by one identity, promoted by another."""
-    register_package(REPO / "model_packages" / MODEL, git_sha="cd" * 20)
+    register_package(REPO / "model_packages" / MODEL, git_sha="cd" * 20, git_url=str(REPO))
     sample = _sample("")
     with staged([sample / "imagery" / "sen1floods11"], sample) as root:
         dataset, _ = DatasetRegistry().add(root, "sen1floods11", description="Sen1Floods11 chip")

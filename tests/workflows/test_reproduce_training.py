@@ -27,7 +27,7 @@ PACKAGE = "flood-water-s2"
 @pytest.fixture(scope="module")
 def trained(stack: Connections) -> str:
     """A version of the S2 package trained for one epoch, seed 5; returns NAME/VERSION."""
-    register_package(REPO / "model_packages" / PACKAGE)
+    register_package(REPO / "model_packages" / PACKAGE, git_url=str(REPO))
     sample = get_settings().sample_data.sample_data
     assert sample is not None, "the Sen1Floods11 sample is needed (GEOMLOPS_SAMPLE_DATA)"
     with staged([sample / "imagery" / "sen1floods11"], sample) as root:

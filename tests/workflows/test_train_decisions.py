@@ -3,11 +3,12 @@
 A copy of the S2 flood package, renamed ``flood-water-lr``, declares its own defaults in its
 MLproject (learning rate 0.002, one epoch) that differ from what the workflow template used
 to impose (0.001, six epochs), and gates every candidate passes. It is trained through the
-workflow (the in-process Argo API, so that the pods find the copy through
-``GEOMLOPS_TRAIN_LOCAL_PACKAGES``), then decided on directly with `geomlops promote` and
-`geomlops reject`, and stopped. What an approver finds in MLflow is checked on the way: the
-package's own experiment, the evaluate run's picture and confusion matrix, and the decision
-with its reason on the model version.
+workflow (the in-process Argo API); the copy lives in a git repository of its own, pushed to
+a bare `origin`, and the steps find it from its registration alone (a checkout of the
+recorded commit). Then decided on directly with `geomlops promote` and `geomlops reject`,
+and stopped. What an approver finds in MLflow is checked on the way: the package's own
+experiment, the evaluate run's picture and confusion matrix, and the decision with its
+reason on the model version.
 """
 
 from __future__ import annotations
@@ -84,15 +85,27 @@ def make_package(folder: Path) -> Path:
     return package
 
 
+def _git(cwd: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True)
+
+
 @pytest.fixture(scope="module")
 def package(stack: Connections, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The package copy, registered (at this checkout's commit); returns the folder above."""
-    folder = tmp_path_factory.mktemp("packages")
-    head = subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
-    ).stdout.strip()
-    register_package(make_package(folder), git_sha=head)
-    return folder
+    """The package copy, committed and pushed to its own `origin`, then registered."""
+    root = tmp_path_factory.mktemp("packages")
+    _git(root, "init", "-q", "--bare", "-b", "main", "origin.git")
+    work = root / "work"
+    work.mkdir()
+    _git(work, "init", "-q", "-b", "main")
+    _git(work, "config", "user.email", "tests@geomlops.invalid")
+    _git(work, "config", "user.name", "geomlops tests")
+    _git(work, "remote", "add", "origin", str(root / "origin.git"))
+    package = make_package(work)
+    _git(work, "add", "-A")
+    _git(work, "commit", "-q", "-m", PACKAGE)
+    _git(work, "push", "-q", "origin", "main")
+    register_package(package)
+    return package
 
 
 @pytest.fixture(scope="module")
@@ -105,9 +118,8 @@ def dataset(stack: Connections) -> str:
 
 
 @pytest.fixture
-def pods_see_package(package: Path, argo: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("GEOMLOPS_TRAIN_LOCAL_PACKAGES", str(package))
-    get_settings.cache_clear()
+def trainable(package: Path, argo: str) -> None:
+    """The package is registered and Argo's API answers: nothing else tells pods where it is."""
 
 
 def _approver() -> str:
@@ -189,7 +201,7 @@ def _assert_evaluation_report(client: MlflowClient, run: Any) -> None:
 
 
 def test_promoted_run_records_received_parameters_and_loads_everywhere(
-    pods_see_package: None, dataset: str, stack: Connections, monkeypatch: pytest.MonkeyPatch
+    trainable: None, dataset: str, stack: Connections, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     run = _train(dataset, "seed=3")
     version = _version_of(run, stack)
@@ -255,7 +267,7 @@ def test_promoted_run_records_received_parameters_and_loads_everywhere(
 
 
 def test_rejected_run_ends_at_rejected(
-    pods_see_package: None, dataset: str, stack: Connections, monkeypatch: pytest.MonkeyPatch
+    trainable: None, dataset: str, stack: Connections, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     run = _train(dataset)
     version = _version_of(run, stack)
@@ -278,7 +290,7 @@ def test_rejected_run_ends_at_rejected(
 
 
 def test_stopping_a_promoted_run_does_not_read_failed(
-    pods_see_package: None, dataset: str, stack: Connections, monkeypatch: pytest.MonkeyPatch
+    trainable: None, dataset: str, stack: Connections, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Decided without the CLI (its run left waiting), then stopped: it ends Succeeded."""
     run = _train(dataset)

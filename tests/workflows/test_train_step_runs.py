@@ -39,22 +39,47 @@ entry_points:
 """
 
 
+def _git(cwd: Path, *args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+def _pushed(root: Path, name: str, files: dict[str, str]) -> tuple[str, str]:
+    """Package ``name`` (``files``) committed and pushed to a bare repository: URL, commit."""
+    root.mkdir(parents=True, exist_ok=True)
+    _git(root, "init", "-q", "--bare", "-b", "main", "origin.git")
+    work = root / "work"
+    package = work / name
+    package.mkdir(parents=True)
+    for filename, text in files.items():
+        (package / filename).write_text(text)
+    _git(work, "init", "-q", "-b", "main")
+    _git(work, "add", "-A")
+    _git(work, "-c", "user.name=t", "-c", "user.email=t@geomlops.invalid", "commit", "-qm", "s")
+    _git(work, "push", "-q", str(root / "origin.git"), "main")
+    return str(root / "origin.git"), _git(work, "rev-parse", "HEAD")
+
+
 @pytest.fixture
-def packages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A folder holding the package ``sleeper`` 0.0.1, where steps look for packages."""
-    package = tmp_path / SLEEPER
-    package.mkdir()
-    (package / "package.yaml").write_text(f"name: {SLEEPER}\nversion: 0.0.1\n")
-    (package / "MLproject").write_text(MLPROJECT)
-    (package / "requirements.txt").write_text("geomlops\n")  # its own environment: the SDK
-    monkeypatch.setenv("GEOMLOPS_TRAIN_LOCAL_PACKAGES", str(tmp_path))
-    get_settings.cache_clear()
-    yield tmp_path
-    monkeypatch.undo()
-    get_settings.cache_clear()
+def source(tmp_path: Path) -> tuple[str, str]:
+    """The package ``sleeper`` 0.0.1 committed and pushed to a bare repository: URL, commit.
+
+    What a registration records; the steps check the package out from it.
+    """
+    return _pushed(
+        tmp_path,
+        SLEEPER,
+        {
+            "package.yaml": f"name: {SLEEPER}\nversion: 0.0.1\n",
+            "MLproject": MLPROJECT,
+            "requirements.txt": "geomlops\n",  # its own environment: the SDK
+        },
+    )
 
 
-def _config(stack: Connections, version: str, name: str = SLEEPER) -> TrainRunConfig:
+def _config(
+    stack: Connections, version: str, source: tuple[str, str], name: str = SLEEPER
+) -> TrainRunConfig:
     """A saved run config for ``sleeper`` ``version``, its dataset already materialised."""
     workflow = f"geomlops-train-test-{uuid.uuid4().hex[:8]}"
     settings = get_settings()
@@ -62,8 +87,8 @@ def _config(stack: Connections, version: str, name: str = SLEEPER) -> TrainRunCo
         workflow=workflow,
         run_uri=run_uri(settings, workflow),
         package=PackagePin(
-            name=name, version=version, git_commit="0" * 40, image=f"{name}:0",
-            source="file:///dev/null", item_id=f"{name}-{version}",
+            name=name, version=version, git_commit=source[1], image=f"{name}:0",
+            source=source[0], git_url=source[0], path=name, item_id=f"{name}-{version}",
         ),
         dataset=DatasetPin(
             name="none", number=1, tag="none@v1", git_rev="0" * 40, md5="0" * 32,
@@ -87,21 +112,21 @@ def _runs(stack: Connections, workflow: str) -> list[str]:
 
 
 def test_a_step_that_fails_before_training_leaves_no_running_run(
-    stack: Connections, packages: Path
+    stack: Connections, source: tuple[str, str]
 ) -> None:
-    config = _config(stack, "9.9.9")  # the folder holds 0.0.1: the step refuses it
+    config = _config(stack, "9.9.9", source)  # the commit holds 0.0.1: the step refuses it
     with pytest.raises(StepFailed, match=r"resolved version 9\.9\.9"):
         train_step(config.uri("config.json"))
     assert "RUNNING" not in _runs(stack, config.workflow)
 
 
-def test_a_stopped_step_marks_its_run_killed(stack: Connections, packages: Path) -> None:
+def test_a_stopped_step_marks_its_run_killed(stack: Connections, source: tuple[str, str]) -> None:
     """SIGTERM to the pod's process group (what stopping a workflow does) ends the run."""
-    config = _config(stack, "0.0.1")
+    config = _config(stack, "0.0.1", source)
     step = subprocess.Popen(
         [str(Path(sys.executable).parent / "geomlops"), "train-step", "train",
          "--config", config.uri("config.json")],
-        env={**os.environ, "GEOMLOPS_TRAIN_LOCAL_PACKAGES": str(packages)},
+        env=dict(os.environ),
         start_new_session=True,
     )  # fmt: skip
     try:
@@ -133,19 +158,20 @@ entry_points:
 
 
 def test_the_train_step_runs_the_package_in_its_own_environment(
-    stack: Connections, packages: Path
+    stack: Connections, tmp_path: Path
 ) -> None:
     """The entry point's interpreter is the package's environment's, not the platform's."""
-    recorder = packages / "recorder"
-    recorder.mkdir()
-    (recorder / "package.yaml").write_text("name: recorder\nversion: 0.0.1\n")
-    (recorder / "MLproject").write_text(RECORDER_MLPROJECT)
-    (recorder / "requirements.txt").write_text("geomlops\n")
-    config = _config(stack, "0.0.1", name="recorder")
+    files = {
+        "package.yaml": "name: recorder\nversion: 0.0.1\n",
+        "MLproject": RECORDER_MLPROJECT,
+        "requirements.txt": "geomlops\n",
+    }
+    recorded = _pushed(tmp_path, "recorder", files)
+    config = _config(stack, "0.0.1", recorded, name="recorder")
     # It logs no model, so the step fails after its entry point ran, and says why.
     with pytest.raises(StepFailed, match="logged no MLflow model"):
         train_step(config.uri("config.json"))
-    environment = package_env(recorder, get_settings())
+    environment = package_env(tmp_path / "work" / "recorder", get_settings())
     assert environment.path.parent == get_settings().training.env_cache
     client = MlflowClient(stack.mlflow_tracking_uri)
     (run,) = client.search_runs(

@@ -31,7 +31,7 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def registered(stack: Connections) -> str:
     """The S2 package registered, Sen1Floods11 added as a dataset; returns the dataset tag."""
-    register_package(REPO / "model_packages" / PACKAGE)
+    register_package(REPO / "model_packages" / PACKAGE, git_url=str(REPO))
     sample = get_settings().sample_data.sample_data
     assert sample is not None, "the Sen1Floods11 sample is needed (GEOMLOPS_SAMPLE_DATA)"
     with staged([sample / "imagery" / "sen1floods11"], sample) as root:

@@ -32,6 +32,10 @@ class PackagePin(_Strict):
     git_commit: str = Field(description="Commit of the package source.")
     image: str = Field(description="Container image reference (digest when known).")
     source: str = Field(description="Where the package source is (href of its code asset).")
+    git_url: str = Field(
+        default="", description="The repository the package is cloned from outside its image."
+    )
+    path: str = Field(default="", description="The package's folder in that repository.")
     item_id: str = Field(description="Its item in the `models` collection.")
 
 

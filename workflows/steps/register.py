@@ -290,6 +290,8 @@ def candidate_item(
             prop.PACKAGE_VERSION: config.package.version,
             prop.PACKAGE_ITEM: config.package.item_id,
             prop.GIT_COMMIT: config.package.git_commit,
+            prop.GIT_URL: config.package.git_url,
+            prop.PACKAGE_PATH: config.package.path,
             prop.IMAGE: config.package.image,
             prop.DATASET: config.dataset.name,
             prop.DATASET_VERSION: f"v{config.dataset.number}",

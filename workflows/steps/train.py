@@ -7,8 +7,12 @@ without doing the work again, so a retried or resumed step never trains or regis
 
 What the catalog must hold for a package (written by ``geomlops package register``): an item
 in ``models`` with ``mlm:name`` = the package, ``version``, ``geomlops:stage`` =
-``registered``, ``geomlops:git_commit``, ``geomlops:image`` and an asset with role
-``mlm:source_code``.
+``registered``, ``geomlops:git_url``, ``geomlops:git_commit``, ``geomlops:package_path``,
+``geomlops:image`` and an asset with role ``mlm:source_code``.
+
+Where a step finds the package (:func:`find_package_dir`, one rule, no setting): in the
+package's image when it runs there (a cluster); anywhere else, in a checkout of the recorded
+repository at the recorded commit (:mod:`geomlops.package_source`).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from geomlops.errors import GeomlopsError, NotFoundError
 from geomlops.model import properties as prop
 from geomlops.model.stages import STAGE_PROPERTY, Stage
 from geomlops.model.tracking import experiment_name
+from geomlops.package_source import PackageSource, checkout
 from geomlops.settings import Settings, get_settings
 from geomlops.workflows.package_env import package_env
 from geomlops.workflows.steps.config import (
@@ -105,7 +110,9 @@ def find_package(catalog: Any, name: str, version: str | None) -> PackagePin:
         for a in item.get("assets", {}).values()
         if "mlm:source_code" in a.get("roles", [])
     ]
-    missing = [key for key in ("version", prop.GIT_COMMIT, prop.IMAGE) if not props.get(key)]
+    missing = [
+        key for key in ("version", prop.GIT_COMMIT, prop.GIT_URL, prop.IMAGE) if not props.get(key)
+    ]
     if missing or not sources:
         raise GeomlopsError(
             f"catalog item {item['id']!r} of package {name!r} lacks "
@@ -118,6 +125,8 @@ def find_package(catalog: Any, name: str, version: str | None) -> PackagePin:
         git_commit=str(props[prop.GIT_COMMIT]),
         image=str(props[prop.IMAGE]),
         source=sources[0],
+        git_url=str(props[prop.GIT_URL]),
+        path=str(props.get(prop.PACKAGE_PATH) or ""),
         item_id=item["id"],
     )
 
@@ -183,40 +192,60 @@ def materialise_step(config_uri: str, settings: Settings | None = None) -> dict[
 
 # --- train and evaluate -------------------------------------------------------------------
 def package_dir(config: TrainRunConfig, settings: Settings) -> Path:
-    """The package's folder: in its image (the contract's WORKDIR), else this checkout's."""
+    """The package's folder: in its image (the contract's WORKDIR), else a checkout."""
     pin = config.package
-    return find_package_dir(pin.name, pin.version, pin.image, settings)
+    source = PackageSource(pin.git_url, pin.git_commit, pin.path) if pin.git_url else None
+    return find_package_dir(pin.name, pin.version, pin.image, source, settings)
 
 
-def find_package_dir(name: str, version: str, image: str, settings: Settings) -> Path:
-    """The folder of package ``name`` at ``version``: in its image, else this checkout's.
+def _declared(folder: Path) -> dict[str, Any] | None:
+    """The ``package.yaml`` of ``folder``, or None when it has none."""
+    declared = folder / "package.yaml"
+    if not declared.is_file():
+        return None
+    spec = yaml.safe_load(declared.read_text())
+    return spec if isinstance(spec, dict) else {}
 
-    The one rule for where a package's declaration (``package.yaml``) is found, shared by
-    the train steps and the gateway's review of a version (which reads the reference scene
-    the package declares). A folder holding another version is refused, not used.
+
+def find_package_dir(
+    name: str, version: str, image: str, source: PackageSource | None, settings: Settings
+) -> Path:
+    """The folder of package ``name`` at ``version``: in its image, else its recorded source.
+
+    The one rule for where a package is found, shared by the train steps and the gateway's
+    review of a version (which reads the reference scene the package declares): a step that
+    runs in the package's image finds it at the image's WORKDIR (``GEOMLOPS_TRAIN_IMAGE_DIR``);
+    everywhere else the recorded repository is checked out at the recorded commit under the
+    platform home. A folder holding another package or version is refused, not used.
     """
-    candidates = [Path(settings.training.image_dir)]
-    if settings.training.local_packages is not None:
-        candidates.append(settings.training.local_packages / name)
-    for candidate in candidates:
-        declared = candidate / "package.yaml"
-        if not declared.is_file():
-            continue
-        spec = yaml.safe_load(declared.read_text()) or {}
-        if spec.get("name") != name:
-            continue
-        if str(spec.get("version")) != version:
+    in_image = Path(settings.training.image_dir)
+    spec = _declared(in_image)
+    if spec is not None and spec.get("name") == name:
+        folder = in_image
+    elif source is None:
+        raise NotFoundError(
+            f"model package {name!r} {version} is not in {in_image} and the catalog records "
+            "no git source for it",
+            hint=f"run the step in the package's image {image}, or register the package "
+            "again from its repository (`geomlops package register`), which records it",
+        )
+    else:
+        folder = checkout(source, settings.stack.home)
+        spec = _declared(folder)
+        where = f"commit {source.commit[:12]} of {source.url}, folder {source.path or '.'!r},"
+        if spec is None or spec.get("name") != name:
             raise StepFailed(
-                f"{candidate} holds {name} {spec.get('version')}, but the run "
-                f"resolved version {version}",
-                hint=f"run the step in the image the run resolved ({image}), or check out "
-                "that version",
+                f"{where} holds no package {name!r} (package.yaml names "
+                f"{(spec or {}).get('name')!r})",
+                hint="register the package again from its repository",
             )
-        return candidate
-    raise NotFoundError(
-        f"model package {name!r} not found in {', '.join(str(c) for c in candidates)}",
-        hint=f"run the step in the package's image {image}",
-    )
+    if str(spec.get("version")) != version:
+        raise StepFailed(
+            f"{folder} holds {name} {spec.get('version')}, but the run resolved version {version}",
+            hint=f"run the step in the image the run resolved ({image}), or register that "
+            "version again from its repository",
+        )
+    return folder
 
 
 def _lineage_tags(config: TrainRunConfig) -> dict[str, str]:
