@@ -49,7 +49,9 @@ FRAMEWORKS: dict[str, Framework] = {
     "pytorch": Framework("model_pytorch.py.tmpl", (), "U-Net (small, 4 levels, plain PyTorch)"),
     "terratorch": Framework(
         "model_terratorch.py.tmpl",
-        ("terratorch==1.2.11",),  # terratorch >=1.2.12 needs Python >=3.12 (torchgeo 0.9)
+        # terratorch >=1.2.12 needs Python >=3.12 (torchgeo 0.9); its torchvision must match
+        # the platform's CUDA torch build (a CPU-only pairing fails: `torchvision::nms`).
+        ("torchvision==0.28.0", "terratorch==1.2.11"),
         "U-Net (ResNet-18 encoder, terratorch)",
     ),
 }
@@ -112,11 +114,11 @@ def sdk_requirements() -> list[str]:
         if ";" in requirement:
             continue  # an extra's
         name = re.split(r"[<>=!~ \[]", requirement, maxsplit=1)[0].lower()
-        if name in ("torch", "torchvision"):
+        if name == "torch":
             pins.append(requirement.replace(" ", ""))
-    if len(pins) != 2:
+    if len(pins) != 1:
         raise GeomlopsError(
-            "the installed geomlops distribution does not pin torch and torchvision",
+            "the installed geomlops distribution does not pin torch",
             hint="reinstall geomlops (`make install`)",
         )
     return [f"geomlops=={__version__}", *sorted(pins)]

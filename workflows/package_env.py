@@ -50,23 +50,9 @@ REQUIREMENTS_FILE = "requirements.txt"
 SDK_DISTRIBUTION = "geomlops"
 """The distribution of the platform SDK (``geomlops.ml``) a package declares it needs."""
 
-SDK_DEPENDENCIES = (
-    "mlflow",
-    "rasterio",
-    "boto3",
-    "pyyaml",
-    "pydantic",
-    "pydantic-settings",
-    "typer",
-    "rich",
-    "pooch",
-)
-"""What ``geomlops.ml`` and the kernel modules it imports need at run time (names only).
+PACKAGE_PINNED = ("torch",)
+"""SDK dependencies every package pins itself (the torch it was written for)."""
 
-Their versions are the platform's own pins (``geomlops``' declared dependencies), so a
-package environment and the main one agree on, say, the MLflow client. torch is not here:
-every package pins the torch it was written for.
-"""
 
 MARKER = ".geomlops-env.json"
 """Written last into a finished environment: what it was built from, and how long it took."""
@@ -141,16 +127,22 @@ def read_requirements(package_dir: Path) -> list[Requirement]:
 
 
 def sdk_requirements() -> list[str]:
-    """The SDK's own dependencies, with the versions the platform itself declares."""
-    declared: dict[str, str] = {}
+    """The SDK's own dependencies: the base distribution's, as the platform declares them.
+
+    The base distribution (no extra) is the package SDK, ``geomlops.ml`` and the kernel
+    parts it imports (pyproject.toml), so a package environment and the main one agree on,
+    say, the MLflow client; torch is left to the package's own pin.
+    """
+    found = []
     for text in importlib.metadata.requires(SDK_DISTRIBUTION) or []:
         requirement = Requirement(text)
-        if requirement.marker is None:  # extras (`dev`) carry a marker
-            declared[canonicalize_name(requirement.name)] = str(requirement)
-    missing = [name for name in SDK_DEPENDENCIES if canonicalize_name(name) not in declared]
-    if missing:  # pragma: no cover - a packaging mistake of the platform itself
-        raise GeomlopsError(f"geomlops does not declare {', '.join(missing)}")
-    return [declared[canonicalize_name(name)] for name in SDK_DEPENDENCIES]
+        if requirement.marker is not None:  # the extras (`platform`, `dev`) carry a marker
+            continue
+        if canonicalize_name(requirement.name) not in PACKAGE_PINNED:
+            found.append(str(requirement))
+    if not found:  # pragma: no cover - a packaging mistake of the platform itself
+        raise GeomlopsError("the installed geomlops distribution declares no dependencies")
+    return sorted(found)
 
 
 def _check_sdk(package: str, requirements: list[Requirement]) -> None:
