@@ -22,6 +22,7 @@ from stac_fastapi.pgstac.types.search import PgstacSearch
 from starlette.requests import Request
 
 from geomlops.catalog.auth import CatalogAuthMiddleware
+from geomlops.catalog.guards import CatalogWriteGuard
 from geomlops.connections import get_connections
 from geomlops.settings import Settings, get_settings
 
@@ -99,6 +100,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         extensions=Extensions(settings=stac_settings),
         lifespan=lifespan,
     )
+    # Inside authentication: sizes, collections and item rules of a write (catalog/guards.py).
+    api.app.add_middleware(CatalogWriteGuard, settings=settings)
     # Outermost, so a refused request never reaches a route (or a database write).
     api.app.add_middleware(CatalogAuthMiddleware, settings=settings.auth)
     return api.app

@@ -44,6 +44,7 @@ from geomlops.registration.mlproject import (
     mlproject_problems,
     read_mlproject,
 )
+from geomlops.registration.package_inputs import package_input_problems
 from geomlops.registration.problems import Problem, validation_error
 from geomlops.registration.source import repository_root
 from geomlops.settings import Settings, get_settings
@@ -88,6 +89,7 @@ def validate_package(path: Path | str, settings: Settings | None = None) -> Vali
         if not (path / name).is_file():
             result.problems.append(Problem(name, "", "the file is missing", why))
     result.problems += content_problems(path, settings.registration)
+    result.problems += package_input_problems(path, settings.registration)
     result.spec = _read_spec(path, result.problems)
     result.mlm = _read_mlm(path, result.problems)
     result.problems += _name_problems(path, result.spec, result.mlm)
