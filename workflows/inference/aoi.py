@@ -34,11 +34,10 @@ _GEOD = Geod(ellps="WGS84")
 _POLYGONAL = ("Polygon", "MultiPolygon")
 
 
-def _ring_problems(ring: Any, where: str, counter: list[int]) -> list[str]:
+def _ring_problems(ring: Any, where: str) -> list[str]:
     """A linear ring's positions: numbers, finite, lon/lat in range, no antimeridian jump."""
-    if not isinstance(ring, list) or len(ring) < 4:
+    if not isinstance(ring, list | tuple) or len(ring) < 4:
         return [f"{where}: a ring needs at least 4 positions (closed), got {ring!r:.80}"]
-    counter[0] += len(ring)
     previous: float | None = None
     for index, position in enumerate(ring):
         here = f"{where}[{index}]"
@@ -67,20 +66,36 @@ def _ring_problems(ring: Any, where: str, counter: list[int]) -> list[str]:
     return []
 
 
-def _coordinate_problems(geometry: dict[str, Any], where: str, counter: list[int]) -> list[str]:
+def _coordinate_problems(geometry: dict[str, Any], where: str) -> list[str]:
     coordinates = geometry.get("coordinates")
     polygons = [coordinates] if geometry["type"] == "Polygon" else coordinates
-    if not isinstance(polygons, list) or not polygons:
+    if not isinstance(polygons, list | tuple) or not polygons:
         return [f"{where}.coordinates: must be a non-empty array"]
     problems: list[str] = []
     for p_index, rings in enumerate(polygons):
         at = f"{where}.coordinates" + (f"[{p_index}]" if geometry["type"] != "Polygon" else "")
-        if not isinstance(rings, list) or not rings:
+        if not isinstance(rings, list | tuple) or not rings:
             problems.append(f"{at}: a polygon needs at least one ring")
             continue
         for r_index, ring in enumerate(rings):
-            problems += _ring_problems(ring, f"{at}[{r_index}]", counter)
+            problems += _ring_problems(ring, f"{at}[{r_index}]")
     return problems
+
+
+def _positions(geometry: Any) -> int:
+    """How many positions a Polygon/MultiPolygon holds (0 for anything else)."""
+    if not isinstance(geometry, dict) or not isinstance(geometry.get("coordinates"), list | tuple):
+        return 0
+    polygons = geometry["coordinates"]
+    if geometry.get("type") == "Polygon":
+        polygons = [polygons]
+    return sum(
+        len(ring)
+        for rings in polygons
+        if isinstance(rings, list | tuple)
+        for ring in rings
+        if isinstance(ring, list | tuple)
+    )
 
 
 def parse_aoi(document: Any, source: str, max_vertices: int | None = None) -> BaseGeometry:
@@ -112,16 +127,24 @@ def parse_aoi(document: Any, source: str, max_vertices: int | None = None) -> Ba
     else:
         geometries = [document]
         prefix = "$"
+    total = sum(_positions(g) for g in geometries)
+    if total > max_vertices:  # before any per-position work: this is the expensive kind
+        raise ValidationFailed(
+            f"{source}: not a usable AOI",
+            problems=[
+                f"{total} vertices, more than the {max_vertices} accepted "
+                "(GEOMLOPS_INFER_MAX_AOI_VERTICES): simplify the AOI"
+            ],
+        )
     problems: list[str] = []
     shapes = []
-    counter = [0]
     for index, geometry in enumerate(geometries):
         where = prefix.format(index)
         if not isinstance(geometry, dict) or geometry.get("type") not in _POLYGONAL:
             found = geometry.get("type") if isinstance(geometry, dict) else geometry
             problems.append(f"{where}: {found!r:.80} is not a Polygon or MultiPolygon")
             continue
-        found_here = _coordinate_problems(geometry, where, counter)
+        found_here = _coordinate_problems(geometry, where)
         if found_here:
             problems += found_here
             continue
@@ -137,11 +160,6 @@ def parse_aoi(document: Any, source: str, max_vertices: int | None = None) -> Ba
             )
             continue
         shapes.append(geom)
-    if counter[0] > max_vertices:
-        problems.append(
-            f"{counter[0]} vertices, more than the {max_vertices} accepted "
-            "(GEOMLOPS_INFER_MAX_AOI_VERTICES): simplify the AOI"
-        )
     if not shapes and not problems:
         problems.append("no geometry in it")
     if problems:
