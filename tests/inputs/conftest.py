@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 from corpus import summary
 
@@ -11,3 +14,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if line:
         terminalreporter.write_sep("=", "bad-input corpus")
         terminalreporter.write_line(line)
+
+
+# The package cases build on the registration corpus's base package and its helpers.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "registration"))

@@ -23,7 +23,7 @@ from geomlops.workflows.inference.aoi import parse_aoi
 from geomlops.workflows.inference.planner import check_region, pin_model
 
 _INSTANT = r"(\.\.|\d{4}-\d{2}-\d{2}([Tt ][0-9:.]+([Zz]|[+-]\d{2}:\d{2})?)?)"
-_INTERVAL = re.compile(rf"^{_INSTANT}/{_INSTANT}$")
+_INTERVAL = re.compile(rf"^{_INSTANT}/{_INSTANT}$", re.ASCII)
 
 
 def normalise_interval(text: str) -> str:
