@@ -16,5 +16,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(line)
 
 
-# The package cases build on the registration corpus's base package and its helpers.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "registration"))
+# The package cases build on the registration corpus's base package and its helpers, the
+# catalog cases on the catalog tests' model items.
+for _folder in ("registration", "catalog"):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / _folder))
