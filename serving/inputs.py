@@ -213,8 +213,6 @@ def _check_header(src: Any, source: str, policy: InputPolicy) -> None:
         raise InputRejected(
             f"{source} {problems[0]}",
             problems=problems[1:],
-            status=422,
-            reason="BAD_GEOTIFF",
             hint="send a georeferenced GeoTIFF of real-valued bands (e.g. warp it with gdalwarp)",
         )
 
