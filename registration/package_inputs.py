@@ -196,7 +196,7 @@ def _import_problems(package: Path) -> list[Problem]:
                 problems.append(
                     Problem(
                         relative,
-                        f"line {node.lineno}",
+                        f"line {getattr(node, 'lineno', '?')}",
                         f"imports {name!r}, which is neither a file of the package nor an "
                         "installed module",
                         f"add {top}.py to the package, fix the name, or declare the "

@@ -150,7 +150,7 @@ def scene_pin(
     if found is None:
         raise ValidationFailed(f"imagery item {item['id']!r} has no GeoTIFF data asset")
     _, asset = found
-    href = asset.get("href")
+    href = str(asset.get("href") or "")
     check_asset_href(href, str(item["id"]), settings or get_settings())
     try:
         with gdal_env(conn), rasterio.open(raster_path(href)) as src:
