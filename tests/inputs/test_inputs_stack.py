@@ -74,6 +74,10 @@ def cases() -> dict[str, Case]:
             changed(img, lambda i: i["properties"].__setitem__("pad", "x" * 5 * 1024**2)),
             ["GEOMLOPS_STAC_MAX_BODY_BYTES"], where,
         ),
+        "patch-5-mb": (
+            "PATCH", items.format("imagery") + "/t-bad-img",
+            {"properties": {"pad": "x" * 5 * 1024**2}}, ["GEOMLOPS_STAC_MAX_BODY_BYTES"], where,
+        ),
         "20000-assets": (
             "POST", items.format("imagery"),
             changed(img, lambda i: i.__setitem__(
