@@ -23,6 +23,7 @@ from starlette.requests import Request
 
 from geomlops.catalog.auth import CatalogAuthMiddleware
 from geomlops.catalog.governed import GovernedModelsMiddleware
+from geomlops.catalog.guards import CatalogWriteGuard
 from geomlops.connections import get_connections
 from geomlops.settings import Settings, get_settings
 
@@ -102,6 +103,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     # Inside authentication (it needs the identity): what may be written to `models`.
     api.app.add_middleware(GovernedModelsMiddleware)
+    # Inside authentication: sizes, collections and item rules of a write (catalog/guards.py).
+    api.app.add_middleware(CatalogWriteGuard, settings=settings)
     # Outermost, so a refused request never reaches a route (or a database write).
     api.app.add_middleware(CatalogAuthMiddleware, settings=settings.auth)
     return api.app

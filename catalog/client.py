@@ -151,9 +151,11 @@ class CatalogClient:
         raise self._error(method, path, response)
 
     def _error(self, method: str, path: str, response: httpx.Response) -> GeomlopsError:
+        problems: list[str] = []
         try:
             body = response.json()
             description = body.get("description") or body.get("detail") or response.text
+            problems = [str(p) for p in body.get("problems") or []]  # the write guard's list
         except (ValueError, AttributeError):
             description = response.text
         where = f"{method} {path}"
@@ -170,7 +172,9 @@ class CatalogClient:
         if status == 409:
             return ConflictError(f"{where}: conflict ({description})")
         if status in (400, 422):
-            return ValidationFailed(f"{where}: rejected by the STAC API", problems=[description])
+            return ValidationFailed(
+                f"{where}: rejected by the STAC API", problems=[description, *problems]
+            )
         return GeomlopsError(f"{where}: HTTP {status}: {description}")
 
     # --- reads ----------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from geomlops.catalog.collections import IMAGERY
 from geomlops.catalog.sensors import PROFILES, SensorProfile, recognise
 from geomlops.errors import ValidationFailed
 from geomlops.model import properties as prop
+from geomlops.raster_checks import header_problems
 
 IMAGE_ASSET = "image"
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -63,24 +64,34 @@ def item_id_for(path: Path) -> str:
     return _ID_UNSAFE.sub("_", path.stem).strip("_") or "scene"
 
 
-def read_facts(path: Path) -> SceneFacts:
-    """Read a GeoTIFF's georeferencing and bands; refuse one that is not georeferenced."""
+def read_facts(path: Path, max_decoded_bytes: int | None = None) -> SceneFacts:
+    """Read a GeoTIFF's header; refuse one that is not georeferenced, complex or too large.
+
+    The rules are the kernel's (:mod:`geomlops.raster_checks`), the same serving applies;
+    ``max_decoded_bytes`` defaults to ``GEOMLOPS_IMAGERY_MAX_DECODED_BYTES``.
+    """
+    if max_decoded_bytes is None:
+        from geomlops.settings import get_settings
+
+        max_decoded_bytes = get_settings().catalog.imagery_max_decoded_bytes
     try:
         with warnings.catch_warnings():
             # Reported below as an error naming the file, not as a warning on the way.
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             with rasterio.open(path) as src:
-                if src.crs is None:
-                    raise ValidationFailed(
-                        f"{path}: has no CRS",
-                        hint="assign one first, e.g. `rio edit-info --crs EPSG:4326 FILE`",
-                    )
-                if src.transform.is_identity:
+                problems = header_problems(src, max_decoded_bytes=max_decoded_bytes)
+                if problems:
                     gcps, _ = src.gcps
-                    how = "only ground control points" if gcps else "no geotransform"
+                    hint = (
+                        "it has only ground control points: warp it to a grid first "
+                        "(e.g. `gdalwarp`)"
+                        if gcps
+                        else "fix the file: assign a CRS and geotransform (e.g. `rio edit-info "
+                        "--crs EPSG:4326 --transform ...`), keep real-valued bands, cut it into "
+                        "smaller scenes, or raise GEOMLOPS_IMAGERY_MAX_DECODED_BYTES"
+                    )
                     raise ValidationFailed(
-                        f"{path}: is not georeferenced ({how})",
-                        hint="warp it to a georeferenced grid first (e.g. `gdalwarp`)",
+                        f"{path}: {problems[0]}", problems=problems[1:], hint=hint
                     )
                 return SceneFacts(
                     path=path,

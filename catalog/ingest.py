@@ -17,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rasterio.errors import RasterioError
 from rio_cogeo.cogeo import cog_translate, cog_validate
 from rio_cogeo.profiles import cog_profiles
 
@@ -47,7 +48,14 @@ class IngestResult:
 def to_cog(src: Path, dst: Path) -> None:
     """Write ``src`` as a valid COG at ``dst`` (deflate, internal overviews and tiling)."""
     profile = cog_profiles.get("deflate")
-    cog_translate(str(src), str(dst), profile, in_memory=False, quiet=True)
+    try:
+        cog_translate(str(src), str(dst), profile, in_memory=False, quiet=True)
+    except RasterioError as error:  # truncated or corrupt pixel data
+        cause = error.__cause__ or error
+        raise ValidationFailed(
+            f"{src}: its pixels cannot be read ({cause}); nothing was written",
+            hint="the file is truncated or corrupt: copy or export it again",
+        ) from None
     valid, errors, _warnings = cog_validate(str(dst), quiet=True)
     if not valid:
         raise ValidationFailed(f"{src}: conversion did not produce a valid COG", problems=errors)

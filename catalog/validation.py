@@ -157,6 +157,57 @@ def _datetime_range_problems(props: Mapping[str, Any], object_id: str) -> list[P
     return []
 
 
+def _range_problems(item: Mapping[str, Any], object_id: str) -> list[Problem]:
+    """Longitudes in [-180, 180] and latitudes in [-90, 90] (STAC geometry is WGS 84).
+
+    The schemas only ask for numbers: a latitude of 200 passed them and made a footprint no
+    search could ever match.
+    """
+    import numpy as np
+    import shapely
+
+    problems = []
+    bbox = item.get("bbox")
+    if (
+        isinstance(bbox, list)
+        and len(bbox) in (4, 6)
+        and all(isinstance(v, int | float) for v in bbox)
+    ):
+        lons = [bbox[0], bbox[len(bbox) // 2]]
+        lats = [bbox[1], bbox[len(bbox) // 2 + 1]]
+        if not all(-180 <= v <= 180 for v in lons) or not all(-90 <= v <= 90 for v in lats):
+            problems.append(
+                Problem(
+                    object_id,
+                    "$.bbox",
+                    "coordinate-range",
+                    f"bbox {bbox} is outside longitude [-180, 180] / latitude [-90, 90]",
+                )
+            )
+    geometry = item.get("geometry")
+    if isinstance(geometry, Mapping):
+        try:
+            coords = shapely.get_coordinates(shapely.from_geojson(json.dumps(geometry)))
+        except (shapely.errors.ShapelyError, ValueError, TypeError):
+            return problems  # unreadable: _geometry_problems says so
+        if coords.size and (
+            not np.isfinite(coords).all()
+            or np.abs(coords[:, 0]).max() > 180
+            or np.abs(coords[:, 1]).max() > 90
+        ):
+            lon, lat = coords[:, 0], coords[:, 1]
+            problems.append(
+                Problem(
+                    object_id,
+                    "$.geometry.coordinates",
+                    "coordinate-range",
+                    f"longitudes {lon.min():g} to {lon.max():g} and latitudes {lat.min():g} to "
+                    f"{lat.max():g} are not all within [-180, 180] / [-90, 90] (WGS 84)",
+                )
+            )
+    return problems
+
+
 def _geometry_problems(item: Mapping[str, Any], object_id: str) -> list[Problem]:
     import shapely
     from shapely.geometry import shape
@@ -200,6 +251,12 @@ def _geometry_problems(item: Mapping[str, Any], object_id: str) -> list[Problem]
     return problems
 
 
+def geometry_problems(item: Mapping[str, Any]) -> list[Problem]:
+    """The rules of an item's geometry no schema states: valid, in WGS 84's ranges, in bbox."""
+    object_id = str(item.get("id") or "<no id>")
+    return _geometry_problems(item, object_id) + _range_problems(item, object_id)
+
+
 def stac_problems(obj: Any, store: SchemaStore | None = None) -> list[Problem]:
     """Every problem found in one STAC item or collection (empty when it is valid)."""
     store = store or schema_store()
@@ -229,6 +286,7 @@ def stac_problems(obj: Any, store: SchemaStore | None = None) -> list[Problem]:
         problems += _schema_problems(obj, object_id, url, store)
     if kind == "Feature":
         problems += _geometry_problems(obj, object_id)
+        problems += _range_problems(obj, object_id)
         props = obj.get("properties")
         if isinstance(props, Mapping):
             problems += _datetime_range_problems(props, object_id)

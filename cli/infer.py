@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -29,14 +28,12 @@ from geomlops.cli.options import (
     RunArg,
     WorkflowOption,
 )
-from geomlops.errors import GeomlopsError, NotFoundError
+from geomlops.errors import GeomlopsError, NotFoundError, ValidationFailed
 
 if TYPE_CHECKING:
     from geomlops.settings import Settings
 
 err = Console(stderr=True, highlight=False)
-_INSTANT = r"(\.\.|\d{4}-\d{2}-\d{2}([Tt ][0-9:.]+([Zz]|[+-]\d{2}:\d{2})?)?)"
-_INTERVAL = re.compile(rf"^{_INSTANT}/{_INSTANT}$")
 
 
 app = typer.Typer(
@@ -56,19 +53,14 @@ step_app = typer.Typer(
 
 
 def _datetime(text: str) -> str:
-    if not _INTERVAL.match(text.strip()) or text.strip() == "../..":
-        raise typer.BadParameter(
-            f"{text!r} is not START/END, e.g. 2019-09-01/2019-09-30 or "
-            "2019-09-18T00:00:00Z/.. (`..` = open)",
-            param_hint="--datetime",
-        )
-    start, end = text.strip().split("/")
-    return f"{_instant(start, 'T00:00:00Z')}/{_instant(end, 'T23:59:59Z')}"
+    """The request's interval, checked by the one rule the gateway applies too."""
+    from geomlops.workflows.inference.request import normalise_interval
 
-
-def _instant(text: str, day_time: str) -> str:
-    """A date alone becomes the start or end of that day (UTC), as STAC search needs."""
-    return f"{text}{day_time}" if len(text) == 10 else text
+    try:
+        return normalise_interval(text)
+    except ValidationFailed as error:
+        detail = "; ".join([error.message, *error.problems])
+        raise typer.BadParameter(detail, param_hint="--datetime") from None
 
 
 def _upload_aoi(path: Path, settings: Settings) -> str:
@@ -124,9 +116,9 @@ def run(
     from geomlops.workflows.inference.planner import check_region, pin_model
 
     interval = _datetime(datetime)
+    geometry = read_aoi(aoi)  # the request's own faults first: they need no service
     settings = get_settings()
     check_run_roles(settings)  # before any work: nothing uploaded, nothing submitted
-    geometry = read_aoi(aoi)
     _, item = pin_model(model, version, settings)
     fraction = check_region(
         geometry, item, allow_outside_region=allow_outside_region, settings=settings.inference

@@ -50,6 +50,7 @@ from geomlops.registration.mlproject import (
     mlproject_problems,
     read_mlproject,
 )
+from geomlops.registration.package_inputs import package_input_problems
 from geomlops.registration.partial import partial_spec
 from geomlops.registration.problems import Problem, validation_error
 from geomlops.registration.source import repository_root
@@ -97,6 +98,7 @@ def validate_package(path: Path | str, settings: Settings | None = None) -> Vali
     result.problems += content_problems(path, settings.registration)
     # Each check below reads what it needs and reports on its own, so a broken file or
     # field hides no problem elsewhere: every problem is in the first report.
+    result.problems += package_input_problems(path, settings.registration)
     result.spec, declared = _read_spec(path, result.problems)
     result.mlm = _read_mlm(path, result.problems)
     result.project, found = read_mlproject(path)

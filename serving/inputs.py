@@ -12,13 +12,17 @@ not (server-side request forgery), so a URL is accepted only when:
 
 Whatever the source, the bytes must start like a TIFF before GDAL sees them: GDAL opens many
 formats, and some (VRT, for one) name other files or URLs it would then read. Sizes are
-bounded twice: the bytes (``max_input_bytes``) before they are read, the pixels
-(``max_input_pixels``) before they are decoded.
+bounded three times: the bytes (``max_input_bytes``) before they are read, the pixels
+(``max_input_pixels``) and the decoded bytes, bands included (``max_decoded_bytes``), before
+they are decoded. The header must also place the raster on Earth (a CRS, a real geotransform,
+longitudes and latitudes in range) and hold real-valued samples
+(:mod:`geomlops.raster_checks`, the same rules ``imagery add`` applies).
 """
 
 from __future__ import annotations
 
 import binascii
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,10 +31,11 @@ from urllib.parse import urlsplit
 import pybase64
 import rasterio
 import requests
-from rasterio.errors import RasterioIOError
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
 from geomlops.errors import GeomlopsError, NotFoundError, ValidationFailed
 from geomlops.ml.raster import Raster, read_bands
+from geomlops.raster_checks import georeference_problems, sample_type_problems, size_problem
 from geomlops.serving.artifacts import read_object
 from geomlops.settings import Settings
 
@@ -55,6 +60,7 @@ class InputPolicy:
     https_hosts: tuple[str, ...]
     max_bytes: int
     max_pixels: int
+    max_decoded_bytes: int = 256 * 1024**2
 
     @classmethod
     def from_settings(cls, settings: Settings) -> InputPolicy:
@@ -65,6 +71,7 @@ class InputPolicy:
             https_hosts=tuple(serving.allowed_hosts),
             max_bytes=serving.max_input_bytes,
             max_pixels=serving.max_input_pixels,
+            max_decoded_bytes=serving.max_decoded_bytes,
         )
 
 
@@ -190,6 +197,26 @@ def _fetch_https(url: str, policy: InputPolicy) -> bytes:
         raise GeomlopsError(f"cannot fetch {url}: {error}") from None
 
 
+def _check_header(src: Any, source: str, policy: InputPolicy) -> None:
+    """Refuse a bomb, an unplaced raster or complex samples before a pixel is decoded."""
+    too_large = size_problem(src, policy.max_decoded_bytes)
+    if too_large:
+        raise InputRejected(
+            f"{source} {too_large}",
+            status=413,
+            reason="INPUT_TOO_LARGE",
+            hint="send only the bands the model reads, in tiles, or raise "
+            "GEOMLOPS_SERVING_MAX_DECODED_BYTES",
+        )
+    problems = georeference_problems(src) + sample_type_problems(src)
+    if problems:
+        raise InputRejected(
+            f"{source} {problems[0]}",
+            problems=problems[1:],
+            hint="send a georeferenced GeoTIFF of real-valued bands (e.g. warp it with gdalwarp)",
+        )
+
+
 def read_image(image: RequestImage, bands: Sequence[str], policy: InputPolicy) -> Raster:
     """The model's ``bands`` (by name) of a request's GeoTIFF, checked before decoding."""
     if not image.data.startswith(TIFF_MAGIC):
@@ -198,7 +225,9 @@ def read_image(image: RequestImage, bands: Sequence[str], policy: InputPolicy) -
             status=415,
             reason="NOT_GEOTIFF",
         )
-    with rasterio.MemoryFile(image.data) as memory:
+    with rasterio.MemoryFile(image.data) as memory, warnings.catch_warnings():
+        # Reported as an error naming the source (no geotransform), not as a warning.
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
         try:
             with memory.open() as src:
                 if src.driver != "GTiff":
@@ -213,6 +242,7 @@ def read_image(image: RequestImage, bands: Sequence[str], policy: InputPolicy) -
                         reason="INPUT_TOO_LARGE",
                         hint="cut the scene into tiles, or raise GEOMLOPS_SERVING_MAX_INPUT_PIXELS",
                     )
+                _check_header(src, image.source, policy)
             return read_bands(memory.name, bands)
         except RasterioIOError as error:
             raise InputRejected(

@@ -176,6 +176,11 @@ class RegistrationSettings(BaseSettings):
     max_package_bytes: int = Field(
         default=50 * 1024**2, gt=0, description="Largest total size of a model package."
     )
+    max_mlm_bytes: int = Field(
+        default=1024**2,
+        gt=0,
+        description="Largest mlm.json: it becomes the model item every search returns.",
+    )
     image_repository: str = Field(
         default="ghcr.io/geomlops",
         description="Registry prefix of package images; without --image, registration records "
@@ -236,6 +241,12 @@ class ServingSettings(BaseSettings):
     )
     max_input_pixels: int = Field(
         default=4096 * 4096, gt=0, description="Largest input raster (height x width)."
+    )
+    max_decoded_bytes: int = Field(
+        default=256 * 1024**2,
+        gt=0,
+        description="Largest input raster once decoded (width x height x bands x sample "
+        "size): a few compressed bytes can hold many bands of one value (a decompression bomb).",
     )
     overlap: int = Field(default=16, ge=0, description="Pixels shared by neighbouring tiles.")
     batch_size: int = Field(default=8, ge=1, description="Tiles per forward pass.")
@@ -338,6 +349,21 @@ class InferenceSettings(BaseSettings):
         le=1,
         description="Share of the AOI's area that may lie outside the model's footprint (its "
         "MLM item geometry) before the request is refused without --allow-outside-region.",
+    )
+    allowed_asset_hrefs: list[str] = Field(
+        default_factory=list,
+        description="URL prefixes (e.g. `https://cogs.example.org/`, JSON list) of imagery "
+        "assets the planner may read besides the imagery bucket; anything else (loopback "
+        "services, local paths, other buckets) is refused.",
+    )
+    max_aoi_vertices: int = Field(
+        default=10_000, ge=4, description="Most vertices an AOI may have (all its rings)."
+    )
+    item_geometry_vertices: int = Field(
+        default=1_000,
+        ge=4,
+        description="Prediction items store the covered area simplified to at most this many "
+        "vertices (the exact AOI stays in S3): a large geometry slows every search.",
     )
     device: str = Field(default="auto", description="auto (CUDA when present), cpu, cuda, cuda:N.")
     gpus: int = Field(

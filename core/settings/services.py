@@ -104,6 +104,12 @@ class StacApiSettings(BaseSettings):
 
     url: str | None = Field(default=None, description="External STAC API; unset means local.")
     port: int = Field(default=0, ge=0, le=65535, description="Local port; 0 picks a free one.")
+    max_body_bytes: int = Field(
+        default=4 * 1024**2,
+        gt=0,
+        description="Largest write (item or collection JSON) the STAC API accepts.",
+    )
+    max_assets: int = Field(default=256, ge=1, description="Most assets one item may have.")
 
 
 class CatalogSettings(BaseSettings):
@@ -115,6 +121,12 @@ class CatalogSettings(BaseSettings):
         default_factory=lambda: shared_data("schemas/stac"),
         description="Directory mirroring schema URLs as `<host>/<path>` "
         "(`GEOMLOPS_SCHEMA_MIRROR`); a schema URL is read from here before the network.",
+    )
+    imagery_max_decoded_bytes: int = Field(
+        default=8 * 1024**3,
+        gt=0,
+        description="Largest scene `geomlops imagery add` accepts, decoded (width x height x "
+        "bands x sample size; `GEOMLOPS_IMAGERY_MAX_DECODED_BYTES`).",
     )
     schema_network: bool = Field(
         default=False,

@@ -47,6 +47,7 @@ from geomlops.workflows.inference.config import (
     ShardPlan,
     Tile,
 )
+from geomlops.workflows.inference.hrefs import check_asset_href
 from geomlops.workflows.inference.storage import gdal_env, raster_path
 
 log = logging.getLogger(__name__)
@@ -135,13 +136,22 @@ def _band_names(asset: dict[str, Any], item: dict[str, Any], descriptions: list[
     return [d or "" for d in descriptions]
 
 
-def scene_pin(item: dict[str, Any], model: ModelPin, conn: Connections | None) -> ScenePin:
-    """A scene usable by the model; ValidationFailed naming what it lacks otherwise."""
+def scene_pin(
+    item: dict[str, Any],
+    model: ModelPin,
+    conn: Connections | None,
+    settings: Settings | None = None,
+) -> ScenePin:
+    """A scene usable by the model; ValidationFailed naming what it lacks otherwise.
+
+    Its href is checked before GDAL opens it (:mod:`~geomlops.workflows.inference.hrefs`).
+    """
     found = _asset(item)
     if found is None:
         raise ValidationFailed(f"imagery item {item['id']!r} has no GeoTIFF data asset")
     _, asset = found
-    href = asset["href"]
+    href = str(asset.get("href") or "")
+    check_asset_href(href, str(item["id"]), settings or get_settings())
     try:
         with gdal_env(conn), rasterio.open(raster_path(href)) as src:
             crs, transform = src.crs, src.transform
@@ -214,7 +224,7 @@ def find_scenes(
         )
     for item in sorted(items, key=lambda i: (i["properties"].get("datetime") or "", i["id"])):
         try:
-            scenes.append(scene_pin(item, model, conn))
+            scenes.append(scene_pin(item, model, conn, settings))
         except ValidationFailed as error:
             skipped[item["id"]] = error.message
             log.warning("skipping %s", error.message)
