@@ -12,7 +12,8 @@ its file and field:
 - ``geomlops:gates`` that is not an object of metric -> ``{min|max: number}`` (empty, a
   string, a bound that is no number): promotion would check nothing;
 - a Python file of the package importing a module that is neither in the package, nor the
-  standard library, nor installed: the entry point would fail at its first run, in a pod.
+  standard library, nor declared in its ``requirements.txt`` (by distribution name), nor
+  installed: the entry point would fail at its first run, in a pod.
 
 Nothing in the package is imported or executed: imports are read with :mod:`ast` and looked
 up with :func:`importlib.util.find_spec` on top-level names only (which imports nothing).
@@ -29,6 +30,9 @@ import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
 
 from geomlops.ml.spec import MLM_FILE
 from geomlops.model import properties as prop
@@ -180,6 +184,7 @@ def _import_problems(package: Path) -> list[Problem]:
     local = {p.stem for p in package.iterdir() if p.suffix == ".py"} | {
         p.name for p in package.iterdir() if p.is_dir()
     }
+    declared = _declared_distributions(package)
     for file in walk(package):
         if file.suffix != ".py" or not file.is_file() or file.is_symlink():
             continue
@@ -191,7 +196,12 @@ def _import_problems(package: Path) -> list[Problem]:
         for node in ast.walk(tree):
             for name in _imported(node):
                 top = name.split(".")[0]
-                if top in local or top in sys.stdlib_module_names or _installed(top):
+                if (
+                    top in local
+                    or top in sys.stdlib_module_names
+                    or canonicalize_name(top) in declared
+                    or _installed(top)
+                ):
                     continue
                 problems.append(
                     Problem(
@@ -200,10 +210,32 @@ def _import_problems(package: Path) -> list[Problem]:
                         f"imports {name!r}, which is neither a file of the package nor an "
                         "installed module",
                         f"add {top}.py to the package, fix the name, or declare the "
-                        "dependency in the Dockerfile",
+                        "distribution in requirements.txt",
                     )
                 )
     return problems
+
+
+def _declared_distributions(package: Path) -> set[str]:
+    """Canonical names of the distributions the package's ``requirements.txt`` declares.
+
+    The package runs in an environment built from that file, not in the platform's, so a
+    framework it declares (terratorch) is importable there though not here. A module named
+    differently from its distribution (``cv2`` from opencv) is still looked up as installed.
+    """
+    file = package / "requirements.txt"
+    if not file.is_file():
+        return set()
+    names = set()
+    for line in file.read_text(encoding="utf-8", errors="replace").splitlines():
+        text = line.split("#", 1)[0].strip()
+        if not text or text.startswith("-"):
+            continue
+        try:
+            names.add(canonicalize_name(Requirement(text).name))
+        except InvalidRequirement:
+            continue  # the environment builder reports a bad line with its number
+    return names
 
 
 def _imported(node: ast.AST) -> list[str]:
