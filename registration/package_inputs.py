@@ -226,7 +226,7 @@ def _declared_distributions(package: Path) -> set[str]:
     file = package / "requirements.txt"
     if not file.is_file():
         return set()
-    names = set()
+    names: set[str] = set()
     for line in file.read_text(encoding="utf-8", errors="replace").splitlines():
         text = line.split("#", 1)[0].strip()
         if not text or text.startswith("-"):
