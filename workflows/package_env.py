@@ -131,17 +131,29 @@ def sdk_requirements() -> list[str]:
 
     The base distribution (no extra) is the package SDK, ``geomlops.ml`` and the kernel
     parts it imports (pyproject.toml), so a package environment and the main one agree on,
-    say, the MLflow client; torch is left to the package's own pin.
+    say, the MLflow client; torch is left to the package's own pin. One substitution: the
+    SDK's ``mlflow-skinny`` (a client for a tracking server, what an image holds) becomes
+    the platform's own ``mlflow`` pin here, whose SQL stores let a package's entry points
+    run against a local ``sqlite:`` store too, as its tests and ``mlflow run`` do.
     """
     found = []
+    platform_mlflow = None
     for text in importlib.metadata.requires(SDK_DISTRIBUTION) or []:
         requirement = Requirement(text)
+        name = canonicalize_name(requirement.name)
         if requirement.marker is not None:  # the extras (`platform`, `dev`) carry a marker
+            if name == "mlflow" and requirement.marker.evaluate({"extra": "platform"}):
+                platform_mlflow = f"mlflow{requirement.specifier}"
             continue
-        if canonicalize_name(requirement.name) not in PACKAGE_PINNED:
+        if name not in PACKAGE_PINNED:
             found.append(str(requirement))
     if not found:  # pragma: no cover - a packaging mistake of the platform itself
         raise GeomlopsError("the installed geomlops distribution declares no dependencies")
+    if platform_mlflow is not None:
+        found = [
+            platform_mlflow if canonicalize_name(Requirement(r).name) == "mlflow-skinny" else r
+            for r in found
+        ]
     return sorted(found)
 
 

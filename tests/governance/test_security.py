@@ -86,6 +86,11 @@ def _candidate_item(model: str, version: str, evaluate_run: str, trainer: str) -
     package_version = item["properties"]["version"]
     item["id"] = model_item_id(model, version)
     item["collection"] = "models"
+    # A valid STAC item names its collection by a link too (the client adds the catalog's own;
+    # the raw writes below send this one).
+    item.setdefault("links", []).append(
+        {"rel": "collection", "href": "../../collections/models", "type": "application/json"}
+    )
     item["assets"]["model"]["href"] = f"s3://mlflow/{model}/{version}/model.pt2"
     item["assets"]["source_code"]["href"] = "https://example.org/flood-water-s2/main.py"
     props = item["properties"]
@@ -107,7 +112,7 @@ def _candidate_item(model: str, version: str, evaluate_run: str, trainer: str) -
 @pytest.fixture(scope="module")
 def model(stack: Connections, people: dict[str, tuple[str, str]]) -> dict[str, Any]:
     """A model with two candidates trained by `trainer` (0.65 and 0.8 against a 0.7 gate)."""
-    register_package(PACKAGE_DIR)  # as every module does: the first registration wins
+    register_package(PACKAGE_DIR, git_url=str(REPO))  # as every module does: the first wins
     name = f"sec-{uuid.uuid4().hex[:8]}"
     client = MlflowClient(stack.mlflow_tracking_uri)
     experiment = client.get_experiment_by_name("security-tests")

@@ -154,12 +154,16 @@ def test_evaluate_logs_exactly_the_declared_metrics(package: ModelPackage, tmp_p
 
     Cheap: a one-layer model exported with torch.export stands in for a trained one (the
     names logged do not depend on the weights); the run is tracked in a SQLite store in tmp.
-    MLflow runs in subprocesses, as under `mlflow run` (its SQLAlchemy store warns on import).
+    MLflow runs in subprocesses, as under `mlflow run` (its SQLAlchemy store warns on import),
+    and the entry point in the package's own environment (its framework is not in this one).
     """
     import subprocess
     import sys
 
     import torch
+
+    from geomlops.settings import get_settings
+    from geomlops.workflows.package_env import package_env
 
     if not (sample_data_root() / package.spec.dataset.image).is_file():
         pytest.skip("sample data not present (set GEOMLOPS_SAMPLE_DATA)")
@@ -180,7 +184,8 @@ def test_evaluate_logs_exactly_the_declared_metrics(package: ModelPackage, tmp_p
         "GEOMLOPS_SAMPLE_DATA": str(sample_data_root()),
     }
     model = str(tmp_path / "model.pt2")
-    evaluate = [sys.executable, "main.py", "evaluate", "--model", model, "--device", "cpu"]
+    python = str(package_env(package.path, get_settings()).python)
+    evaluate = [python, "main.py", "evaluate", "--model", model, "--device", "cpu"]
     done = subprocess.run(
         evaluate, cwd=package.path, env=env, capture_output=True, text=True, timeout=600
     )

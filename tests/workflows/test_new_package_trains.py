@@ -83,7 +83,10 @@ def test_a_new_package_in_its_own_repository_registers_trains_and_evaluates(
         "workflows", "submit", "geomlops-train", "-p", f"package={PACKAGE}",
         "-p", f"dataset={dataset}", "-p", "epochs=1", "-p", "device=cpu",
     )  # fmt: skip
-    assert submitted.exit_code == 2, submitted.output  # suspended, awaiting approval
+    run = submitted.stdout.strip().splitlines()[-1] if submitted.stdout.strip() else ""
+    if submitted.exit_code != 2:  # suspended, awaiting approval, is the one good end
+        logs = _invoke("workflows", "logs", run, "--node", "train").output if run else ""
+        raise AssertionError(f"{submitted.output}\n--- train's log ---\n{logs[-4000:]}")
     run = submitted.stdout.strip()
     status = json.loads(_invoke("workflows", "status", run, "--json").stdout)
     phases = {n["displayName"].split("(")[0]: n["phase"] for n in status["nodes"]}
