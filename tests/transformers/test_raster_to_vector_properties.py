@@ -22,7 +22,6 @@ from pyproj import Transformer
 from shapely.geometry import shape
 
 from geomlops.transformers.raster_to_vector import vectorize
-from geomlops.transformers.raster_to_vector.georef import Georeference
 
 NODATA = 255
 CLASSES = [
@@ -93,16 +92,6 @@ def test_unsimplified_polygons_cover_exactly_their_pixels(mask: np.ndarray) -> N
         covered = _rasterize(geometries.get(value), mask.shape)
         np.testing.assert_array_equal(covered, mask == value, err_msg=f"class {value}")
     assert NODATA not in geometries
-
-
-@PROPERTY_SETTINGS
-@given(mask=masks)
-def test_unsimplified_polygons_are_valid_without_the_repair_pass(mask: np.ndarray) -> None:
-    """10 m pixels at 6 decimals skip the validity repair: the rounding must not need it."""
-    assert Georeference.of(UTM_TRANSFORM, UTM, mask.shape).rounding_keeps_validity(6)
-    result = vectorize(mask, UTM_TRANSFORM, UTM, classes=CLASSES, nodata=NODATA)
-    for polygons in result:
-        assert shapely.is_valid(polygons.geometry), shapely.is_valid_reason(polygons.geometry)
 
 
 @PROPERTY_SETTINGS

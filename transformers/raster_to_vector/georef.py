@@ -57,10 +57,6 @@ def _as_crs(crs: Any) -> CRS:
         ) from None
 
 
-_METRES_PER_DEGREE = 111_320.0
-"""The longest a degree of latitude or longitude is on the ground (longitude at the equator)."""
-
-
 def geodesic_area_m2(geometry: shapely.Geometry) -> float:
     """Area of a lon/lat geometry on the WGS84 ellipsoid, square metres."""
     return abs(_GEOD.geometry_area_perimeter(geometry)[0])
@@ -139,19 +135,6 @@ class Georeference:
     def area_to_pixels(self, square_metres: float) -> float:
         """An area in square metres as a (fractional) number of pixels."""
         return square_metres / self.pixel_area_m2
-
-    def rounding_keeps_validity(self, precision: int) -> bool:
-        """Whether rounding lon/lat to ``precision`` decimals keeps pixel outlines valid.
-
-        Unsimplified outlines have only pixel corners as vertices, so any vertex lies at
-        least one pixel from every edge it is not on, and corners shared by two rings round
-        to the same point. Rounding moves a vertex by at most half a step (1e-6 degree is
-        at most 11 cm); while the smaller pixel side is far larger than a step (a margin of
-        20 here), no vertex can cross an edge, and the costly validity check (27 s for a
-        percolating 4,096 px mask) is skipped. Simplified outlines are always checked.
-        """
-        step_m = 10.0**-precision * _METRES_PER_DEGREE
-        return min(self.pixel_size_m) >= 20 * step_m
 
     @cached_property
     def _to_wgs84(self) -> Transformer | None:

@@ -148,8 +148,7 @@ def vectorize(
             shapely.transform(pixel_geoms, georef.pixel_to_lonlat(opts.precision))
         )
     )
-    if opts.simplify_tolerance_m > 0 or not georef.rounding_keeps_validity(opts.precision):
-        lonlat = _repair(lonlat)
+    lonlat = _repair(lonlat)
     areas = georef.areas_m2(pixel_geoms, lonlat)
     if clip is not None:
         lonlat, areas = _clipped(lonlat, areas, clip, opts.precision)
