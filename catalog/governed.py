@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMappi
 from typing import Any
 
 from geomlops.audit import Action
+from geomlops.catalog.guards import replayed
 from geomlops.catalog.identity import Identity, Role
 from geomlops.errors import ValidationFailed
 from geomlops.model import properties as prop
@@ -280,16 +281,7 @@ async def _read_body(receive: Receive) -> tuple[bytes, Receive]:
         if not message.get("more_body", False):
             break
     body = b"".join(chunks)
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return body, replay
+    return body, replayed(body, receive)
 
 
 async def _forbid(send: Send, description: str) -> None:

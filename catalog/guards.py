@@ -85,7 +85,7 @@ class CatalogWriteGuard:
         except Refused as refused:
             await _send_refusal(send, refused)
             return
-        await self.app(scope, _replay(body, receive), send)
+        await self.app(scope, replayed(body, receive), send)
 
     async def _body(self, scope: Scope, receive: Receive) -> bytes:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
@@ -229,7 +229,7 @@ def _too_large(size: int, limit: int) -> Refused:
     )
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
+def replayed(body: bytes, receive: Receive) -> Receive:
     """The body already read, then the client's own messages (a disconnect, say)."""
     sent = False
 
