@@ -73,6 +73,15 @@ REJECTION_REASON = "geomlops:rejection_reason"
 INPUT_BANDS = "geomlops:input_bands"
 """Band names of every model input, derived on write (CQL2 cannot reach ``mlm:input``)."""
 
+# --- model outputs (on an ``mlm:output`` entry: how the platform post-processes it) --------
+THRESHOLD = "geomlops:threshold"
+"""A probability or continuous output's threshold: values >= it form a mask whose polygons
+and area above threshold the platform publishes (absent: no threshold mask)."""
+COLORMAP = "geomlops:colormap"
+"""The colour ramp a probability or continuous output is drawn with (default ``viridis``)."""
+UNIT = "geomlops:unit"
+"""The unit of a continuous output's values, e.g. ``Mg/ha`` (free text, for readers)."""
+
 # --- package items (stage ``registered``) -------------------------------------------------
 PACKAGE_DIGEST = "geomlops:package_digest"
 """Checksum of the package's files, so registering the same package twice changes nothing."""
@@ -124,6 +133,15 @@ SCENES = "geomlops:scenes"
 """The source scenes of a run's polygon item."""
 STATS = "geomlops:stats"
 """Per-class pixel counts and areas of the item's mask or polygons."""
+
+OUTPUT_KIND = "geomlops:output_kind"
+"""The kind of the model output a prediction was post-processed as (``class-mask``,
+``probability``, ``continuous``, ``chip-class``: :class:`geomlops.model.kinds.OutputKind`)."""
+ZONAL = "geomlops:zonal"
+"""Zonal statistics of a probability or continuous prediction over the valid pixels of the
+AOI: ``mean``, ``min``, ``max``, ``p10``, ``p50``, ``p90``, ``valid_pixels``, and with a
+threshold ``threshold``, ``above_threshold_pixels``, ``above_threshold_area_m2`` and
+``above_threshold_area_km2`` (the keys are :mod:`geomlops.model.kinds`' ``ZONAL_KEYS``)."""
 
 # --- who may write what (enforced on the STAC API's `models` collection) --------------------
 DECISION_PROPERTIES = (
