@@ -1,4 +1,4 @@
-"""A resolved model version, loaded, answering "which class is each pixel" for a GeoTIFF.
+"""A resolved model version, loaded, answering "what is each pixel" for a GeoTIFF.
 
 Everything the model needs to read an image is taken from the MLM item it was trained with
 (bands by name, z-score statistics, patch size, classes), and the heavy lifting is the
@@ -19,13 +19,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from geomlops.errors import ValidationFailed
 from geomlops.ml.raster import MASK_NODATA, Raster
 from geomlops.ml.scaling import normalise
 from geomlops.ml.tiling import predict_probabilities
 from geomlops.model.io import ModelIO
+from geomlops.model.kinds import OutputKind
 from geomlops.model.resolve import ResolvedModel
 from geomlops.serving.artifacts import download
 from geomlops.settings import Settings
+from geomlops.transformers.postprocess import raster_nodata, to_raster
 from geomlops.transformers.raster_to_vector import payload
 
 
@@ -48,7 +51,12 @@ def select_device() -> torch.device:
 
 
 class Predictor:
-    """One loaded model version: ``predict(raster)`` -> the mask payload for the transformer."""
+    """One loaded model version: ``predict(raster)`` -> the payload for the output transformer.
+
+    A class mask is the argmax of the model's scores; a probability or continuous output its
+    one channel (:func:`geomlops.transformers.postprocess.to_raster`). A chip classifier has
+    no per-pixel raster: it is refused when loaded, until serving runs one.
+    """
 
     def __init__(
         self,
@@ -62,6 +70,11 @@ class Predictor:
     ) -> None:
         self.resolved = resolved
         self.spec = ModelIO.from_item(resolved.mlm_item)
+        if not self.spec.kind.rasterised:
+            raise ValidationFailed(
+                f"model {resolved.name} v{resolved.version}: its output is {self.spec.kind.value}"
+                ", which serving does not run yet (it serves per-pixel outputs)"
+            )
         self.model = model
         self.device = device
         self.overlap = min(overlap, self.spec.patch_size // 2)
@@ -117,17 +130,21 @@ class Predictor:
             batch_size=self.batch_size,
         )
         missing = np.isnan(data).any(axis=0)
-        mask = probabilities.argmax(axis=0).astype("uint8")
-        mask[missing] = MASK_NODATA
-        # The confidence of the chosen class (H x W) is all the transformer needs for each
-        # polygon's mean confidence, at 1/K of the bytes of every class's probability.
-        confidence = probabilities.max(axis=0) if self.with_probabilities else None
+        kind = self.spec.kind  # the output's kind chooses the raster (and the transformer's work)
+        raster_out = to_raster(kind, probabilities)
+        raster_out[missing] = raster_nodata(kind)
+        confidence = None
+        if self.with_probabilities and kind is OutputKind.CLASS_MASK:
+            # The confidence of the chosen class (H x W) is all the transformer needs for each
+            # polygon's mean confidence, at 1/K of the bytes of every class's probability.
+            confidence = probabilities.max(axis=0)
         return payload.encode(
-            mask,
+            raster_out,
             raster.transform,
             raster.crs,
             classes=[asdict(c) for c in self.spec.classes],
-            nodata=MASK_NODATA,
+            nodata=MASK_NODATA if kind is OutputKind.CLASS_MASK else None,
             probabilities=confidence,
             compress=True,
+            output=self.spec.output_spec,
         )

@@ -9,7 +9,8 @@ Layout of a run's folder ``s3://<predictions bucket>/<run>/`` (DESIGN.md §7)::
 
     plan/config.json          this module's InferenceRunConfig
     plan/shard-0003.json      the tiles of shard 3 (ShardPlan)
-    tiles/<tile>.tif          one tile's class mask (COG), written by its shard
+    tiles/<tile>.tif          one tile's class mask, or float raster for a probability or
+                              continuous output (COG), written by its shard
     tiles/<tile>.json         the tile's record: written last, so it means "tile done"
     shards/shard-0003.failed.json   tiles a shard could not do, and why
     <scene>.tif               the per-scene mosaic (COG), written by publish
@@ -29,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from geomlops import objects
 from geomlops.connections import Connections
 from geomlops.model.io import ModelIO, OutputClass
+from geomlops.model.kinds import DEFAULT_COLORMAP, OutputKind, OutputSpec
 
 CONFIG = "plan/config.json"
 
@@ -42,6 +44,15 @@ class ClassPin(_Strict):
 
     value: int
     name: str
+
+
+class OutputPin(_Strict):
+    """The kind of the model's output and its post-processing options (its ``mlm:output``)."""
+
+    kind: OutputKind
+    threshold: float | None = None
+    colormap: str = DEFAULT_COLORMAP
+    unit: str | None = None
 
 
 class ModelPin(_Strict):
@@ -59,6 +70,29 @@ class ModelPin(_Strict):
     patch_size: int = Field(gt=0)
     classes: list[ClassPin]
     nodata: float | None = None
+    output: OutputPin | None = Field(
+        default=None,
+        description="What the output is; None: a class mask (plans from before output kinds).",
+    )
+
+    @property
+    def spec(self) -> OutputSpec:
+        """The output's kind and post-processing options."""
+        classes = tuple({"value": c.value, "name": c.name} for c in self.classes)
+        if self.output is None:
+            return OutputSpec(OutputKind.CLASS_MASK, classes=classes)
+        return OutputSpec(
+            self.output.kind,
+            classes=classes,
+            threshold=self.output.threshold,
+            colormap=self.output.colormap,
+            unit=self.output.unit,
+        )
+
+    @property
+    def kind(self) -> OutputKind:
+        """The kind of the model's output."""
+        return self.spec.kind
 
     def io(self) -> ModelIO:
         """The model's input/output description, as :mod:`geomlops.ml` uses it."""
@@ -69,6 +103,7 @@ class ModelPin(_Strict):
             patch_size=self.patch_size,
             classes=tuple(OutputClass(c.value, c.name) for c in self.classes),
             nodata=self.nodata,
+            output=self.spec,
         )
 
 

@@ -10,8 +10,12 @@ Three stages overlap so the model is never kept waiting:
 - the **main** thread runs the model on batches of patches, blends overlapping patches
   (:func:`geomlops.ml.tiling.predict_probabilities`) and applies the no-data, cloud and
   AOI masks: nothing else, because the model's throughput is the pipeline's;
-- a **writer** thread writes each tile's mask as a COG and hands it to the sink, which
+- a **writer** thread writes each tile's raster as a COG and hands it to the sink, which
   records the tile as done last.
+
+What a tile's raster is follows the model output's kind
+(:func:`geomlops.transformers.postprocess.to_raster`, as serving makes it): a class mask
+(uint8, 255 = no data) or a probability or continuous value (float32, NaN = no data).
 
 Memory is bounded by the queues (a few tiles), not by the scene. A tile whose read, predict
 or write fails is retried ``tile_retries`` times; one that still fails is reported with its
@@ -41,10 +45,11 @@ from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
 from geomlops.connections import Connections
-from geomlops.ml.raster import MASK_NODATA
 from geomlops.ml.scaling import normalise
 from geomlops.ml.tiling import predict_probabilities
 from geomlops.model.io import ModelIO
+from geomlops.model.kinds import OutputKind
+from geomlops.transformers.postprocess import raster_dtype, raster_nodata, to_raster
 from geomlops.workflows.inference import masks
 from geomlops.workflows.inference.aoi import in_crs, inside_mask
 from geomlops.workflows.inference.config import ScenePin, Tile, TileRecord
@@ -218,8 +223,9 @@ def _reader(
 
 
 def write_mask_cog(path: Path, mask: np.ndarray, window: _Window, io: ModelIO) -> Path:
-    """Write a tile's class mask as a COG (uint8, 255 = no data)."""
+    """Write a tile's raster as a COG: a class mask (uint8, 255 = no data) or float32 (NaN)."""
     height, width = mask.shape
+    kind = io.kind
     with rasterio.open(
         path,
         "w",
@@ -227,16 +233,19 @@ def write_mask_cog(path: Path, mask: np.ndarray, window: _Window, io: ModelIO) -
         width=width,
         height=height,
         count=1,
-        dtype="uint8",
+        dtype=raster_dtype(kind),
         crs=window.crs,
         transform=window.transform,
-        nodata=MASK_NODATA,
+        nodata=raster_nodata(kind),
         compress="deflate",
         blocksize=256,
     ) as dst:
         dst.write(mask, 1)
-        dst.set_band_description(1, "class")
-        dst.update_tags(classes=",".join(f"{c.value}:{c.name}" for c in io.classes))
+        if kind is OutputKind.CLASS_MASK:
+            dst.set_band_description(1, "class")
+            dst.update_tags(classes=",".join(f"{c.value}:{c.name}" for c in io.classes))
+        else:
+            dst.set_band_description(1, kind.value)
     return path
 
 
@@ -250,8 +259,7 @@ def _predict(model: Model, job: ShardJob, window: _Window, device: torch.device)
         batch_size=job.batch_size,
     )
     rows, cols = window.core
-    mask = probabilities[:, rows, cols].argmax(axis=0).astype("uint8")
-    return mask
+    return to_raster(job.io.kind, probabilities[:, rows, cols])
 
 
 def _writer(
@@ -363,24 +371,33 @@ def _windows(reads: queue.Queue) -> Iterator[_Window | tuple[Tile, str]]:
 
 
 def _record(job: ShardJob, window: _Window, mask: np.ndarray, began: float) -> TileRecord:
-    """Apply the masks to ``mask`` (in place) and describe the tile's pixels in the AOI."""
+    """Apply the masks to ``mask`` (in place) and describe the tile's pixels in the AOI.
+
+    A class mask's pixels are counted per class; a float raster's as ``valid`` (its zonal
+    statistics are computed over the whole mosaic when publishing: percentiles do not add).
+    """
     rows, cols = window.core
     missing = window.missing[rows, cols]
     cloud = window.cloud[rows, cols] & ~missing if window.cloud is not None else None
-    mask[missing] = MASK_NODATA
+    nodata = raster_nodata(job.io.kind)
+    mask[missing] = nodata
     if cloud is not None:
-        mask[cloud] = MASK_NODATA
+        mask[cloud] = nodata
     if window.inside is not None:  # outside the AOI nothing was asked: no data, not counted
-        mask[~window.inside] = MASK_NODATA
+        mask[~window.inside] = nodata
         missing = missing & window.inside
         cloud = cloud & window.inside if cloud is not None else None
-    counts = np.bincount(mask.ravel(), minlength=256)
+    if job.io.kind is OutputKind.CLASS_MASK:
+        counts = np.bincount(mask.ravel(), minlength=256)
+        pixels = {c.name: int(counts[c.value]) for c in job.io.classes}
+    else:
+        pixels = {"valid": int(np.count_nonzero(np.isfinite(mask)))}
     return TileRecord(
         tile=window.tile.id,
         scene=window.tile.scene,
         shard=job.shard,
         pod=job.pod,
-        pixels={c.name: int(counts[c.value]) for c in job.io.classes},
+        pixels=pixels,
         nodata_pixels=int(missing.sum()),
         cloud_pixels=int(cloud.sum()) if cloud is not None else 0,
         seconds=round(time.perf_counter() - began, 4),
