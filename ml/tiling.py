@@ -36,8 +36,14 @@ def predict_probabilities(
     overlap: int,
     device: torch.device,
     batch_size: int = 8,
+    softmax: bool = True,
 ) -> np.ndarray:
-    """Class probabilities (K x H x W, float32) for normalised bands (C x H x W)."""
+    """Class probabilities (K x H x W, float32) for normalised bands (C x H x W).
+
+    ``softmax`` turns a class mask's logits (K >= 2) into probabilities before blending; a
+    probability or continuous output (``softmax=False``, or one channel, where a softmax
+    would make every pixel 1) is blended as the model answered it.
+    """
     if not 0 <= overlap < patch_size // 2 + 1:
         raise ValueError(f"overlap {overlap} must be in [0, {patch_size // 2}]")
     _, height, width = scaled.shape
@@ -57,7 +63,10 @@ def predict_probabilities(
         chunk = windows[first : first + batch_size]
         batch = np.stack([scaled[:, r : r + patch_size, c : c + patch_size] for r, c in chunk])
         logits = model(torch.from_numpy(np.ascontiguousarray(batch)).to(device))
-        probabilities = torch.softmax(logits.float(), dim=1).cpu().numpy()
+        scores = logits.float()
+        if softmax and scores.shape[1] > 1:
+            scores = torch.softmax(scores, dim=1)
+        probabilities = scores.cpu().numpy()
         if total is None:
             total = np.zeros((probabilities.shape[1], padded_h, padded_w), dtype="float32")
         for (r, c), tile in zip(chunk, probabilities, strict=True):

@@ -128,6 +128,7 @@ class Predictor:
             overlap=self.overlap,
             device=self.device,
             batch_size=self.batch_size,
+            softmax=self.spec.kind is OutputKind.CLASS_MASK,
         )
         missing = np.isnan(data).any(axis=0)
         kind = self.spec.kind  # the output's kind chooses the raster (and the transformer's work)

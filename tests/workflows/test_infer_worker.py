@@ -21,6 +21,7 @@ from shapely.geometry import Polygon, box, mapping
 from geomlops.cli.infer import _datetime
 from geomlops.errors import ValidationFailed
 from geomlops.model.io import ModelIO, OutputClass
+from geomlops.model.kinds import OutputKind, OutputSpec
 from geomlops.settings import InferenceSettings
 from geomlops.workflows.inference import masks
 from geomlops.workflows.inference.aoi import outside_fraction, parse_aoi, read_aoi
@@ -274,3 +275,51 @@ def test_datetime_interval() -> None:
     for wrong in ("2019-09-01", "yesterday/today", "../.."):
         with pytest.raises(Exception, match="START/END"):
             _datetime(wrong)
+
+
+PROBABILITY_IO = ModelIO(
+    bands=("A", "B"),
+    mean=(100.0, 0.0),
+    stddev=(10.0, 1.0),
+    patch_size=32,
+    classes=(OutputClass(1, "water"),),
+    output=OutputSpec(
+        OutputKind.PROBABILITY, classes=({"value": 1, "name": "water"},), threshold=0.5
+    ),
+)
+
+
+def _sigmoid_model(x: torch.Tensor) -> torch.Tensor:
+    """One channel: the probability of water, sigmoid of the normalised first band."""
+    return torch.sigmoid(x[:, :1])
+
+
+def test_a_probability_model_writes_float_tiles_with_nan_for_no_data(
+    scene: tuple[ScenePin, np.ndarray], tmp_path: Path
+) -> None:
+    pin, expected = scene
+    tiles = scene_tiles(pin, _whole_scene_aoi(), 64, strip=4)
+    sink = LocalTileSink(tmp_path / "tiles")
+    job = ShardJob(
+        shard=0, tiles=tiles, scenes={pin.item_id: pin}, io=PROBABILITY_IO, overlap=8,
+        batch_size=4, tile_retries=1, aoi=None,
+    )  # fmt: skip
+    result = run_shard(job, _sigmoid_model, sink, device=torch.device("cpu"))
+    assert result.failed == {}
+    mosaic = np.zeros((HEIGHT, WIDTH), dtype="float32")
+    for tile in tiles:
+        with rasterio.open(sink.mask_path(tile.id)) as src:
+            assert src.dtypes[0] == "float32" and np.isnan(src.nodata)
+            assert src.descriptions[0] == "probability"
+            core = np.s_[tile.row : tile.row + tile.height, tile.col : tile.col + tile.width]
+            mosaic[core] = src.read(1)
+    assert np.isnan(mosaic[:, :5]).all() and np.isnan(mosaic[20:40, 100:140]).all()
+    valid = ~np.isnan(mosaic)
+    assert ((mosaic[valid] >= 0) & (mosaic[valid] <= 1)).all()
+    # >= 0.5 where the class-mask model says water (a > 100; row 0 is a == 100 exactly, so
+    # it is left out), and no softmax made a one-channel answer 1 everywhere
+    assert ((mosaic >= 0.5) == (expected == 1))[1:][valid[1:]].mean() > 0.995
+    assert 0.3 < (mosaic[valid] >= 0.5).mean() < 0.7
+    records = [json.loads(sink.record_path(t.id).read_text()) for t in tiles]
+    assert sum(r["pixels"]["valid"] for r in records) == int(valid.sum())
+    assert sum(r["nodata_pixels"] for r in records) == HEIGHT * 5

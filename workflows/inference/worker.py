@@ -257,6 +257,7 @@ def _predict(model: Model, job: ShardJob, window: _Window, device: torch.device)
         overlap=job.overlap,
         device=device,
         batch_size=job.batch_size,
+        softmax=job.io.kind is OutputKind.CLASS_MASK,
     )
     rows, cols = window.core
     return to_raster(job.io.kind, probabilities[:, rows, cols])
