@@ -37,6 +37,7 @@ from urllib.parse import quote
 
 import rasterio
 import rasterio.enums
+import rasterio.shutil
 import shapely
 from rasterio.crs import CRS
 from rasterio.warp import transform_geom
@@ -174,14 +175,16 @@ def mosaic(
         if kind is OutputKind.CLASS_MASK:
             dst.set_band_description(1, "class")
             dst.update_tags(classes=",".join(f"{c.value}:{c.name}" for c in config.model.classes))
+    cog = folder / f"{scene.item_id}.tif"
     if kind.float_raster:  # blocks no tile wrote read as NaN (the nodata), not zero
         with rasterio.open(plain, "r+") as dst:
             _describe_float_band(dst, config)
-    cog = folder / f"{scene.item_id}.tif"
-    cog_translate(
-        str(plain), str(cog), cog_profiles.get("deflate"), in_memory=False, quiet=True,
-        nodata=nodata,
-    )  # fmt: skip
+        _float_cog(plain, cog)
+    else:
+        cog_translate(
+            str(plain), str(cog), cog_profiles.get("deflate"), in_memory=False, quiet=True,
+            nodata=nodata,
+        )  # fmt: skip
     plain.unlink()
     valid, errors, _ = cog_validate(str(cog), quiet=True)
     if not valid:
@@ -189,31 +192,39 @@ def mosaic(
     return cog, window
 
 
-def _describe_float_band(dst: Any, config: InferenceRunConfig) -> None:
-    """A float mosaic's band: what it is, its colour ramp, unit and statistics (for GDAL).
+FLOAT_TAGS = {"kind": "output_kind", "colormap": "colormap", "threshold": "threshold"}
+"""GDAL metadata names of a float mosaic's kind, colour ramp and threshold (GDAL reads a
+``:`` in a name as a separator, so the ``geomlops:`` property names cannot be used)."""
 
-    A colour table needs integer pixels, so the ramp is named (``geomlops:colormap``) and
-    drawn by readers over the band's statistics, which GDAL keeps as ``STATISTICS_*``.
+
+def _describe_float_band(dst: Any, config: InferenceRunConfig) -> None:
+    """A float mosaic's band: what it is, its unit, and its colour ramp (for readers).
+
+    A colour table needs integer pixels, so the ramp is named and drawn by readers over the
+    band's statistics, which GDAL's COG driver computes (``STATISTICS_*``, see
+    :func:`_float_cog`).
     """
     spec = config.model.spec
     dst.set_band_description(1, spec.kind.value)
     dst.colorinterp = [rasterio.enums.ColorInterp.gray]
     if spec.unit:
         dst.set_band_unit(1, spec.unit)
-    stats = band_statistics(dst.read(1))
-    tags = {prop.COLORMAP: spec.colormap, prop.OUTPUT_KIND: spec.kind.value}
+    tags = {FLOAT_TAGS["kind"]: spec.kind.value, FLOAT_TAGS["colormap"]: spec.colormap}
     if spec.threshold is not None:
-        tags[prop.THRESHOLD] = str(spec.threshold)
+        tags[FLOAT_TAGS["threshold"]] = str(spec.threshold)
     dst.update_tags(**tags)
-    if "minimum" in stats:
-        dst.update_tags(
-            1,
-            STATISTICS_MINIMUM=stats["minimum"],
-            STATISTICS_MAXIMUM=stats["maximum"],
-            STATISTICS_MEAN=stats["mean"],
-            STATISTICS_STDDEV=stats["stddev"],
-            STATISTICS_VALID_PERCENT=stats["valid_percent"],
-        )
+
+
+def _float_cog(plain: Path, cog: Path) -> None:
+    """A float mosaic as a COG through GDAL's COG driver, which writes its statistics.
+
+    rio-cogeo drops band metadata, and a COG updated in place would lose its layout; the
+    class masks keep rio-cogeo's profile, so their files are as they always were.
+    """
+    rasterio.shutil.copy(
+        str(plain), str(cog), driver="COG", compress="DEFLATE", statistics="YES",
+        overview_resampling="AVERAGE", blocksize=512,
+    )  # fmt: skip
 
 
 def _stats(records: list[TileRecord], config: InferenceRunConfig, pixel_m2: float) -> dict:
