@@ -40,8 +40,10 @@ from geomlops.ml.tiling import predict_probabilities
 from geomlops.model import ModelIO
 from geomlops.model import properties as prop
 from geomlops.model.ids import parse_model_item_id
+from geomlops.model.kinds import OutputKind
 from geomlops.package_source import PackageSource
 from geomlops.settings import Settings
+from geomlops.transformers.postprocess import threshold_mask, to_raster
 from geomlops.workflows.inference.steps import load_registered_model
 from geomlops.workflows.steps.train import find_package_dir
 
@@ -226,11 +228,24 @@ def predict_mask(
     missing = np.isnan(bands).any(axis=0)
     scaled = normalise(bands, model_io.mean, model_io.stddev)
     scaled[:, missing] = 0.0
+    spec = model_io.output_spec
+    if spec.kind is not OutputKind.CLASS_MASK and spec.threshold is None:
+        raise ValidationFailed(
+            f"{model_uri} answers a {spec.kind.value} without a threshold: it has no class "
+            "mask to compare with a label",
+            hint="declare geomlops:threshold on its mlm:output to compare its threshold mask",
+        )
     model, device = load_registered_model(model_uri, "auto", settings)
     probabilities = predict_probabilities(
-        model, scaled, patch_size=model_io.patch_size, overlap=OVERLAP, device=device
-    )
-    mask = probabilities.argmax(axis=0).astype("uint8")
+        model, scaled, patch_size=model_io.patch_size, overlap=OVERLAP, device=device,
+        softmax=spec.kind is OutputKind.CLASS_MASK,
+    )  # fmt: skip
+    raster = to_raster(spec.kind, probabilities)
+    if spec.kind is OutputKind.CLASS_MASK:
+        mask = raster
+    else:  # the threshold mask, as batch inference's polygons are drawn
+        assert spec.threshold is not None  # noqa: S101 - checked above, for the type checker
+        mask = threshold_mask(raster, spec.threshold, spec.threshold_class[0])
     mask[missing] = MASK_NODATA
     return mask
 
