@@ -186,7 +186,7 @@ def test_an_output_without_a_kind_is_refused_naming_the_field_and_the_kinds(case
         output_kind(output)
     assert error.value.message.startswith(f"{field}: ")
     assert all(name in (error.value.hint or "") for name in KIND_NAMES)
-    assert [f for f, _ in output_problems([output])][0] == field
+    assert next(f for f, _ in output_problems([output])) == field
 
 
 def test_every_output_of_a_list_is_checked() -> None:

@@ -116,10 +116,10 @@ def test_the_class_mask_path_is_raster_to_vector_unchanged() -> None:
 
 
 def test_chips_become_labelled_footprints() -> None:
+    names = ("forest", "crop", "urban")
     spec = OutputSpec(
-        OutputKind.CHIP_CLASS,
-        classes=({"value": 0, "name": "forest"}, {"value": 1, "name": "crop"}, {"value": 2, "name": "urban"}),
-    )  # fmt: skip
+        OutputKind.CHIP_CLASS, classes=tuple({"value": v, "name": n} for v, n in enumerate(names))
+    )
     scores = np.array([[0.1, 0.7, 0.2], [0.6, 0.3, 0.1]], dtype="float32")
     footprints = [(500000, 4399360, 500640, 4400000), (500640, 4399360, 501280, 4400000)]
     processed = postprocess(spec, ChipPrediction(scores, footprints, CRS))

@@ -28,8 +28,8 @@ import rasterio.features
 from shapely.geometry import shape
 
 from geomlops.errors import ValidationFailed
-from geomlops.sample_data import fetch
 from geomlops.model.kinds import OutputKind, OutputSpec
+from geomlops.sample_data import fetch
 from geomlops.transformers.postprocess import RasterPrediction, postprocess
 from geomlops.transformers.raster_to_vector import mask_to_geojson, payload, read_mask
 

@@ -64,7 +64,7 @@ def label_chips(
         cls = classes[int(chosen)]
         labels.append(
             ChipLabel(
-                geometry=_lonlat(tuple(footprints[index]), transformer),
+                geometry=_lonlat(footprints[index], transformer),
                 value=int(cls.get("value", chosen)),
                 name=str(cls.get("name") or cls.get("value", chosen)),
                 score=float(grid[index, chosen]),
