@@ -132,7 +132,9 @@ SCENE = "geomlops:scene"
 SCENES = "geomlops:scenes"
 """The source scenes of a run's polygon item."""
 STATS = "geomlops:stats"
-"""Per-class pixel counts and areas of the item's mask or polygons."""
+"""Per-class pixel counts and areas of the item's mask or polygons; for a probability or
+continuous output its no-data, cloud and above-threshold areas (the output transformer's
+answer carries its zonal statistics under this name)."""
 
 OUTPUT_KIND = "geomlops:output_kind"
 """The kind of the model output a prediction was post-processed as (``class-mask``,
@@ -141,7 +143,8 @@ ZONAL = "geomlops:zonal"
 """Zonal statistics of a probability or continuous prediction over the valid pixels of the
 AOI: ``mean``, ``min``, ``max``, ``p10``, ``p50``, ``p90``, ``valid_pixels``, and with a
 threshold ``threshold``, ``above_threshold_pixels``, ``above_threshold_area_m2`` and
-``above_threshold_area_km2`` (the keys are :mod:`geomlops.model.kinds`' ``ZONAL_KEYS``)."""
+``above_threshold_area_km2`` (written by
+``geomlops.transformers.postprocess.zonal_statistics``)."""
 
 # --- who may write what (enforced on the STAC API's `models` collection) --------------------
 DECISION_PROPERTIES = (
