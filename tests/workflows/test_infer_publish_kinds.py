@@ -30,6 +30,7 @@ from geomlops.model import properties as prop
 from geomlops.model.kinds import OutputKind
 from geomlops.settings import get_settings
 from geomlops.transformers.postprocess import zonal_statistics
+from geomlops.transformers.raster_to_vector import feature, vectorize
 from geomlops.workflows.inference.config import (
     ClassPin,
     InferenceRunConfig,
@@ -56,6 +57,10 @@ def _sigmoid_model(x: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(x[:, :1])
 
 
+def _two_logits_model(x: torch.Tensor) -> torch.Tensor:
+    return torch.cat([-x[:, :1], x[:, :1]], dim=1)
+
+
 def _scene(folder: Path) -> ScenePin:
     rows, cols = np.mgrid[0:SIZE, 0:SIZE]
     a = (100 + 30 * np.sin(rows / 11.0 + 0.3) * np.cos(cols / 7.0 + 0.2)).astype("float32")
@@ -80,11 +85,12 @@ def _scene(folder: Path) -> ScenePin:
     )
 
 
-def test_a_probability_output_publishes_a_float_cog_zonal_statistics_and_polygons(
-    stack: Connections, tmp_path: Path
-) -> None:
+def _run_and_publish(
+    stack: Connections, folder: Path, model: ModelPin, forward: object
+) -> tuple[InferenceRunConfig, dict]:
+    """Plan a run of ``model`` over the generated scene, predict it as a shard pod, publish."""
     settings = get_settings()
-    scene = _scene(tmp_path)
+    scene = _scene(folder)
     west, north = ORIGIN
     native = box(west, north - SIZE * PIXEL, west + SIZE * PIXEL, north)
     # inside the scene by a few metres: its edge pixels are outside, by their centres
@@ -94,20 +100,14 @@ def test_a_probability_output_publishes_a_float_cog_zonal_statistics_and_polygon
     config = InferenceRunConfig(
         workflow=workflow,
         run_uri=f"s3://{settings.s3.bucket_predictions}/{workflow}",
-        model=ModelPin(
-            name="water-probability", version="1", item_id="water-probability-mv1",
-            model_uri="models:/water-probability/1", stage="production", image="none",
-            bands=["A", "B"], mean=[100.0, 0.0], stddev=[10.0, 1.0], patch_size=32,
-            classes=[ClassPin(value=1, name="water")],
-            output=OutputPin(kind=OutputKind.PROBABILITY, threshold=0.5, colormap="magma"),
-        ),
+        model=model,
         request=RequestPin(
             aoi=mapping(aoi), aoi_uri=f"s3://{settings.s3.bucket_predictions}/{workflow}/aoi.json",
             datetime="2020-01-01T00:00:00Z/2020-01-02T00:00:00Z", allow_outside_region=False,
             outside_fraction=0.0,
         ),
         scenes=[scene], tile_size=32, overlap=4, batch_size=4, tile_retries=0, device="cpu",
-        tile_count=len(tiles), shard_count=1,
+        tile_count=len(tiles), shard_count=1, vector_skip_values=[0],
     )  # fmt: skip
     uri = config.save(stack)
     objects.write_json(
@@ -117,11 +117,72 @@ def test_a_probability_output_publishes_a_float_cog_zonal_statistics_and_polygon
         shard=0, tiles=tiles, scenes={scene.item_id: scene}, io=config.model.io(), overlap=4,
         batch_size=4, tile_retries=0, aoi=config.request.aoi,
     )  # fmt: skip
-    done = run_shard(job, _sigmoid_model, S3TileSink(stack, config), device=torch.device("cpu"))
+    done = run_shard(job, forward, S3TileSink(stack, config), device=torch.device("cpu"))  # type: ignore[arg-type]
     assert done.failed == {} and len(done.done) == len(tiles)
+    return config, publish(uri)
 
-    result = publish(uri)
 
+def _pin(name: str, classes: list[ClassPin], output: OutputPin | None) -> ModelPin:
+    return ModelPin(
+        name=name, version="1", item_id=f"{name}-mv1", model_uri=f"models:/{name}/1",
+        stage="production", image="none", bands=["A", "B"], mean=[100.0, 0.0],
+        stddev=[10.0, 1.0], patch_size=32, classes=classes, output=output,
+    )  # fmt: skip
+
+
+def test_a_class_mask_publishes_as_it_always_did(stack: Connections, tmp_path: Path) -> None:
+    """The flood models' kind: uint8 mask, class polygons, per-class areas, no new fields."""
+    classes = [ClassPin(value=0, name="not_water"), ClassPin(value=1, name="water")]
+    config, result = _run_and_publish(
+        stack, tmp_path, _pin("water-mask", classes, None), _two_logits_model
+    )
+    local = get_file(stack, result["masks"][0], tmp_path / "mosaic.tif")
+    with rasterio.open(local) as src:
+        mask, transform, crs = src.read(1), src.transform, src.crs
+        assert src.dtypes[0] == "uint8" and src.nodata == 255
+        assert src.tags()["classes"] == "0:not_water,1:water"
+        assert src.descriptions[0] == "class"
+    with CatalogClient.from_settings() as catalog:
+        item = catalog.get_item_dict("predictions", f"{config.workflow}-{config.scenes[0].item_id}")
+    props = item["properties"]
+    assert not {prop.OUTPUT_KIND, prop.ZONAL, prop.THRESHOLD} & set(props)
+    assert set(item["assets"]) == {"mask"}
+    assert set(item["assets"]["mask"]) == {
+        "href", "type", "roles", "title", "file:size", "file:checksum"
+    }  # fmt: skip
+    assert item["assets"]["mask"]["title"] == "Class mask (255 = no data or cloud)"
+    assert "no data (255)" in props["processing:lineage"]
+    assert set(props[prop.STATS]) == {
+        "not_water_area_km2", "water_area_km2", "nodata_area_km2", "cloud_area_km2",
+        "valid_pixels", "tiles", "not_water_fraction", "water_fraction",
+    }  # fmt: skip
+    assert props[prop.STATS]["valid_pixels"] == int((mask != 255).sum())
+    vectors = json.loads(
+        get_file(stack, result["vectors"], tmp_path / "vectors.geojson").read_text()
+    )
+    # raster-to-vector's polygons of the mosaic, as publish drew them before output kinds
+    names = [{"value": c.value, "name": c.name} for c in classes]
+    direct = vectorize(
+        mask, transform, crs, classes=names, nodata=255, options={"skip_values": [0]},
+        clip=shape(config.request.aoi),
+    )  # fmt: skip
+    expected = [feature(p) for p in direct]
+    assert [f["geometry"] for f in vectors["features"]] == [f["geometry"] for f in expected]
+    assert [
+        {k: v for k, v in f["properties"].items() if k in ("class_name", "class_value", "area_m2")}
+        for f in vectors["features"]
+    ] == [f["properties"] for f in expected]
+
+
+def test_a_probability_output_publishes_a_float_cog_zonal_statistics_and_polygons(
+    stack: Connections, tmp_path: Path
+) -> None:
+    output = OutputPin(kind=OutputKind.PROBABILITY, threshold=0.5, colormap="magma")
+    config, result = _run_and_publish(
+        stack, tmp_path, _pin("water-probability", [ClassPin(value=1, name="water")], output),
+        _sigmoid_model,
+    )  # fmt: skip
+    workflow, scene = config.workflow, config.scenes[0]
     [cog_uri] = result["masks"]
     local = get_file(stack, cog_uri, tmp_path / "mosaic.tif")
     with rasterio.open(local) as src:
