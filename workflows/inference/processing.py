@@ -27,7 +27,7 @@ from geomlops.catalog.collections import PREDICTIONS, PROCESSORS
 from geomlops.catalog.imagery import file_checksum
 from geomlops.catalog.processors import find, parse_reference
 from geomlops.connections import Connections, get_connections
-from geomlops.errors import GeomlopsError
+from geomlops.errors import GeomlopsError, ValidationFailed
 from geomlops.model import properties as prop
 from geomlops.processors import check_name, resolve_parameters, result_folder
 from geomlops.settings import Settings, get_settings
@@ -48,11 +48,13 @@ def pin_processors(
 ) -> list[ProcessorPin]:
     """Each named processor's version pinned, with every parameter resolved.
 
-    ``params`` (``-p k=v``) apply to every processor named (one, in practice); each value
-    must be declared by the script and of its type, and every parameter without a default
-    of the script's or the registration's must be given — all checked before a run starts.
+    Each ``-p k=v`` goes to every named processor that declares ``k``; one that none of
+    them declares is refused (a typo never runs with a default). Each value must be of its
+    declared type, and every parameter without a default of the script's or the
+    registration's must be given — all checked before a run starts.
     """
     pins = []
+    used: set[str] = set()
     with CatalogClient(get_connections(settings).stac_url) as catalog:  # reads are public
         for reference in references:
             name, version = parse_reference(reference)
@@ -60,8 +62,10 @@ def pin_processors(
             item = find(catalog, name, version)
             props = item["properties"]
             declared = props[prop.PROCESSOR_PARAMETERS]
+            given = {k: v for k, v in params.items() if k in declared}
+            used |= set(given)
             values = resolve_parameters(
-                declared, {**props[prop.PROCESSOR_DEFAULTS], **params}, f"processor {name} -p"
+                declared, {**props[prop.PROCESSOR_DEFAULTS], **given}, f"processor {name} -p"
             )
             pins.append(
                 ProcessorPin(
@@ -73,6 +77,12 @@ def pin_processors(
                     params=values,
                 )
             )
+    unknown = sorted(set(params) - used)
+    if unknown:
+        raise ValidationFailed(
+            f"-p: no processor named declares {', '.join(unknown)}",
+            hint="`geomlops processor show NAME` lists a processor's parameters",
+        )
     return pins
 
 
