@@ -145,6 +145,23 @@ AOI: ``mean``, ``min``, ``max``, ``p10``, ``p50``, ``p90``, ``valid_pixels``, an
 threshold ``threshold``, ``above_threshold_pixels``, ``above_threshold_area_m2`` and
 ``above_threshold_area_km2`` (written by
 ``geomlops.transformers.postprocess.zonal_statistics``)."""
+PROCESSING = "geomlops:processing"
+"""Whether the run's generic processors have run: ``pending`` (published, processors not yet
+run), ``complete`` or ``incomplete`` (one failed; see :data:`PROCESSORS`). Absent when the run
+asked for none."""
+PROCESSORS = "geomlops:processors"
+"""The generic processors run on the prediction: ``[{name, version, item, sha256, params,
+status, result?, error?}]`` (the result JSON is also an asset)."""
+
+# --- processor items (collection ``processors``) ------------------------------------------
+PROCESSOR = "geomlops:processor"
+"""The processor's name (every version of it shares it)."""
+PROCESSOR_PARAMETERS = "geomlops:processor_parameters"
+"""The parameters its script declares: ``{name: {type, default?, description?}}``."""
+PROCESSOR_DEFAULTS = "geomlops:processor_defaults"
+"""The values given at registration (``--param``), used when a run gives none."""
+PROCESSOR_SHA256 = "geomlops:processor_sha256"
+"""Hex sha256 of the script: a run verifies the script it downloads against it."""
 
 # --- who may write what (enforced on the STAC API's `models` collection) --------------------
 DECISION_PROPERTIES = (

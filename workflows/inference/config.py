@@ -15,6 +15,8 @@ Layout of a run's folder ``s3://<predictions bucket>/<run>/`` (DESIGN.md §7)::
     shards/shard-0003.failed.json   tiles a shard could not do, and why
     <scene>.tif               the per-scene mosaic (COG), written by publish
     <run>.geojson             the run's polygons, written by publish
+    processors/<name>/result.json   a generic processor's JSON result (and its files beside)
+    processing.json           how the run's processors went (the `process` step)
     report.json               the run's final task counts (exit handler)
 
 Every object becomes visible only once wholly written (S3's PUT and multipart completion
@@ -23,7 +25,7 @@ are atomic), so a reader never sees half of one.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -152,6 +154,17 @@ class RequestPin(_Strict):
     )
 
 
+class ProcessorPin(_Strict):
+    """A generic processor the run applies after publishing, pinned when it was planned."""
+
+    name: str
+    version: int = Field(ge=1)
+    item_id: str = Field(description="Its version's item in the `processors` collection.")
+    script_uri: str = Field(description="s3:// URI of the script.")
+    sha256: str = Field(description="The catalogued sha256 the script is verified against.")
+    params: dict[str, Any] = Field(description="Every declared parameter's resolved value.")
+
+
 class InferenceRunConfig(_Strict):
     """Everything a ``geomlops-batch-inference`` run works on, resolved once."""
 
@@ -174,6 +187,9 @@ class InferenceRunConfig(_Strict):
     vector_skip_values: list[int] = Field(default_factory=list)
     min_area_m2: float = 0.0
     simplify_tolerance_m: float = 0.0
+    processors: list[ProcessorPin] = Field(
+        default_factory=list, description="Generic processors run after publishing, in order."
+    )
 
     @property
     def outside_region(self) -> bool:

@@ -44,6 +44,7 @@ from geomlops.workflows.inference.config import (
     InferenceRunConfig,
     ModelPin,
     OutputPin,
+    ProcessorPin,
     RequestPin,
     ScenePin,
     ShardPlan,
@@ -308,10 +309,12 @@ def plan(
     allow_outside_region: bool,
     pinned_scenes: list[str] | None = None,
     settings: Settings | None = None,
+    processors: list[ProcessorPin] | None = None,
 ) -> Plan:
     """Resolve the request, cut it into tiles and shards, and save the plan in S3.
 
-    ``pinned_scenes`` pins the imagery items to use (all that the search finds when None).
+    ``pinned_scenes`` pins the imagery items to use (all that the search finds when None);
+    ``processors`` are the generic processors run after publishing (pinned by the caller).
     """
     settings = settings or get_settings()
     conn = get_connections(settings)
@@ -364,6 +367,7 @@ def plan(
         vector_skip_values=list(inference.skip_values),
         min_area_m2=inference.min_area_m2,
         simplify_tolerance_m=inference.simplify_tolerance_m,
+        processors=processors or [],
     )
     for index, shard in enumerate(shards):
         objects.write_json(

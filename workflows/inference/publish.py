@@ -315,6 +315,8 @@ def _common_properties(config: InferenceRunConfig, workflow_runs: list[str]) -> 
         prop.REQUEST_DATETIME: config.request.datetime,
         prop.REQUEST_AOI: config.request.aoi_uri,
         prop.CLASSES: [{"value": c.value, "name": c.name} for c in model.classes],
+        # Not complete until the run's generic processors have run (the `process` step).
+        **({prop.PROCESSING: "pending"} if config.processors else {}),
     }
     if model.kind is not OutputKind.CLASS_MASK:  # a flood item reads as it always did
         spec = model.spec
