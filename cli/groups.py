@@ -14,12 +14,21 @@ class DefaultRunGroup(TyperGroup):
     """A group whose first argument, if not a subcommand, goes to its hidden ``run``.
 
     So ``geomlops serve MODEL`` sits beside ``geomlops serve manifest MODEL``, and
-    ``geomlops infer MODEL`` beside ``geomlops infer status RUN``.
+    ``geomlops infer MODEL`` beside ``geomlops infer status RUN``. ``run`` also takes the
+    options in :attr:`run_options` first (``geomlops infer --pipeline SPEC …``: a pipeline
+    names its models, so no MODEL comes before it).
     """
+
+    run_options: tuple[str, ...] = ("--pipeline",)
 
     def resolve_command(
         self, ctx: click.Context, args: list[str]
     ) -> tuple[str | None, click.Command | None, list[str]]:
-        if args and args[0] not in self.commands and not args[0].startswith("-"):
+        first = args[0].split("=", 1)[0] if args else ""
+        if (
+            args
+            and first not in self.commands
+            and (not first.startswith("-") or first in self.run_options)
+        ):
             args = ["run", *args]
         return super().resolve_command(ctx, args)

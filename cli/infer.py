@@ -22,7 +22,6 @@ from geomlops.cli.groups import DefaultRunGroup
 from geomlops.cli.options import (
     ConfigOption,
     JsonOption,
-    ModelArg,
     ModelVersionOption,
     NoWaitOption,
     RunArg,
@@ -42,6 +41,8 @@ app = typer.Typer(
     help="Batch inference over an area and a date range (geomlops-batch-inference).\n\n"
     "Examples:\n\n"
     "  geomlops infer flood-water-s2 --aoi valencia.geojson --datetime 2019-09-01/2019-09-30\n\n"
+    "  geomlops infer --pipeline flood-clear-sky.yaml --aoi valencia.geojson "
+    "--datetime 2019-09-01/2019-09-30\n\n"
     "  geomlops infer status geomlops-batch-inference-x7k2p\n\n"
     "  geomlops infer resume geomlops-batch-inference-x7k2p",
 )
@@ -75,14 +76,52 @@ def _upload_aoi(path: Path, settings: Settings) -> str:
     return uri
 
 
+def _pipeline(
+    path: Path, model: str | None, version: str | None, settings: Settings
+) -> tuple[str, str | None, str]:
+    """(model, version, s3:// URI of the checked spec) of the pipeline spec at ``path``.
+
+    The spec names its models and versions, so a MODEL or --version given beside it must
+    agree with it. Its mask model is resolved here too, so a spec that cannot run fails
+    before anything is submitted.
+    """
+    from geomlops.model.pipeline import load_pipeline, mask_rule
+    from geomlops.workflows.inference.planner import pin_model
+
+    try:
+        spec = load_pipeline(path)
+    except ValidationFailed as error:
+        detail = "; ".join([error.message, *error.problems])
+        raise typer.BadParameter(detail, param_hint="--pipeline") from None
+    if model is not None and model != spec.model:
+        raise typer.BadParameter(
+            f"MODEL {model!r} is not the spec's model {spec.model!r}; give one or the other",
+            param_hint="MODEL",
+        )
+    if version is not None:
+        raise typer.BadParameter(
+            "a pipeline spec names its versions (`version:` and `mask.version:`)",
+            param_hint="--version",
+        )
+    _, item = pin_model(spec.mask.model, spec.mask.version, settings)
+    mask_rule(spec.mask, item)
+    from geomlops.workflows.inference.request import upload_document
+
+    uri = upload_document(spec.model_dump(mode="json"), "pipeline", settings)
+    return spec.model, spec.version, uri
+
+
 @app.command("run", hidden=True)
 def run(
-    model: ModelArg,
     aoi: Annotated[
         Path,
         typer.Option(exists=True, dir_okay=False, help="AOI as GeoJSON (EPSG:4326) polygons."),
     ],
     datetime: Annotated[str, typer.Option(help="START/END of the scenes' acquisition.")],
+    model: Annotated[
+        str | None,
+        typer.Argument(help="Registered model name, e.g. flood-water-s2 (or --pipeline)."),
+    ] = None,
     version: ModelVersionOption = None,
     allow_outside_region: Annotated[
         bool,
@@ -97,10 +136,19 @@ def run(
             exists=True, dir_okay=False, help="A label raster: report IoU per class against it."
         ),
     ] = None,
+    pipeline: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="A pipeline spec (YAML): its mask model (e.g. cloud-s2) masks its model's "
+            "answer; MODEL and versions come from it.",
+        ),
+    ] = None,
     no_wait: NoWaitOption = False,
     as_json: JsonOption = False,
 ) -> None:
-    r"""Predict MODEL over the scenes covering an AOI in a date range.
+    r"""Predict MODEL (or a pipeline's model, masked) over the scenes covering an AOI.
 
     The caller needs the roles the run needs (writer: it publishes prediction items),
     checked before anything is uploaded or submitted.
@@ -109,6 +157,8 @@ def run(
         geomlops infer flood-water-s2 --aoi spain.geojson --datetime 2019-09-01/2019-09-30
         geomlops infer flood-water-s2 --aoi austria.geojson --datetime 2021-01-01/.. \
             --allow-outside-region --json
+        geomlops infer --pipeline flood-clear-sky.yaml --aoi spain.geojson \
+            --datetime 2019-09-01/2019-09-30
     """
     from geomlops.settings import get_settings
     from geomlops.workflows.inference.access import check_run_roles
@@ -118,7 +168,13 @@ def run(
     interval = _datetime(datetime)
     geometry = read_aoi(aoi)  # the request's own faults first: they need no service
     settings = get_settings()
+    if pipeline is None and model is None:
+        raise typer.BadParameter("give MODEL or --pipeline SPEC", param_hint="MODEL")
     check_run_roles(settings)  # before any work: nothing uploaded, nothing submitted
+    pipeline_uri = ""
+    if pipeline is not None:
+        model, version, pipeline_uri = _pipeline(pipeline, model, version, settings)
+    assert model is not None  # noqa: S101 - checked above
     _, item = pin_model(model, version, settings)
     fraction = check_region(
         geometry, item, allow_outside_region=allow_outside_region, settings=settings.inference
@@ -131,6 +187,7 @@ def run(
         "aoi": _upload_aoi(aoi, settings),
         "datetime": interval,
         "allow-outside-region": "true" if allow_outside_region else "false",
+        "pipeline": pipeline_uri,
     }
     name, status = _submit(params, settings, wait=not no_wait)
     if status is None:
@@ -337,6 +394,9 @@ def plan_command(
     outputs: Annotated[
         Path | None, typer.Option(help="Write `config`, `shards`, `image` here (Argo outputs).")
     ] = None,
+    pipeline: Annotated[
+        str, typer.Option(help="s3:// URI of a pipeline spec; '' = the model alone.")
+    ] = "",
 ) -> None:
     r"""Resolve the model, check the region, find scenes, cut tiles and shards; save the plan.
 
@@ -356,6 +416,7 @@ def plan_command(
         resume_from=resume_from,
         outputs=outputs,
         scenes=scenes,
+        pipeline=pipeline,
     )
     _echo({"config": result.config_uri, "shards": result.shards})
 

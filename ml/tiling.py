@@ -37,7 +37,10 @@ def predict_probabilities(
     device: torch.device,
     batch_size: int = 8,
 ) -> np.ndarray:
-    """Class probabilities (K x H x W, float32) for normalised bands (C x H x W)."""
+    """Class probabilities (K x H x W, float32) for normalised bands (C x H x W).
+
+    A one-channel output is returned as the model gives it (blended, not softmaxed).
+    """
     if not 0 <= overlap < patch_size // 2 + 1:
         raise ValueError(f"overlap {overlap} must be in [0, {patch_size // 2}]")
     _, height, width = scaled.shape
@@ -57,7 +60,11 @@ def predict_probabilities(
         chunk = windows[first : first + batch_size]
         batch = np.stack([scaled[:, r : r + patch_size, c : c + patch_size] for r, c in chunk])
         logits = model(torch.from_numpy(np.ascontiguousarray(batch)).to(device))
-        probabilities = torch.softmax(logits.float(), dim=1).cpu().numpy()
+        # One channel is a probability or a value already (MLM's probability and
+        # continuous kinds): a softmax over one channel would make every pixel 1.
+        scores = logits.float()
+        probabilities = scores if scores.shape[1] == 1 else torch.softmax(scores, dim=1)
+        probabilities = probabilities.cpu().numpy()
         if total is None:
             total = np.zeros((probabilities.shape[1], padded_h, padded_w), dtype="float32")
         for (r, c), tile in zip(chunk, probabilities, strict=True):

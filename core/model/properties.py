@@ -70,6 +70,9 @@ REJECTED_AT = "geomlops:rejected_at"
 """When it was rejected (ISO 8601)."""
 REJECTION_REASON = "geomlops:rejection_reason"
 """Why it was rejected."""
+THRESHOLD = "geomlops:threshold"
+"""On an ``mlm:output``: the value at which a probability or continuous output counts as
+its class (a pipeline's mask applies it unless the pipeline spec gives another)."""
 INPUT_BANDS = "geomlops:input_bands"
 """Band names of every model input, derived on write (CQL2 cannot reach ``mlm:input``)."""
 
@@ -106,6 +109,12 @@ MODEL_VERSION = "geomlops:model_version"
 """The model version that made the prediction."""
 MODEL_ITEM = "geomlops:model_item"
 """Id of that model version's item in ``models`` (also a ``derived_from`` link)."""
+MODELS = "geomlops:models"
+"""Every model version that contributed, ``[{role, name, version, item}]``: the primary
+(``model``, also :data:`MODEL_ITEM`) and, in a pipeline, the ``mask`` model (with the rule it
+applied); each is also a ``derived_from`` link."""
+PIPELINE = "geomlops:pipeline"
+"""The pipeline spec a composed prediction ran (:mod:`geomlops.model.pipeline`), as given."""
 WORKFLOW_RUNS = "geomlops:workflow_runs"
 """Every workflow run that contributed tiles (a resumed run has several)."""
 OUTSIDE_REGION = "geomlops:outside_region"

@@ -6,7 +6,8 @@ task counts whatever happened. Every pod runs one ``geomlops infer-step`` comman
 saves the run's plan in S3 and hands its URI, the shard list and the model's image to the
 rest through output parameters. Predict pods run in the model package's image and ask for
 GPUs as the inference settings say; a failed shard pod is retried (its done tiles are kept).
-``resume-from`` names an earlier run whose missing tiles this run completes.
+``resume-from`` names an earlier run whose missing tiles this run completes; ``pipeline`` a
+pipeline spec whose mask model runs beside the model in the same predict pods.
 """
 
 from __future__ import annotations
@@ -44,6 +45,11 @@ PARAMETERS: Parameters = {
         "Comma-separated imagery item ids to use, all of which must be found; empty uses "
         "every scene found (`geomlops reproduce` pins a prediction's scenes).",
     ),
+    "pipeline": (
+        "",
+        "s3:// URI of a pipeline spec whose mask model masks the model's answer (`geomlops "
+        "infer --pipeline` uploads it); empty runs the model alone.",
+    ),
 }
 
 
@@ -69,6 +75,7 @@ def infer_template(settings: Settings) -> WorkflowTemplate:
             "--allow-outside-region", "{{workflow.parameters.allow-outside-region}}",
             "--resume-from", "{{workflow.parameters.resume-from}}",
             "--scenes", "{{workflow.parameters.scenes}}",
+            "--pipeline", "{{workflow.parameters.pipeline}}",
             "--outputs", OUTPUTS,
         ]
         # fmt: on
