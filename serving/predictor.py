@@ -103,8 +103,8 @@ class Predictor:
             "stac_item_id": self.resolved.item_id,
         }
 
-    def predict(self, raster: Raster) -> dict[str, Any]:
-        """The mask payload (``jsonData``) of ``raster`` (bands in the model's order)."""
+    def probabilities(self, raster: Raster) -> tuple[np.ndarray, np.ndarray]:
+        """(per-class probabilities K x H x W, no-data pixels H x W) of ``raster``."""
         data = raster.data
         if self.spec.nodata is not None:
             data = np.where(data == self.spec.nodata, np.nan, data).astype("float32")
@@ -116,9 +116,19 @@ class Predictor:
             device=self.device,
             batch_size=self.batch_size,
         )
-        missing = np.isnan(data).any(axis=0)
+        return probabilities, np.isnan(data).any(axis=0)
+
+    def predict(self, raster: Raster, masked: np.ndarray | None = None) -> dict[str, Any]:
+        """The mask payload (``jsonData``) of ``raster`` (bands in the model's order).
+
+        ``masked``: pixels a pipeline's mask model masked (H x W, True = masked); they
+        become no data, as pixels without data do, so the transformer draws nothing there.
+        """
+        probabilities, missing = self.probabilities(raster)
         mask = probabilities.argmax(axis=0).astype("uint8")
         mask[missing] = MASK_NODATA
+        if masked is not None:
+            mask[masked] = MASK_NODATA
         # The confidence of the chosen class (H x W) is all the transformer needs for each
         # polygon's mean confidence, at 1/K of the bytes of every class's probability.
         confidence = probabilities.max(axis=0) if self.with_probabilities else None
