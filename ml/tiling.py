@@ -63,8 +63,8 @@ def predict_probabilities(
         # One channel is a probability or a value already (MLM's probability and
         # continuous kinds): a softmax over one channel would make every pixel 1.
         scores = logits.float()
-        probabilities = scores if scores.shape[1] == 1 else torch.softmax(scores, dim=1)
-        probabilities = probabilities.cpu().numpy()
+        scores = scores if scores.shape[1] == 1 else torch.softmax(scores, dim=1)
+        probabilities = scores.cpu().numpy()
         if total is None:
             total = np.zeros((probabilities.shape[1], padded_h, padded_w), dtype="float32")
         for (r, c), tile in zip(chunk, probabilities, strict=True):

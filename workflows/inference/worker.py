@@ -391,11 +391,11 @@ def run_shard(
                     continue
                 assert isinstance(mask, np.ndarray)  # noqa: S101 - for the type checker
                 result.model_seconds += time.perf_counter() - began
-                gated = None
+                gated: np.ndarray | None = None
                 if mask_model is not None:
                     gate_began = time.perf_counter()
                     try:
-                        gated = _with_retries(
+                        answer = _with_retries(
                             f"masking {tile.id}",
                             job.tile_retries,
                             partial(_gate, mask_model, job, window, device),
@@ -404,7 +404,8 @@ def run_shard(
                         with lock:
                             result.failed[tile.id] = f"mask model: {error}"
                         continue
-                    assert isinstance(gated, np.ndarray)  # noqa: S101 - for the type checker
+                    assert isinstance(answer, np.ndarray)  # noqa: S101 - for the type checker
+                    gated = answer
                     result.mask_seconds += time.perf_counter() - gate_began
                 record = _record(job, window, mask, began, gated)
                 writes.put((window, mask, record))
