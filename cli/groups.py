@@ -21,14 +21,16 @@ class DefaultRunGroup(TyperGroup):
 
     run_options: tuple[str, ...] = ("--pipeline",)
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # The group parses its own options before it resolves a command, so an option of
+        # ``run`` given first must be routed here, not in resolve_command.
+        if args and args[0].split("=", 1)[0] in self.run_options:
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
     def resolve_command(
         self, ctx: click.Context, args: list[str]
     ) -> tuple[str | None, click.Command | None, list[str]]:
-        first = args[0].split("=", 1)[0] if args else ""
-        if (
-            args
-            and first not in self.commands
-            and (not first.startswith("-") or first in self.run_options)
-        ):
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
             args = ["run", *args]
         return super().resolve_command(ctx, args)

@@ -30,6 +30,7 @@ from geomlops.cli.options import (
 from geomlops.errors import GeomlopsError, NotFoundError, ValidationFailed
 
 if TYPE_CHECKING:
+    from geomlops.model.pipeline import PipelineSpec
     from geomlops.settings import Settings
 
 err = Console(stderr=True, highlight=False)
@@ -76,17 +77,13 @@ def _upload_aoi(path: Path, settings: Settings) -> str:
     return uri
 
 
-def _pipeline(
-    path: Path, model: str | None, version: str | None, settings: Settings
-) -> tuple[str, str | None, str]:
-    """(model, version, s3:// URI of the checked spec) of the pipeline spec at ``path``.
+def _read_pipeline(path: Path, model: str | None, version: str | None) -> PipelineSpec:
+    """The checked pipeline spec at ``path`` (exit 2 naming the field when it is not).
 
     The spec names its models and versions, so a MODEL or --version given beside it must
-    agree with it. Its mask model is resolved here too, so a spec that cannot run fails
-    before anything is submitted.
+    agree with it.
     """
-    from geomlops.model.pipeline import load_pipeline, mask_rule
-    from geomlops.workflows.inference.planner import pin_model
+    from geomlops.model.pipeline import load_pipeline
 
     try:
         spec = load_pipeline(path)
@@ -103,12 +100,21 @@ def _pipeline(
             "a pipeline spec names its versions (`version:` and `mask.version:`)",
             param_hint="--version",
         )
-    _, item = pin_model(spec.mask.model, spec.mask.version, settings)
-    mask_rule(spec.mask, item)
+    return spec
+
+
+def _upload_pipeline(spec: PipelineSpec, settings: Settings) -> str:
+    """Put the spec in S3 once its mask model resolves; its URI (the workflow's parameter).
+
+    Resolving here makes a spec that cannot run fail before anything is submitted.
+    """
+    from geomlops.model.pipeline import mask_rule
+    from geomlops.workflows.inference.planner import pin_model
     from geomlops.workflows.inference.request import upload_document
 
-    uri = upload_document(spec.model_dump(mode="json"), "pipeline", settings)
-    return spec.model, spec.version, uri
+    _, item = pin_model(spec.mask.model, spec.mask.version, settings)
+    mask_rule(spec.mask, item)
+    return upload_document(spec.model_dump(mode="json"), "pipeline", settings)
 
 
 @app.command("run", hidden=True)
@@ -167,14 +173,14 @@ def run(
 
     interval = _datetime(datetime)
     geometry = read_aoi(aoi)  # the request's own faults first: they need no service
-    settings = get_settings()
-    if pipeline is None and model is None:
+    spec = None if pipeline is None else _read_pipeline(pipeline, model, version)
+    if spec is not None:
+        model, version = spec.model, spec.version
+    if model is None:
         raise typer.BadParameter("give MODEL or --pipeline SPEC", param_hint="MODEL")
+    settings = get_settings()
     check_run_roles(settings)  # before any work: nothing uploaded, nothing submitted
-    pipeline_uri = ""
-    if pipeline is not None:
-        model, version, pipeline_uri = _pipeline(pipeline, model, version, settings)
-    assert model is not None  # noqa: S101 - checked above
+    pipeline_uri = "" if spec is None else _upload_pipeline(spec, settings)
     _, item = pin_model(model, version, settings)
     fraction = check_region(
         geometry, item, allow_outside_region=allow_outside_region, settings=settings.inference

@@ -148,3 +148,23 @@ def test_without_the_mask_the_primary_claims_water_under_the_cloud(
 def test_a_mask_job_without_its_model_is_refused(scene: ScenePin, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="mask model"):
         _run(scene, tmp_path)
+
+
+def test_infer_refuses_a_bad_pipeline_spec_naming_the_field(tmp_path: Path) -> None:
+    """Exit 2 before any service is asked: the spec is the request's own fault."""
+    from typer.testing import CliRunner
+
+    from geomlops.cli.main import app
+
+    spec = tmp_path / "bad.yaml"
+    spec.write_text("pipeline: p\nmodel: a\nmask: {model: b, threshold: high}\n")
+    aoi = tmp_path / "aoi.geojson"
+    aoi.write_text(json.dumps({"type": "Polygon", "coordinates": [
+        [[10.0, 49.9], [10.1, 49.9], [10.1, 50.0], [10.0, 50.0], [10.0, 49.9]]]}))  # fmt: skip
+    args = ["infer", "--pipeline", str(spec), "--aoi", str(aoi), "--datetime", "2020-01-01/.."]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert "mask.threshold" in result.output and str(spec.name) in result.output
+    spec.write_text("pipeline: p\nmodel: a\nmask: {model: b}\n")
+    other = CliRunner().invoke(app, ["infer", "c", *args[1:]])
+    assert other.exit_code == 2 and "spec's model" in other.output

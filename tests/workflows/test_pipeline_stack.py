@@ -22,6 +22,7 @@ import json
 import os
 import signal
 import subprocess
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -105,7 +106,9 @@ def _items() -> tuple[dict[str, Any], dict[str, Any]]:
                 "dim_order": ["batch", "channel", "height", "width"],
                 "data_type": "float32",
             },
-            "classification:classes": [{"value": 1, "name": "cloud"}],
+            "classification:classes": [
+                {"value": 1, "name": "cloud", "description": "Cloud (probability)"}
+            ],
             "geomlops:threshold": 0.4,
         }
     ]
@@ -123,7 +126,10 @@ def _register(
     mlflow.set_tracking_uri(stack.mlflow_tracking_uri)
     mlflow.set_experiment("pipeline-test")
     bands = len(item["properties"]["mlm:input"][0]["bands"])
-    with mlflow.start_run() as run:
+    with mlflow.start_run() as run, warnings.catch_warnings():
+        # MLflow reads forward()'s type hints for a signature and warns that a Tensor hint
+        # is "Any"; the pt2 program's own signature comes from the input example.
+        warnings.filterwarnings("ignore", ".*Any type hint is inferred", UserWarning)
         info = mlflow.pytorch.log_model(
             module.eval(), name="model", serialization_format="pt2",
             input_example=np.zeros((2, bands, 64, 64), dtype="float32"),
