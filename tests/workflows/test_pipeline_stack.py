@@ -276,6 +276,34 @@ def test_batch_pipeline_masks_publishes_and_names_both_versions(
     assert versions[cloud_id]["facts"]["role"] == "mask"
 
 
+def test_a_model_alone_still_names_one_version_and_masks_nothing(
+    models: dict[str, Any], spain: Path, stack: Connections, tmp_path: Path
+) -> None:
+    """The same primary without --pipeline: one contributing version, no masked area."""
+    result = runner.invoke(
+        app,
+        ["infer", WATER, "--aoi", str(spain), "--datetime", "2019-09-01/2019-09-30", "--json"],
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    (mask_uri,) = summary["published"]["masks"]
+    with rasterio.open(get_file(stack, mask_uri, tmp_path / "mask.tif")) as src:
+        mask, bounds = src.read(1), src.bounds
+    (blue,) = _chip_window(bounds, "B2")
+    cloud = blue > models["threshold"]
+    assert (mask[2:-2, 2:-2][cloud[2:-2, 2:-2]] != MASK_NODATA).all()  # nothing masked
+    with CatalogClient.from_settings() as catalog:
+        item = catalog.get_item_dict("predictions", summary["run"])
+    water_version, water_id = models["water"]
+    assert [(m["role"], m["version"]) for m in item["properties"]["geomlops:models"]] == [
+        ("model", water_version)
+    ]
+    assert "masked_area_km2" not in item["properties"]["geomlops:stats"]
+    tree = json.loads(runner.invoke(app, ["lineage", summary["run"], "--json"]).stdout)
+    versions = [c for c in tree["children"] if c["kind"] == "model version"]
+    assert [(c["label"], c["ok"]) for c in versions] == [(water_id, True)]
+
+
 class _Served:
     """A running `geomlops serve --pipeline` process and its URL."""
 
