@@ -81,6 +81,62 @@ def load_model(in_channels: int = 13, classes: int = 2):  # type: ignore[no-unty
     return module.build_model(in_channels, classes).eval()
 
 
+CLOUD_BANDS = ["B1", "B2", "B4", "B5", "B8", "B8A", "B9", "B10", "B11", "B12"]
+"""What cloud-s2 (s2cloudless) reads, in its order (its MLM ``mlm:input``)."""
+CLOUD_PATCH = 256
+"""cloud-s2's input size."""
+S2CLOUDLESS_BOOSTER = "models/pixel_s2_cloud_detector_lightGBM_v0.1.txt"
+"""The LightGBM weights inside the s2cloudless wheel (CC BY-SA 4.0)."""
+
+
+def load_cloud_model(kind: str):  # type: ignore[no-untyped-def]
+    """The pipeline's mask model as a torch callable: normalised batch -> N x 1 x H x W.
+
+    ``s2cloudless``: cloud-s2's classifier itself (its package's ``cloud_model.py`` on the
+    booster the wheel ships), run in this process: it needs s2cloudless and LightGBM in
+    the interpreter running the bench. ``standin``: a one-channel torch convolution of the
+    same shape, to measure what the composition itself costs apart from LightGBM.
+    """
+    import torch
+
+    if kind == "standin":
+        torch.manual_seed(0)
+        conv = torch.nn.Conv2d(len(CLOUD_BANDS), 1, kernel_size=3, padding=1)
+        return torch.nn.Sequential(conv, torch.nn.Sigmoid()).eval()
+    if importlib.util.find_spec("s2cloudless") is None:
+        raise SystemExit(
+            "--mask s2cloudless needs s2cloudless (and LightGBM) in this interpreter: "
+            "pip install s2cloudless==1.7.3 into the environment running the bench, or pass "
+            "--mask standin to measure the composition with a torch stand-in"
+        )
+    import s2cloudless
+
+    spec = importlib.util.spec_from_file_location(
+        "cloud_model", REPO / "model_packages/cloud-s2/cloud_model.py"
+    )
+    if spec is None or not Path(spec.origin or "").is_file():
+        raise SystemExit("model_packages/cloud-s2/cloud_model.py is missing (cloud-s2 package)")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    booster = Path(s2cloudless.__file__).parent / S2CLOUDLESS_BOOSTER
+    detector = module.detector_for(str(booster))
+
+    def forward(batch: torch.Tensor) -> torch.Tensor:
+        values = module.cloud_probability(detector, batch.float().cpu().numpy())
+        return torch.from_numpy(values).to(batch.device)
+
+    return forward
+
+
+def cloud_io() -> ModelIO:
+    """cloud-s2's input spec: reflectance = value / 10000, one class whose probability it is."""
+    return ModelIO(
+        bands=tuple(CLOUD_BANDS), mean=(0.0,) * len(CLOUD_BANDS),
+        stddev=(10000.0,) * len(CLOUD_BANDS), patch_size=CLOUD_PATCH,
+        classes=(OutputClass(1, "cloud"),),
+    )  # fmt: skip
+
+
 def scene_pin(path: Path | str, href: str | None = None) -> ScenePin:
     """The mosaic as the planner would pin it; ``href`` (e.g. ``s3://…``) where it is read."""
     with rasterio.open(path) as src:
@@ -88,6 +144,7 @@ def scene_pin(path: Path | str, href: str | None = None) -> ScenePin:
             item_id="mosaic", href=href or str(path), datetime="2020-01-01T00:00:00Z",
             crs=src.crs.to_string(), transform=list(src.transform)[:6], width=src.width,
             height=src.height, band_indexes=list(range(1, 14)), nodata=0.0,
+            mask_band_indexes=[BANDS.index(b) + 1 for b in CLOUD_BANDS],
         )  # fmt: skip
 
 
@@ -128,15 +185,17 @@ def batch_sizes(patches: int, batch_size: int) -> list[int]:
     return [batch_size] * full + ([rest] if rest else [])
 
 
-def tile_batch_sizes(scene: ScenePin, tile: Tile, overlap: int, batch_size: int) -> list[int]:
-    """The batch sizes the shard worker feeds the model for ``tile`` (core + halo)."""
+def tile_batch_sizes(
+    scene: ScenePin, tile: Tile, overlap: int, batch_size: int, patch: int = PATCH
+) -> list[int]:
+    """The batch sizes the shard worker feeds a model of input ``patch`` for ``tile``."""
     from geomlops.ml.split import window_starts
     from geomlops.workflows.inference.worker import halo_window
 
     window = halo_window(scene, tile, overlap)
-    stride = PATCH - overlap
-    rows = window_starts(max(int(window.height), PATCH), PATCH, stride)
-    cols = window_starts(max(int(window.width), PATCH), PATCH, stride)
+    stride = patch - min(overlap, patch // 2)
+    rows = window_starts(max(int(window.height), patch), patch, stride)
+    cols = window_starts(max(int(window.width), patch), patch, stride)
     return batch_sizes(len(rows) * len(cols), batch_size)
 
 

@@ -22,7 +22,6 @@ from geomlops.cli.groups import DefaultRunGroup
 from geomlops.cli.options import (
     ConfigOption,
     JsonOption,
-    ModelArg,
     ModelVersionOption,
     NoWaitOption,
     RunArg,
@@ -31,6 +30,7 @@ from geomlops.cli.options import (
 from geomlops.errors import GeomlopsError, NotFoundError, ValidationFailed
 
 if TYPE_CHECKING:
+    from geomlops.model.pipeline import PipelineSpec
     from geomlops.settings import Settings
 
 err = Console(stderr=True, highlight=False)
@@ -42,6 +42,8 @@ app = typer.Typer(
     help="Batch inference over an area and a date range (geomlops-batch-inference).\n\n"
     "Examples:\n\n"
     "  geomlops infer flood-water-s2 --aoi valencia.geojson --datetime 2019-09-01/2019-09-30\n\n"
+    "  geomlops infer --pipeline flood-clear-sky.yaml --aoi valencia.geojson "
+    "--datetime 2019-09-01/2019-09-30\n\n"
     "  geomlops infer status geomlops-batch-inference-x7k2p\n\n"
     "  geomlops infer resume geomlops-batch-inference-x7k2p",
 )
@@ -75,14 +77,57 @@ def _upload_aoi(path: Path, settings: Settings) -> str:
     return uri
 
 
+def _read_pipeline(path: Path, model: str | None, version: str | None) -> PipelineSpec:
+    """The checked pipeline spec at ``path`` (exit 2 naming the field when it is not).
+
+    The spec names its models and versions, so a MODEL or --version given beside it must
+    agree with it.
+    """
+    from geomlops.model.pipeline import load_pipeline
+
+    try:
+        spec = load_pipeline(path)
+    except ValidationFailed as error:
+        detail = "; ".join([error.message, *error.problems])
+        raise typer.BadParameter(detail, param_hint="--pipeline") from None
+    if model is not None and model != spec.model:
+        raise typer.BadParameter(
+            f"MODEL {model!r} is not the spec's model {spec.model!r}; give one or the other",
+            param_hint="MODEL",
+        )
+    if version is not None:
+        raise typer.BadParameter(
+            "a pipeline spec names its versions (`version:` and `mask.version:`)",
+            param_hint="--version",
+        )
+    return spec
+
+
+def _upload_pipeline(spec: PipelineSpec, settings: Settings) -> str:
+    """Put the spec in S3 once its mask model resolves; its URI (the workflow's parameter).
+
+    Resolving here makes a spec that cannot run fail before anything is submitted.
+    """
+    from geomlops.model.pipeline import mask_rule
+    from geomlops.workflows.inference.planner import pin_model
+    from geomlops.workflows.inference.request import upload_document
+
+    _, item = pin_model(spec.mask.model, spec.mask.version, settings)
+    mask_rule(spec.mask, item)
+    return upload_document(spec.model_dump(mode="json"), "pipeline", settings)
+
+
 @app.command("run", hidden=True)
 def run(
-    model: ModelArg,
     aoi: Annotated[
         Path,
         typer.Option(exists=True, dir_okay=False, help="AOI as GeoJSON (EPSG:4326) polygons."),
     ],
     datetime: Annotated[str, typer.Option(help="START/END of the scenes' acquisition.")],
+    model: Annotated[
+        str | None,
+        typer.Argument(help="Registered model name, e.g. flood-water-s2 (or --pipeline)."),
+    ] = None,
     version: ModelVersionOption = None,
     allow_outside_region: Annotated[
         bool,
@@ -111,10 +156,19 @@ def run(
             "--param", "-p", help="KEY=VALUE for the processors' declared parameters; repeatable."
         ),
     ] = None,
+    pipeline: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="A pipeline spec (YAML): its mask model (e.g. cloud-s2) masks its model's "
+            "answer; MODEL and versions come from it.",
+        ),
+    ] = None,
     no_wait: NoWaitOption = False,
     as_json: JsonOption = False,
 ) -> None:
-    r"""Predict MODEL over the scenes covering an AOI in a date range.
+    r"""Predict MODEL (or a pipeline's model, masked) over the scenes covering an AOI.
 
     The caller needs the roles the run needs (writer: it publishes prediction items),
     checked before anything is uploaded or submitted. With --processor, each named
@@ -127,6 +181,8 @@ def run(
             --allow-outside-region --json
         geomlops infer flood-water-s2 --aoi spain.geojson --datetime 2019-09-01/2019-09-30 \
             --processor flood-area-by-country -p class_name=water
+        geomlops infer --pipeline flood-clear-sky.yaml --aoi spain.geojson \
+            --datetime 2019-09-01/2019-09-30
     """
     from geomlops.settings import get_settings
     from geomlops.workflows.inference.access import check_run_roles
@@ -135,6 +191,11 @@ def run(
 
     interval = _datetime(datetime)
     geometry = read_aoi(aoi)  # the request's own faults first: they need no service
+    spec = None if pipeline is None else _read_pipeline(pipeline, model, version)
+    if spec is not None:
+        model, version = spec.model, spec.version
+    if model is None:
+        raise typer.BadParameter("give MODEL or --pipeline SPEC", param_hint="MODEL")
     settings = get_settings()
     check_run_roles(settings)  # before any work: nothing uploaded, nothing submitted
     _, item = pin_model(model, version, settings)
@@ -144,6 +205,7 @@ def run(
     if fraction > 0:
         err.print(f"[yellow]{fraction:.0%} of the AOI is outside the model's region[/]")
     processors = _processors(processor or [], param or [], settings)
+    pipeline_uri = "" if spec is None else _upload_pipeline(spec, settings)
     params = {
         "model": model,
         "version": version or "",
@@ -151,6 +213,7 @@ def run(
         "datetime": interval,
         "allow-outside-region": "true" if allow_outside_region else "false",
         **processors,
+        "pipeline": pipeline_uri,
     }
     name, status = _submit(params, settings, wait=not no_wait)
     if status is None:
@@ -391,6 +454,9 @@ def plan_command(
     outputs: Annotated[
         Path | None, typer.Option(help="Write `config`, `shards`, `image` here (Argo outputs).")
     ] = None,
+    pipeline: Annotated[
+        str, typer.Option(help="s3:// URI of a pipeline spec; '' = the model alone.")
+    ] = "",
 ) -> None:
     r"""Resolve the model, check the region, find scenes, cut tiles and shards; save the plan.
 
@@ -412,6 +478,7 @@ def plan_command(
         scenes=scenes,
         processor=processor,
         processor_params=processor_params,
+        pipeline=pipeline,
     )
     _echo({"config": result.config_uri, "shards": result.shards})
 

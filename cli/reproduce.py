@@ -159,7 +159,28 @@ def _parameters(item: dict[str, Any], plan: InferenceRunConfig) -> dict[str, str
         "datetime": str(props.get(prop.REQUEST_DATETIME) or plan.request.datetime),
         "allow-outside-region": "true" if plan.request.allow_outside_region else "false",
         "scenes": ",".join(scenes),
+        "pipeline": _pinned_pipeline(plan),
     }
+
+
+def _pinned_pipeline(plan: InferenceRunConfig) -> str:
+    """A composed run's pipeline spec with every version and the rule pinned, put in S3.
+
+    The rerun must mask with the same mask model version and threshold, not whichever is in
+    production now; "" for a run of one model.
+    """
+    if plan.mask is None or plan.pipeline is None:
+        return ""
+    from geomlops.settings import get_settings
+    from geomlops.workflows.inference.request import upload_document
+
+    spec = {**plan.pipeline, "version": plan.model.version}
+    spec["mask"] = {
+        **plan.pipeline["mask"],
+        "version": plan.mask.model.version,
+        "threshold": plan.mask.threshold,
+    }
+    return upload_document(spec, "pipeline", get_settings())
 
 
 def _inputs(plan: InferenceRunConfig) -> dict[str, Any]:
@@ -167,6 +188,7 @@ def _inputs(plan: InferenceRunConfig) -> dict[str, Any]:
     return {
         "model_item": plan.model.item_id,
         "model_artifact": plan.model.model_uri,
+        "mask_item": plan.mask.model.item_id if plan.mask else None,
         "scenes": sorted(s.item_id for s in plan.scenes),
         "aoi": plan.request.aoi,
         "datetime": plan.request.datetime,

@@ -106,6 +106,7 @@ class LineageResolver(CatalogAndRegistry):
             facts={
                 "model": props.get(prop.MODEL),
                 "model_version": props.get(prop.MODEL_VERSION),
+                "models": props.get(prop.MODELS),
                 "workflow": props.get(prop.WORKFLOW),
                 "outside_region": props.get(prop.OUTSIDE_REGION),
                 "stats": props.get(prop.STATS),
@@ -117,8 +118,19 @@ class LineageResolver(CatalogAndRegistry):
             for link in item.get("links", [])
             if link.get("rel") == "derived_from"
         ]
-        model_ids = [i for i in sources if i == props.get(prop.MODEL_ITEM)]
-        if not model_ids:
+        # Every model version that contributed (a pipeline's mask model too), primary first.
+        contributed = [props.get(prop.MODEL_ITEM)] + [
+            m.get("item") for m in props.get(prop.MODELS) or [] if isinstance(m, dict)
+        ]
+        model_ids = [i for i in sources if i in contributed]
+        primary = props.get(prop.MODEL_ITEM)
+        extra = [i for i in contributed[1:] if i and i != primary and i not in sources]
+        for missing in dict.fromkeys(extra):
+            root.children.append(
+                _broken("model version", str(missing),
+                        "named in geomlops:models but no derived_from link to it")
+            )  # fmt: skip
+        if primary not in model_ids:
             root.children.append(
                 _broken("model version", str(props.get(prop.MODEL_ITEM)),
                         "no derived_from link to the model version item")
@@ -132,7 +144,9 @@ class LineageResolver(CatalogAndRegistry):
                         _broken("model version", source, "model version item not in catalog")
                     )
                     continue
-                root.children.append(self.model_version(model))
+                version = self.model_version(model)
+                version.facts["role"] = "model" if source == primary else "mask"
+                root.children.append(version)
             else:
                 root.children.append(self._scene(source))
         if not any(c.kind == "scene" for c in root.children):

@@ -1,5 +1,10 @@
 """The SeldonDeployment of a model: output transformer ``raster-to-vector`` -> model.
 
+A pipeline (:mod:`geomlops.model.pipeline`) renders as MODEL(mask) -> MODEL(primary) ->
+the output transformer: the executor sends the request to the mask model, its answer (the
+request and the masked pixels, :mod:`geomlops.serving.gate`) to the primary model, and that
+answer to ``/transform-output``.
+
 One function builds the manifest and both ways of running use it: ``geomlops serve
 manifest`` prints it for a cluster, and ``geomlops serve`` starts the same graph locally
 (:mod:`geomlops.serving.local` reads its nodes, component classes and parameters from it).
@@ -20,6 +25,7 @@ The result is validated against the SeldonDeployment CRD's own schema (seldon-co
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from functools import lru_cache
@@ -27,10 +33,13 @@ from pathlib import Path
 from typing import Any
 
 from geomlops.errors import ConfigError, ValidationFailed
+from geomlops.model.pipeline import PipelineSpec
 from geomlops.settings import Settings, get_settings
 
 API_VERSION = "machinelearning.seldon.io/v1"
 MODEL_NODE = "model"
+MASK_NODE = "mask"
+MASK_CLASS = "geomlops.serving.seldon_model.MaskModel"
 TRANSFORMER_NODE = "raster-to-vector"
 MODEL_CLASS = "geomlops.serving.seldon_model.SegmentationModel"
 TRANSFORMER_CLASS = "geomlops.transformers.seldon_raster_to_vector.RasterToVector"
@@ -75,59 +84,109 @@ def seldon_deployment(
 ) -> dict[str, Any]:
     """The SeldonDeployment serving ``model`` (its production version unless ``version``)."""
     settings = settings or get_settings()
-    serving, training = settings.serving, settings.training
-    name = deployment_name(model)
-    model_parameters = [_parameter("model_name", model, "STRING")]
+    return _deployment(deployment_name(model), model, [_model_node(model, version)], settings)
+
+
+def pipeline_deployment(spec: PipelineSpec, *, settings: Settings | None = None) -> dict[str, Any]:
+    """The SeldonDeployment of a pipeline: MODEL(mask) -> MODEL(primary) -> transformer.
+
+    Each model node names its model and, when the spec pins one, its version; the mask
+    node also carries the spec's rule fields, which the component applies to the version
+    it resolves (:func:`geomlops.model.pipeline.mask_rule`, as batch inference does).
+    """
+    settings = settings or get_settings()
+    mask = spec.mask
+    mask_node = _model_node(mask.model, mask.version, name=MASK_NODE)
+    mask_node["parameters"] += [
+        _parameter(key, value, kind)
+        for key, value, kind in (
+            ("output", mask.output, "STRING"),
+            ("threshold", mask.threshold, "FLOAT"),
+            ("drop", mask.drop, "STRING"),
+        )
+        if value is not None
+    ]
+    nodes = [mask_node, _model_node(spec.model, spec.version)]
+    labels = {"geomlops/mask-model": deployment_name(mask.model)}
+    return _deployment(deployment_name(spec.pipeline), spec.model, nodes, settings, labels)
+
+
+def _model_node(model: str, version: str | None, name: str = MODEL_NODE) -> dict[str, Any]:
+    parameters = [_parameter("model_name", model, "STRING")]
     if version is not None:
-        model_parameters.append(_parameter("model_version", version, "STRING"))
+        parameters.append(_parameter("model_version", version, "STRING"))
+    return {
+        "name": name,
+        "type": "MODEL",
+        "endpoint": {"type": "REST"},
+        "parameters": parameters,
+        "children": [],
+    }
+
+
+def _deployment(
+    name: str,
+    model: str,
+    nodes: list[dict[str, Any]],
+    settings: Settings,
+    extra_labels: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The manifest of a graph of MODEL ``nodes`` under the raster-to-vector transformer.
+
+    Each node is the next one's parent; each gets a container of its name.
+    """
+    serving, training = settings.serving, settings.training
     transformer_parameters = [
         _parameter("min_area_m2", serving.min_area_m2, "FLOAT"),
         _parameter("simplify_tolerance_m", serving.simplify_tolerance_m, "FLOAT"),
         _parameter("skip_values", serving.skip_values, "STRING"),
     ]
     secret_ref = [{"secretRef": {"name": serving.secret}}]
-    model_container: dict[str, Any] = {
-        "name": MODEL_NODE,
-        "image": serving.model_image,
-        "env": [
-            _env("MODEL_NAME", MODEL_CLASS),
-            _env("SERVICE_TYPE", WRAPPER_SERVICE_TYPES["MODEL"]),
-        ],
-        "envFrom": secret_ref,
-        "resources": _resources(
-            serving.model_cpu, serving.model_memory, serving.gpus, training.gpu_resource
-        ),
-    }
-    transformer_container = {
-        "name": TRANSFORMER_NODE,
-        "image": serving.transformer_image,
-        "env": [
-            _env("MODEL_NAME", TRANSFORMER_CLASS),
-            _env("SERVICE_TYPE", WRAPPER_SERVICE_TYPES["OUTPUT_TRANSFORMER"]),
-        ],
-        "resources": _resources(serving.transformer_cpu, serving.transformer_memory),
-    }
-    pod_spec: dict[str, Any] = {"containers": [model_container, transformer_container]}
+    containers: list[dict[str, Any]] = [
+        {
+            "name": node["name"],
+            "image": serving.model_image,
+            "env": [
+                _env("MODEL_NAME", MASK_CLASS if node["name"] == MASK_NODE else MODEL_CLASS),
+                _env("SERVICE_TYPE", WRAPPER_SERVICE_TYPES["MODEL"]),
+            ],
+            "envFrom": secret_ref,
+            "resources": _resources(
+                serving.model_cpu, serving.model_memory, serving.gpus, training.gpu_resource
+            ),
+        }
+        for node in nodes
+    ]
+    containers.append(
+        {
+            "name": TRANSFORMER_NODE,
+            "image": serving.transformer_image,
+            "env": [
+                _env("MODEL_NAME", TRANSFORMER_CLASS),
+                _env("SERVICE_TYPE", WRAPPER_SERVICE_TYPES["OUTPUT_TRANSFORMER"]),
+            ],
+            "resources": _resources(serving.transformer_cpu, serving.transformer_memory),
+        }
+    )
+    pod_spec: dict[str, Any] = {"containers": containers}
     if serving.gpus:
         pod_spec["tolerations"] = training.gpu_tolerations
         if training.gpu_node_selector:
             pod_spec["nodeSelector"] = training.gpu_node_selector
+    for parent, child in itertools.pairwise(nodes):
+        parent["children"] = [child]
     graph = {
         "name": TRANSFORMER_NODE,
         "type": "OUTPUT_TRANSFORMER",
         "endpoint": {"type": "REST"},
         "parameters": transformer_parameters,
-        "children": [
-            {
-                "name": MODEL_NODE,
-                "type": "MODEL",
-                "endpoint": {"type": "REST"},
-                "parameters": model_parameters,
-                "children": [],
-            }
-        ],
+        "children": [nodes[0]],
     }
-    labels = {"app.kubernetes.io/part-of": "geomlops", "geomlops/model": name}
+    labels = {
+        "app.kubernetes.io/part-of": "geomlops",
+        "geomlops/model": deployment_name(model),
+        **(extra_labels or {}),
+    }
     manifest = {
         "apiVersion": API_VERSION,
         "kind": "SeldonDeployment",

@@ -116,8 +116,8 @@ class Predictor:
             "stac_item_id": self.resolved.item_id,
         }
 
-    def predict(self, raster: Raster) -> dict[str, Any]:
-        """The mask payload (``jsonData``) of ``raster`` (bands in the model's order)."""
+    def probabilities(self, raster: Raster) -> tuple[np.ndarray, np.ndarray]:
+        """(per-class probabilities K x H x W, no-data pixels H x W) of ``raster``."""
         data = raster.data
         if self.spec.nodata is not None:
             data = np.where(data == self.spec.nodata, np.nan, data).astype("float32")
@@ -130,10 +130,20 @@ class Predictor:
             batch_size=self.batch_size,
             softmax=self.spec.kind is OutputKind.CLASS_MASK,
         )
-        missing = np.isnan(data).any(axis=0)
+        return probabilities, np.isnan(data).any(axis=0)
+
+    def predict(self, raster: Raster, masked: np.ndarray | None = None) -> dict[str, Any]:
+        """The payload (``jsonData``) of ``raster`` (bands in the model's order).
+
+        ``masked``: pixels a pipeline's mask model masked (H x W, True = masked); they
+        become no data, as pixels without data do, so the transformer draws nothing there.
+        """
+        probabilities, missing = self.probabilities(raster)
         kind = self.spec.kind  # the output's kind chooses the raster (and the transformer's work)
         raster_out = to_raster(kind, probabilities)
         raster_out[missing] = raster_nodata(kind)
+        if masked is not None:
+            raster_out[masked] = raster_nodata(kind)
         confidence = None
         if self.with_probabilities and kind is OutputKind.CLASS_MASK:
             # The confidence of the chosen class (H x W) is all the transformer needs for each

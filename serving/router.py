@@ -141,7 +141,9 @@ def create_router_app(
         except httpx.HTTPError as error:
             return _failure(502, f"a component's metadata is unavailable: {error}", "NO_METADATA")
         models = dict(zip(names, found, strict=True))
-        first = graph_nodes(graph)[-1]["name"]  # the request reaches the model first
+        # The request reaches the first node that is not an output transformer: the model,
+        # or a pipeline's mask model.
+        first = next(n for n in graph_nodes(graph) if n["type"] != "OUTPUT_TRANSFORMER")["name"]
         return JSONResponse(
             {
                 "name": deployment,

@@ -17,6 +17,11 @@ API: the serving environment has no MLflow client), so a rejected version is nev
 nor a production version whose records disagree. A model with nothing promoted does not
 stop the component: it starts, answers 404 with what to do, and looks again (at most every
 ``retry_seconds``), so promoting a version is enough to bring the service to life.
+
+In a pipeline (:mod:`geomlops.model.pipeline`) the graph has two MODEL nodes: a
+:class:`MaskModel` first, answering with the request and the pixels its rule masks
+(:mod:`geomlops.serving.gate`), then this component, which reads the same image with its
+own bands and makes the masked pixels no data.
 """
 
 from __future__ import annotations
@@ -31,8 +36,10 @@ from seldon_core.flask_utils import SeldonMicroserviceException
 
 from geomlops.errors import GeomlopsError
 from geomlops.ml.raster import local_gdal
+from geomlops.model.pipeline import MaskRule, MaskSpec, mask_rule
 from geomlops.model.registry import RestRegistry
 from geomlops.model.resolve import NoProductionVersion, ResolvedModel, resolve_model
+from geomlops.serving.gate import check_grid, gated_message, split_gated
 from geomlops.serving.inputs import InputPolicy, InputRejected, read_image, request_image
 from geomlops.serving.predictor import Predictor
 from geomlops.settings import get_settings
@@ -91,6 +98,7 @@ class SegmentationModel:
             self._last_attempt = time.monotonic()
             try:
                 resolved = self.resolver(self.model_name, self.model_version)
+                self._check(resolved)
                 self.predictor = Predictor.load(
                     resolved, self.settings, with_probabilities=self.probabilities
                 )
@@ -100,6 +108,9 @@ class SegmentationModel:
                 self._problem = error
                 log.warning("model not available: %s", error)
             return self.predictor
+
+    def _check(self, resolved: ResolvedModel) -> None:
+        """Refuse a resolved version this component cannot use (before loading it)."""
 
     def _predictor(self) -> Predictor:
         predictor = self._try_load()
@@ -117,19 +128,30 @@ class SegmentationModel:
         )
 
     def predict_raw(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Answer one Seldon message: the mask payload in ``jsonData``, tags in ``meta``."""
+        """Answer one Seldon message: the mask payload in ``jsonData``, tags in ``meta``.
+
+        A message from a pipeline's mask model carries the request and its gate: the gated
+        pixels become no data.
+        """
         predictor = self._predictor()
         try:
-            image = request_image(request, self.policy, self.settings)
-            with local_gdal():
-                raster = read_image(image, predictor.spec.bands, self.policy)
+            image_request, masked = split_gated(request)
+            raster = self._raster(image_request, predictor)
+            if masked is not None:
+                check_grid(masked, raster)
         except InputRejected as error:
             raise SeldonMicroserviceException(
                 str(error), status_code=error.status, reason=error.reason
             ) from error
         meta: dict[str, Any] = request["meta"] if isinstance(request.get("meta"), dict) else {}
         tags = {**(meta.get("tags") or {}), **predictor.tags}
-        return {"jsonData": predictor.predict(raster), "meta": {**meta, "tags": tags}}
+        return {"jsonData": predictor.predict(raster, masked), "meta": {**meta, "tags": tags}}
+
+    def _raster(self, request: Any, predictor: Predictor) -> Any:
+        """The request's image, read with ``predictor``'s bands (InputRejected if unusable)."""
+        image = request_image(request, self.policy, self.settings)
+        with local_gdal():
+            return read_image(image, predictor.spec.bands, self.policy)
 
     def init_metadata(self) -> dict[str, Any]:
         """``/metadata``: what the component takes and gives, and which version it asks for.
@@ -166,3 +188,56 @@ class SegmentationModel:
             ],
             "custom": {"alias": "" if self.model_version else "production"},
         }
+
+
+class MaskModel(SegmentationModel):
+    """A pipeline's mask model: answers with the request and the pixels its rule masks.
+
+    Parameters (the graph node's): ``model_name``/``model_version`` as for the primary, and
+    the pipeline spec's ``output``, ``threshold`` and ``drop`` (:class:`MaskSpec`); the rule is
+    worked out from them and the resolved version's item by :func:`mask_rule`, as batch
+    inference does.
+    """
+
+    def __init__(
+        self,
+        model_name: str = "",
+        model_version: str = "",
+        output: str = "",
+        threshold: float | str = "",
+        drop: str = "above",
+        retry_seconds: float = 5.0,
+        resolver: Resolver | None = None,
+    ) -> None:
+        super().__init__(
+            model_name, model_version, False, retry_seconds=retry_seconds, resolver=resolver
+        )
+        self.spec = MaskSpec(
+            model=model_name,
+            version=model_version or None,
+            output=output or None,
+            threshold=float(threshold) if str(threshold) != "" else None,
+            drop=drop,  # type: ignore[arg-type]
+        )
+        self.rule: MaskRule | None = None
+
+    def _check(self, resolved: ResolvedModel) -> None:
+        self.rule = mask_rule(self.spec, resolved.item)
+
+    def predict_raw(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The request as it came, the pixels the rule masks, and this version's tags."""
+        predictor = self._predictor()
+        assert self.rule is not None  # noqa: S101 - set by _check before the predictor
+        try:
+            raster = self._raster(request, predictor)
+        except InputRejected as error:
+            raise SeldonMicroserviceException(
+                str(error), status_code=error.status, reason=error.reason
+            ) from error
+        values, missing = predictor.probabilities(raster)
+        masked = self.rule.masked(values) & ~missing  # no data stays no data, not "masked"
+        meta: dict[str, Any] = request["meta"] if isinstance(request.get("meta"), dict) else {}
+        tags = {**(meta.get("tags") or {})}
+        tags.update({f"mask_{key}": value for key, value in predictor.tags.items()})
+        tags["mask_rule"] = self.rule.describe()
+        return {"jsonData": gated_message(request, raster, masked), "meta": {**meta, "tags": tags}}

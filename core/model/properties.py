@@ -76,7 +76,8 @@ INPUT_BANDS = "geomlops:input_bands"
 # --- model outputs (on an ``mlm:output`` entry: how the platform post-processes it) --------
 THRESHOLD = "geomlops:threshold"
 """A probability or continuous output's threshold: values >= it form a mask whose polygons
-and area above threshold the platform publishes (absent: no threshold mask)."""
+and area above threshold the platform publishes (absent: no threshold mask); a pipeline's
+mask applies it unless the pipeline spec gives another."""
 COLORMAP = "geomlops:colormap"
 """The colour ramp a probability or continuous output is drawn with (default ``viridis``)."""
 UNIT = "geomlops:unit"
@@ -115,6 +116,12 @@ MODEL_VERSION = "geomlops:model_version"
 """The model version that made the prediction."""
 MODEL_ITEM = "geomlops:model_item"
 """Id of that model version's item in ``models`` (also a ``derived_from`` link)."""
+MODELS = "geomlops:models"
+"""Every model version that contributed, ``[{role, name, version, item}]``: the primary
+(``model``, also :data:`MODEL_ITEM`) and, in a pipeline, the ``mask`` model (with the rule it
+applied); each is also a ``derived_from`` link."""
+PIPELINE = "geomlops:pipeline"
+"""The pipeline spec a composed prediction ran (:mod:`geomlops.model.pipeline`), as given."""
 WORKFLOW_RUNS = "geomlops:workflow_runs"
 """Every workflow run that contributed tiles (a resumed run has several)."""
 OUTSIDE_REGION = "geomlops:outside_region"

@@ -10,7 +10,8 @@ Layout of a run's folder ``s3://<predictions bucket>/<run>/`` (DESIGN.md §7)::
     plan/config.json          this module's InferenceRunConfig
     plan/shard-0003.json      the tiles of shard 3 (ShardPlan)
     tiles/<tile>.tif          one tile's class mask, or float raster for a probability or
-                              continuous output (COG), written by its shard
+                              continuous output (COG), written by its shard (with a
+                              pipeline, the mask model's masked pixels are no data)
     tiles/<tile>.json         the tile's record: written last, so it means "tile done"
     shards/shard-0003.failed.json   tiles a shard could not do, and why
     <scene>.tif               the per-scene mosaic (COG), written by publish
@@ -33,6 +34,7 @@ from geomlops import objects
 from geomlops.connections import Connections
 from geomlops.model.io import ModelIO, OutputClass
 from geomlops.model.kinds import DEFAULT_COLORMAP, OutputKind, OutputSpec
+from geomlops.model.pipeline import MaskRule
 
 CONFIG = "plan/config.json"
 
@@ -109,6 +111,20 @@ class ModelPin(_Strict):
         )
 
 
+class MaskPin(_Strict):
+    """The model version whose output masks the primary's (a pipeline's ``mask``)."""
+
+    model: ModelPin
+    output: str = Field(description="Its mlm:output the rule reads.")
+    channel: int = Field(ge=0)
+    threshold: float
+    drop: Literal["above", "below"]
+
+    def rule(self) -> MaskRule:
+        """The rule the shard worker applies to the mask model's output."""
+        return MaskRule(self.output, self.channel, self.threshold, self.drop)
+
+
 class CloudBand(_Strict):
     """A band of the scene that says which pixels are cloud (see :mod:`.masks`)."""
 
@@ -127,6 +143,9 @@ class ScenePin(_Strict):
     width: int
     height: int
     band_indexes: list[int] = Field(description="1-based file band of each model band.")
+    mask_band_indexes: list[int] | None = Field(
+        default=None, description="1-based file band of each mask model band (a pipeline)."
+    )
     nodata: float | None = None
     cloud: CloudBand | None = None
 
@@ -172,6 +191,10 @@ class InferenceRunConfig(_Strict):
     workflow: str = Field(description="Name of the workflow run that planned it.")
     run_uri: str = Field(description="s3:// folder holding the run's plan and outputs.")
     model: ModelPin
+    mask: MaskPin | None = Field(
+        default=None, description="A pipeline's mask model: masked pixels become no data."
+    )
+    pipeline: dict | None = Field(default=None, description="The pipeline spec, as given.")
     request: RequestPin
     scenes: list[ScenePin]
     skipped_scenes: dict[str, str] = Field(
@@ -248,4 +271,5 @@ class TileRecord(_Strict):
     pixels: dict[str, int] = Field(description="Pixel count per class name.")
     nodata_pixels: int
     cloud_pixels: int
+    masked_pixels: int = Field(default=0, description="Pixels the mask model masked.")
     seconds: float

@@ -42,6 +42,7 @@ from geomlops.workflows.inference.config import (
     ClassPin,
     CloudBand,
     InferenceRunConfig,
+    MaskPin,
     ModelPin,
     OutputPin,
     ProcessorPin,
@@ -138,6 +139,39 @@ def check_region(
     return fraction
 
 
+def pin_mask(
+    pipeline_uri: str,
+    model: ModelPin,
+    settings: Settings,
+    *,
+    aoi: BaseGeometry,
+    allow_outside_region: bool,
+) -> tuple[MaskPin, dict[str, Any]]:
+    """A pipeline's mask model version and rule (for primary ``model``), and the spec.
+
+    The spec must name ``model`` as its primary (and the version pinned, when it names
+    one): the workflow's parameters and the spec cannot say two things.
+    """
+    from geomlops.model.pipeline import mask_rule, parse_pipeline
+
+    document = objects.read_json(get_connections(settings), pipeline_uri)
+    spec = parse_pipeline(document, pipeline_uri)
+    if spec.model != model.name or (spec.version and spec.version != model.version):
+        raise ValidationFailed(
+            f"{pipeline_uri}: model {spec.model!r} (version {spec.version or 'production'}) "
+            f"is not the run's model {model.name!r} version {model.version}",
+            hint="run `geomlops infer --pipeline SPEC`: it takes the model from the spec",
+        )
+    pin, item = pin_model(spec.mask.model, spec.mask.version, settings)
+    check_region(aoi, item, allow_outside_region=allow_outside_region, settings=settings.inference)
+    rule = mask_rule(spec.mask, item)
+    mask = MaskPin(
+        model=pin, output=rule.output, channel=rule.channel, threshold=rule.threshold,
+        drop=rule.drop,  # type: ignore[arg-type]
+    )  # fmt: skip
+    return mask, spec.model_dump(mode="json")
+
+
 # --- scenes -------------------------------------------------------------------------------
 def _asset(item: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
     assets = item.get("assets") or {}
@@ -161,8 +195,11 @@ def scene_pin(
     model: ModelPin,
     conn: Connections | None,
     settings: Settings | None = None,
+    mask: ModelPin | None = None,
 ) -> ScenePin:
-    """A scene usable by the model; ValidationFailed naming what it lacks otherwise.
+    """A scene usable by the model and a pipeline's mask model, or ValidationFailed.
+
+    The error names what the scene lacks. Each model reads its own bands of it, by name.
 
     Its href is checked before GDAL opens it (:mod:`~geomlops.workflows.inference.hrefs`).
     """
@@ -184,11 +221,13 @@ def scene_pin(
     if crs is None:
         raise ValidationFailed(f"imagery item {item['id']!r}: {href} has no CRS")
     names = _band_names(asset, item, descriptions)
-    missing = [b for b in model.bands if b not in names]
-    if missing:
-        raise ValidationFailed(
-            f"imagery item {item['id']!r} lacks band(s) {', '.join(missing)} of the model"
-        )
+    for reader in (model, mask):
+        missing = [b for b in reader.bands if b not in names] if reader else []
+        if reader and missing:
+            raise ValidationFailed(
+                f"imagery item {item['id']!r} lacks band(s) {', '.join(missing)} of the model "
+                f"{reader.name}"
+            )
     cloud = masks.cloud_kind(names)
     props = item["properties"]
     return ScenePin(
@@ -200,6 +239,7 @@ def scene_pin(
         width=width,
         height=height,
         band_indexes=[names.index(b) + 1 for b in model.bands],
+        mask_band_indexes=[names.index(b) + 1 for b in mask.bands] if mask else None,
         nodata=None if nodata is None else float(nodata),
         cloud=CloudBand(index=cloud[0], kind=cloud[1]) if cloud else None,
     )
@@ -211,6 +251,7 @@ def find_scenes(
     model: ModelPin,
     settings: Settings,
     pinned: list[str] | None = None,
+    mask: ModelPin | None = None,
 ) -> tuple[list[ScenePin], dict[str, str]]:
     """Usable scenes intersecting the AOI in the time range, and those skipped with why.
 
@@ -244,7 +285,7 @@ def find_scenes(
         )
     for item in sorted(items, key=lambda i: (i["properties"].get("datetime") or "", i["id"])):
         try:
-            scenes.append(scene_pin(item, model, conn, settings))
+            scenes.append(scene_pin(item, model, conn, settings, mask))
         except ValidationFailed as error:
             skipped[item["id"]] = error.message
             log.warning("skipping %s", error.message)
@@ -308,6 +349,7 @@ def plan(
     datetime: str,
     allow_outside_region: bool,
     pinned_scenes: list[str] | None = None,
+    pipeline_uri: str = "",
     settings: Settings | None = None,
     processors: list[ProcessorPin] | None = None,
 ) -> Plan:
@@ -315,6 +357,8 @@ def plan(
 
     ``pinned_scenes`` pins the imagery items to use (all that the search finds when None);
     ``processors`` are the generic processors run after publishing (pinned by the caller).
+    ``pipeline_uri``: the ``s3://`` pipeline spec (:mod:`geomlops.model.pipeline`) whose
+    mask model gates ``model``'s answer; both versions are pinned here, once.
     """
     settings = settings or get_settings()
     conn = get_connections(settings)
@@ -324,7 +368,14 @@ def plan(
     fraction = check_region(
         aoi, item, allow_outside_region=allow_outside_region, settings=inference
     )
-    scenes, skipped = find_scenes(aoi, datetime, pin, settings, pinned_scenes)
+    mask, spec = (
+        pin_mask(pipeline_uri, pin, settings, aoi=aoi, allow_outside_region=allow_outside_region)
+        if pipeline_uri
+        else (None, None)
+    )
+    scenes, skipped = find_scenes(
+        aoi, datetime, pin, settings, pinned_scenes, mask.model if mask else None
+    )
     if not scenes:
         hint = "ingest scenes with `geomlops imagery add FILE --datetime …`, or widen --datetime"
         where = f"collection {inference.imagery_collection!r} in {datetime}"
@@ -348,6 +399,8 @@ def plan(
         workflow=workflow,
         run_uri=f"s3://{settings.s3.bucket_predictions}/{workflow}",
         model=pin,
+        mask=mask,
+        pipeline=spec,
         request=RequestPin(
             aoi=as_geojson(aoi),
             aoi_uri=aoi_uri,

@@ -233,6 +233,7 @@ def _stats(records: list[TileRecord], config: InferenceRunConfig, pixel_m2: floa
     pixels = {c.name: sum(r.pixels.get(c.name, 0) for r in records) for c in config.model.classes}
     nodata = sum(r.nodata_pixels for r in records)
     cloud = sum(r.cloud_pixels for r in records)
+    masked = sum(r.masked_pixels for r in records)
     valid = sum(pixels.values())
     stats: dict[str, Any] = {
         f"{name}_area_km2": round(count * pixel_m2 / 1e6, 6) for name, count in pixels.items()
@@ -240,6 +241,7 @@ def _stats(records: list[TileRecord], config: InferenceRunConfig, pixel_m2: floa
     stats.update(
         nodata_area_km2=round(nodata * pixel_m2 / 1e6, 6),
         cloud_area_km2=round(cloud * pixel_m2 / 1e6, 6),
+        **({"masked_area_km2": round(masked * pixel_m2 / 1e6, 6)} if config.mask else {}),
         valid_pixels=valid,
         tiles=len(records),
     )
@@ -292,16 +294,62 @@ def _link(stac_url: str, rel: str, collection: str, item_id: str, title: str) ->
     }
 
 
-def _common_properties(config: InferenceRunConfig, workflow_runs: list[str]) -> dict[str, Any]:
+def contributing_models(config: InferenceRunConfig) -> list[dict[str, Any]]:
+    """Every model version behind the run's outputs (``geomlops:models``), primary first."""
+    model = config.model
+    models: list[dict[str, Any]] = [
+        {"role": "model", "name": model.name, "version": model.version, "item": model.item_id}
+    ]
+    if config.mask is not None:
+        mask = config.mask.model
+        models.append(
+            {
+                "role": "mask",
+                "name": mask.name,
+                "version": mask.version,
+                "item": mask.item_id,
+                "rule": config.mask.rule().describe(),
+            }
+        )
+    return models
+
+
+def _lineage_text(config: InferenceRunConfig) -> str:
     model = config.model
     nodata = "NaN" if model.kind.float_raster else "255"
+    text = (
+        f"Predicted by {model.name} version {model.version} ({model.stage}, "
+        f"{model.model_uri}) over the scenes linked as derived_from, in tiles of "
+        f"{config.tile_size} px blended over {config.overlap} px, in workflow run "
+        f"{config.workflow}; pixels without data or under cloud are no data ({nodata})."
+    )
+    if config.mask is not None:
+        mask = config.mask.model
+        text += (
+            f" Masked by {mask.name} version {mask.version} ({mask.stage}, {mask.model_uri}): "
+            f"pixels where {config.mask.rule().describe()} are no data ({nodata}) too."
+        )
+    return text
+
+
+def _model_links(config: InferenceRunConfig, stac_url: str) -> list[dict[str, str]]:
+    """``derived_from`` links to every contributing model version item."""
+    return [
+        _link(
+            stac_url,
+            "derived_from",
+            MODELS,
+            m["item"],
+            "model version" if m["role"] == "model" else f"{m['role']} model version",
+        )
+        for m in contributing_models(config)
+    ]
+
+
+def _common_properties(config: InferenceRunConfig, workflow_runs: list[str]) -> dict[str, Any]:
+    model = config.model
     common = {
-        "processing:lineage": (
-            f"Predicted by {model.name} version {model.version} ({model.stage}, "
-            f"{model.model_uri}) over the scenes linked as derived_from, in tiles of "
-            f"{config.tile_size} px blended over {config.overlap} px, in workflow run "
-            f"{config.workflow}; pixels without data or under cloud are no data ({nodata})."
-        ),
+        "processing:lineage": _lineage_text(config),
         "processing:software": software_versions(),
         "processing:datetime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "processing:facility": "geomlops-batch-inference",
@@ -310,6 +358,8 @@ def _common_properties(config: InferenceRunConfig, workflow_runs: list[str]) -> 
         prop.MODEL: model.name,
         prop.MODEL_VERSION: model.version,
         prop.MODEL_ITEM: model.item_id,
+        prop.MODELS: contributing_models(config),
+        **({prop.PIPELINE: config.pipeline} if config.pipeline else {}),
         prop.OUTSIDE_REGION: config.outside_region,
         prop.OUTSIDE_FRACTION: config.request.outside_fraction,
         prop.REQUEST_DATETIME: config.request.datetime,
@@ -513,7 +563,7 @@ def _scene_item(
             "proj:transform": list(transform)[:6],
         },
         "links": [
-            _link(stac_url, "derived_from", MODELS, config.model.item_id, "model version"),
+            *_model_links(config, stac_url),
             _link(stac_url, "derived_from", IMAGERY, scene.item_id, "source scene"),
             _link(stac_url, "related", PREDICTIONS, ids[""], "the run's polygons"),
         ],
@@ -551,7 +601,7 @@ def _run_item(
             prop.SCENES: [s.item_id for s in config.scenes],
         },
         "links": [
-            _link(stac_url, "derived_from", MODELS, config.model.item_id, "model version"),
+            *_model_links(config, stac_url),
             *(
                 _link(stac_url, "derived_from", IMAGERY, s.item_id, "source scene")
                 for s in config.scenes

@@ -70,8 +70,13 @@ def _instant(text: str, day_time: str) -> str:
 
 def upload_aoi(document: Any, settings: Settings) -> str:
     """Put the AOI document in S3 under its content hash (the same AOI: the same key)."""
+    return upload_document(document, "aoi", settings, suffix=".geojson")
+
+
+def upload_document(document: Any, kind: str, settings: Settings, suffix: str = ".json") -> str:
+    """Put a request's JSON document in S3 under its content hash (the same: the same key)."""
     digest = hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:16]
-    uri = f"s3://{settings.s3.bucket_predictions}/_requests/aoi-{digest}.geojson"
+    uri = f"s3://{settings.s3.bucket_predictions}/_requests/{kind}-{digest}{suffix}"
     objects.write_json(get_connections(settings), uri, document)
     return uri
 

@@ -29,7 +29,7 @@ from geomlops.workflows.inference.config import InferenceRunConfig, ShardPlan
 from geomlops.workflows.inference.planner import Plan, plan, resume_plan
 from geomlops.workflows.inference.progress import write_report
 from geomlops.workflows.inference.tilestore import S3TileSink
-from geomlops.workflows.inference.worker import ShardJob, run_shard
+from geomlops.workflows.inference.worker import MaskJob, ShardJob, run_shard
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,7 @@ def plan_step(
     resume_from: str,
     outputs: Path | None,
     scenes: str = "",
+    pipeline: str = "",
     settings: Settings | None = None,
     processor: str = "",
     processor_params: str = "{}",
@@ -92,6 +93,7 @@ def plan_step(
     ``scenes``: comma-separated imagery item ids the run is pinned to ("" = all found).
     ``processor``: comma-separated generic processors (``NAME[@VERSION]``) to run after
     publishing, with ``processor_params`` (a JSON object of strings) as their ``-p`` values.
+    ``pipeline``: s3:// URI of a pipeline spec whose mask model gates the model ("" = none).
     A user error (:data:`USER_ERRORS`) is recorded (:func:`record_plan_error`) and raised
     with the exit code that stops the template's retries.
     """
@@ -115,6 +117,7 @@ def plan_step(
                 datetime=datetime,
                 allow_outside_region=allow_outside_region,
                 pinned_scenes=[s.strip() for s in scenes.split(",") if s.strip()] or None,
+                pipeline_uri=pipeline,
                 settings=settings,
                 processors=pins,
             )
@@ -144,6 +147,14 @@ def _load_model(config: InferenceRunConfig, settings: Settings) -> tuple[Any, An
     return load_registered_model(config.model.model_uri, config.device, settings)
 
 
+def _load_mask_model(config: InferenceRunConfig, settings: Settings) -> Any:
+    """A pipeline's mask model, loaded the one way every model is (None without one)."""
+    if config.mask is None:
+        return None
+    model, _ = load_registered_model(config.mask.model.model_uri, config.device, settings)
+    return model
+
+
 def load_registered_model(model_uri: str, device_name: str, settings: Settings) -> tuple[Any, Any]:
     """A registered model version (``models:/NAME/VERSION``) loaded, and the device it is on.
 
@@ -171,6 +182,7 @@ def predict_step(config_uri: str, shard: int, settings: Settings | None = None) 
     shard_plan = ShardPlan.load(conn, config.shard_uri(shard))
     sink = S3TileSink(conn, config)
     model, device = _load_model(config, settings)
+    mask_model = _load_mask_model(config, settings)
     job = ShardJob(
         shard=shard,
         tiles=shard_plan.tiles,
@@ -181,6 +193,7 @@ def predict_step(config_uri: str, shard: int, settings: Settings | None = None) 
         tile_retries=config.tile_retries,
         aoi=config.request.aoi,
         pod=f"{socket.gethostname()}:{os.getpid()}",
+        mask=None if config.mask is None else MaskJob(config.mask.model.io(), config.mask.rule()),
     )
     log.info("shard %d: %d tile(s) on %s", shard, len(job.tiles), device)
     result = run_shard(
@@ -189,6 +202,7 @@ def predict_step(config_uri: str, shard: int, settings: Settings | None = None) 
         sink,
         device=device,
         conn=conn,
+        mask_model=mask_model,
         on_tile=lambda tile: log.info("shard %d: tile %s done", shard, tile),
     )
     summary = {
@@ -199,6 +213,7 @@ def predict_step(config_uri: str, shard: int, settings: Settings | None = None) 
         "failed": result.failed,
         "seconds": round(result.seconds, 3),
         "model_seconds": round(result.model_seconds, 3),
+        "mask_seconds": round(result.mask_seconds, 3),
     }
     if result.failed:
         objects.write_json(conn, config.failed_uri(shard), {"shard": shard, "tiles": result.failed})

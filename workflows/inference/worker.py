@@ -9,7 +9,9 @@ Three stages overlap so the model is never kept waiting:
   ``prefetch`` tiles;
 - the **main** thread runs the model on batches of patches, blends overlapping patches
   (:func:`geomlops.ml.tiling.predict_probabilities`) and applies the no-data, cloud and
-  AOI masks: nothing else, because the model's throughput is the pipeline's;
+  AOI masks: nothing else, because the model's throughput is the pipeline's. In a composed
+  pipeline (:mod:`geomlops.model.pipeline`) it runs the mask model on the same window too
+  (its own bands, its own normalisation) and its rule's masked pixels become no data;
 - a **writer** thread writes each tile's raster as a COG and hands it to the sink, which
   records the tile as done last.
 
@@ -49,6 +51,7 @@ from geomlops.ml.scaling import normalise
 from geomlops.ml.tiling import predict_probabilities
 from geomlops.model.io import ModelIO
 from geomlops.model.kinds import OutputKind
+from geomlops.model.pipeline import MaskRule
 from geomlops.transformers.postprocess import raster_dtype, raster_nodata, to_raster
 from geomlops.workflows.inference import masks
 from geomlops.workflows.inference.aoi import in_crs, inside_mask
@@ -69,6 +72,14 @@ class TileSink(Protocol):
 
 
 @dataclass(frozen=True)
+class MaskJob:
+    """A pipeline's mask model as a shard feeds it: its input spec and the rule it applies."""
+
+    io: ModelIO
+    rule: MaskRule
+
+
+@dataclass(frozen=True)
 class ShardJob:
     """What a shard works on (from the run's plan)."""
 
@@ -83,6 +94,8 @@ class ShardJob:
     """The run's AOI (GeoJSON, EPSG:4326): core pixels outside it become no data, so the
     masks and the counts describe the AOI only. None: every pixel of every tile counts."""
     pod: str = "local"
+    mask: MaskJob | None = None
+    """A pipeline's mask model: run on every window; the pixels its rule masks are no data."""
 
 
 @dataclass
@@ -94,6 +107,8 @@ class ShardResult:
     failed: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     model_seconds: float = 0.0
+    mask_seconds: float = 0.0
+    """Time in the mask model (a pipeline's), apart from ``model_seconds``."""
 
 
 @dataclass
@@ -109,6 +124,8 @@ class _Window:
     core: tuple[slice, slice]
     transform: rasterio.Affine
     crs: CRS
+    mask_scaled: np.ndarray | None = None
+    """The mask model's bands, normalised its way (a pipeline's); None without one."""
 
 
 def halo_window(scene: ScenePin, tile: Tile, overlap: int) -> Window:
@@ -134,6 +151,15 @@ def _read(
     del bands
     if missing.any():
         scaled[:, missing] = 0.0
+    mask_scaled = None
+    if job.mask is not None:
+        if scene.mask_band_indexes is None:
+            raise ValueError(f"scene {scene.item_id} was planned without the mask model's bands")
+        mask_scaled = normalise(
+            src.read(scene.mask_band_indexes, window=window), job.mask.io.mean, job.mask.io.stddev
+        )
+        if missing.any():
+            mask_scaled[:, missing] = 0.0
     cloud = None
     if scene.cloud is not None:
         values = src.read(scene.cloud.index, window=window)
@@ -148,7 +174,7 @@ def _read(
         if native_aoi is None
         else inside_mask(native_aoi, transform, (tile.height, tile.width))
     )
-    return _Window(tile, scaled, missing, cloud, inside, core, transform, src.crs)
+    return _Window(tile, scaled, missing, cloud, inside, core, transform, src.crs, mask_scaled)
 
 
 def _with_retries(what: str, retries: int, action: Callable[[], object]) -> object:
@@ -263,6 +289,21 @@ def _predict(model: Model, job: ShardJob, window: _Window, device: torch.device)
     return to_raster(job.io.kind, probabilities[:, rows, cols])
 
 
+def _gate(model: Model, job: ShardJob, window: _Window, device: torch.device) -> np.ndarray:
+    """The core pixels the pipeline's mask model masks (True = masked)."""
+    assert job.mask is not None and window.mask_scaled is not None  # noqa: S101 - caller's
+    values = predict_probabilities(
+        model,
+        window.mask_scaled,
+        patch_size=job.mask.io.patch_size,
+        overlap=min(job.overlap, job.mask.io.patch_size // 2),
+        device=device,
+        batch_size=job.batch_size,
+    )
+    rows, cols = window.core
+    return job.mask.rule.masked(values[:, rows, cols])
+
+
 def _writer(
     job: ShardJob,
     sink: TileSink,
@@ -304,8 +345,14 @@ def run_shard(
     conn: Connections | None = None,
     prefetch: int = 2,
     on_tile: Callable[[str], None] | None = None,
+    mask_model: Model | None = None,
 ) -> ShardResult:
-    """Predict every tile of ``job`` the sink does not hold yet; never raises for a tile."""
+    """Predict every tile of ``job`` the sink does not hold yet; never raises for a tile.
+
+    ``mask_model``: the loaded mask model of ``job.mask`` (required when it is set).
+    """
+    if (job.mask is None) != (mask_model is None):
+        raise ValueError("a shard with a mask needs its mask model, and only then")
     started = time.perf_counter()
     result = ShardResult()
     todo = []
@@ -353,7 +400,23 @@ def run_shard(
                     continue
                 assert isinstance(mask, np.ndarray)  # noqa: S101 - for the type checker
                 result.model_seconds += time.perf_counter() - began
-                record = _record(job, window, mask, began)
+                gated: np.ndarray | None = None
+                if mask_model is not None:
+                    gate_began = time.perf_counter()
+                    try:
+                        answer = _with_retries(
+                            f"masking {tile.id}",
+                            job.tile_retries,
+                            partial(_gate, mask_model, job, window, device),
+                        )
+                    except Exception as error:
+                        with lock:
+                            result.failed[tile.id] = f"mask model: {error}"
+                        continue
+                    assert isinstance(answer, np.ndarray)  # noqa: S101 - for the type checker
+                    gated = answer
+                    result.mask_seconds += time.perf_counter() - gate_began
+                record = _record(job, window, mask, began, gated)
                 writes.put((window, mask, record))
                 if on_tile is not None:
                     on_tile(tile.id)
@@ -371,23 +434,35 @@ def _windows(reads: queue.Queue) -> Iterator[_Window | tuple[Tile, str]]:
         yield item
 
 
-def _record(job: ShardJob, window: _Window, mask: np.ndarray, began: float) -> TileRecord:
+def _record(
+    job: ShardJob,
+    window: _Window,
+    mask: np.ndarray,
+    began: float,
+    gated: np.ndarray | None = None,
+) -> TileRecord:
     """Apply the masks to ``mask`` (in place) and describe the tile's pixels in the AOI.
 
     A class mask's pixels are counted per class; a float raster's as ``valid`` (its zonal
     statistics are computed over the whole mosaic when publishing: percentiles do not add).
+    ``gated``: the core pixels a pipeline's mask model masked (counted apart from the no-data
+    and cloud-band pixels, which they may overlap).
     """
     rows, cols = window.core
     missing = window.missing[rows, cols]
     cloud = window.cloud[rows, cols] & ~missing if window.cloud is not None else None
+    gated = gated & ~missing if gated is not None else None
     nodata = raster_nodata(job.io.kind)
     mask[missing] = nodata
     if cloud is not None:
         mask[cloud] = nodata
+    if gated is not None:
+        mask[gated] = nodata
     if window.inside is not None:  # outside the AOI nothing was asked: no data, not counted
         mask[~window.inside] = nodata
         missing = missing & window.inside
         cloud = cloud & window.inside if cloud is not None else None
+        gated = gated & window.inside if gated is not None else None
     if job.io.kind is OutputKind.CLASS_MASK:
         counts = np.bincount(mask.ravel(), minlength=256)
         pixels = {c.name: int(counts[c.value]) for c in job.io.classes}
@@ -401,5 +476,6 @@ def _record(job: ShardJob, window: _Window, mask: np.ndarray, began: float) -> T
         pixels=pixels,
         nodata_pixels=int(missing.sum()),
         cloud_pixels=int(cloud.sum()) if cloud is not None else 0,
+        masked_pixels=int(gated.sum()) if gated is not None else 0,
         seconds=round(time.perf_counter() - began, 4),
     )

@@ -8,7 +8,8 @@ named, each in its own limited process; nothing when it named none); the exit ha
 the shard list and the model's image to the rest through output parameters. Predict pods
 run in the model package's image and ask for GPUs as the inference settings say; a failed
 shard pod is retried (its done tiles are kept). ``resume-from`` names an earlier run whose
-missing tiles this run completes.
+missing tiles this run completes; ``pipeline`` a pipeline spec whose mask model runs beside
+the model in the same predict pods.
 """
 
 from __future__ import annotations
@@ -55,6 +56,11 @@ PARAMETERS: Parameters = {
         "{}",
         "JSON object of the processors' parameters (`geomlops infer -p KEY=VALUE`).",
     ),
+    "pipeline": (
+        "",
+        "s3:// URI of a pipeline spec whose mask model masks the model's answer (`geomlops "
+        "infer --pipeline` uploads it); empty runs the model alone.",
+    ),
 }
 
 
@@ -82,6 +88,7 @@ def infer_template(settings: Settings) -> WorkflowTemplate:
             "--scenes", "{{workflow.parameters.scenes}}",
             "--processor", "{{workflow.parameters.processor}}",
             "--processor-params", "{{workflow.parameters.processor-params}}",
+            "--pipeline", "{{workflow.parameters.pipeline}}",
             "--outputs", OUTPUTS,
         ]
         # fmt: on

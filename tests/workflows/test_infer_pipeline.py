@@ -1,0 +1,170 @@
+"""A composed pipeline in the shard worker, without the stack: the mask model's pixels are
+no data in the primary's mask and absent from its polygons.
+
+The scene has bands A and B; the primary model says "water" where A is above its mean, the
+stand-in mask model (a one-channel probability, as cloud-s2's) is sure of "cloud" where B is
+high, which it is over one known block.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from rasterio.transform import from_origin
+from shapely.geometry import box
+
+from geomlops.ml.raster import MASK_NODATA
+from geomlops.model.io import ModelIO, OutputClass
+from geomlops.model.pipeline import MaskRule
+from geomlops.transformers.raster_to_vector import vectorize
+from geomlops.workflows.inference.config import ScenePin
+from geomlops.workflows.inference.planner import scene_tiles
+from geomlops.workflows.inference.tilestore import LocalTileSink
+from geomlops.workflows.inference.worker import MaskJob, ShardJob, run_shard
+
+HEIGHT, WIDTH = 150, 230
+ORIGIN = (10.0, 50.0)
+PIXEL = 0.001
+CLOUD = (slice(60, 100), slice(150, 200))
+PRIMARY = ModelIO(
+    bands=("A",),
+    mean=(100.0,),
+    stddev=(10.0,),
+    patch_size=32,
+    classes=(OutputClass(0, "land"), OutputClass(1, "water")),
+)
+MASK = MaskJob(
+    io=ModelIO(bands=("B",), mean=(0.0,), stddev=(1.0,), patch_size=16, classes=()),
+    rule=MaskRule("cloud-probability", 0, 0.4, "above"),
+)
+
+
+def _water(x: torch.Tensor) -> torch.Tensor:
+    """Logits: water where the normalised band A is positive."""
+    return torch.stack([-x[:, 0], x[:, 0]], dim=1)
+
+
+def _cloud(x: torch.Tensor) -> torch.Tensor:
+    """A probability (one channel): near 1 where band B is high (5), near 0 where it is 1."""
+    return torch.sigmoid(10 * (x[:, :1] - 3))
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory: pytest.TempPathFactory) -> ScenePin:
+    path = tmp_path_factory.mktemp("scene") / "scene.tif"
+    rows, cols = np.mgrid[0:HEIGHT, 0:WIDTH]
+    a = (100 + 20 * np.sin(rows / 9.0) * np.cos(cols / 13.0)).astype("float32")
+    b = np.ones_like(a)
+    b[CLOUD] = 5
+    a[CLOUD] = 130  # water under the cloud: the primary alone would claim it
+    with rasterio.open(
+        path, "w", driver="COG", width=WIDTH, height=HEIGHT, count=2, dtype="float32",
+        crs="EPSG:4326", transform=from_origin(*ORIGIN, PIXEL, PIXEL),
+    ) as dst:  # fmt: skip
+        dst.write(np.stack([a, b]))
+    return ScenePin(
+        item_id="scene",
+        href=str(path),
+        datetime="2020-01-01T00:00:00Z",
+        crs="EPSG:4326",
+        transform=list(from_origin(*ORIGIN, PIXEL, PIXEL))[:6],
+        width=WIDTH,
+        height=HEIGHT,
+        band_indexes=[1],
+        mask_band_indexes=[2],
+    )
+
+
+def _run(scene: ScenePin, folder: Path, **kw: object) -> tuple[np.ndarray, list[dict]]:
+    west, north = ORIGIN
+    tiles = scene_tiles(scene, box(west, north - HEIGHT * PIXEL, west + WIDTH * PIXEL, north), 64,
+                        strip=4)  # fmt: skip
+    job = ShardJob(
+        shard=0, tiles=tiles, scenes={"scene": scene}, io=PRIMARY, overlap=8, batch_size=4,
+        tile_retries=0, aoi=None, mask=MASK,
+    )  # fmt: skip
+    sink = LocalTileSink(folder)
+    result = run_shard(job, _water, sink, device=torch.device("cpu"), **kw)  # type: ignore[arg-type]
+    assert result.failed == {}
+    assert result.mask_seconds > 0
+    mosaic = np.full((HEIGHT, WIDTH), 7, dtype="uint8")
+    for tile in tiles:
+        with rasterio.open(sink.mask_path(tile.id)) as src:
+            mosaic[tile.row : tile.row + tile.height, tile.col : tile.col + tile.width] = src.read(
+                1
+            )
+    return mosaic, [json.loads(sink.record_path(t.id).read_text()) for t in tiles]
+
+
+def test_masked_pixels_are_no_data_and_carry_no_polygon(scene: ScenePin, tmp_path: Path) -> None:
+    mosaic, records = _run(scene, tmp_path, mask_model=_cloud)
+    assert (mosaic[CLOUD] == MASK_NODATA).all()
+    outside = np.ones((HEIGHT, WIDTH), dtype=bool)
+    outside[CLOUD] = False
+    assert (mosaic[outside] != MASK_NODATA).all()  # clear sky: the primary's answer
+    assert (mosaic[outside] == 1).any() and (mosaic[outside] == 0).any()
+    assert sum(r["masked_pixels"] for r in records) == 40 * 50
+    assert sum(r["pixels"]["water"] + r["pixels"]["land"] for r in records) == (
+        HEIGHT * WIDTH - 40 * 50
+    )
+
+    transform = from_origin(*ORIGIN, PIXEL, PIXEL)
+    polygons = vectorize(
+        mosaic, transform, "EPSG:4326", classes=[{"value": 1, "name": "water"}],
+        nodata=MASK_NODATA, options={"skip_values": [0]},
+    )  # fmt: skip
+    west, north = ORIGIN
+    cloud = box(west + 150 * PIXEL, north - 100 * PIXEL, west + 200 * PIXEL, north - 60 * PIXEL)
+    (water,) = polygons
+    assert water.name == "water" and water.area_m2 > 0
+    assert water.geometry.intersection(cloud.buffer(-PIXEL / 2)).area == 0
+
+
+def test_without_the_mask_the_primary_claims_water_under_the_cloud(
+    scene: ScenePin, tmp_path: Path
+) -> None:
+    """The control: the same tiles, mask model off (so the test above can fail)."""
+    west, north = ORIGIN
+    tiles = scene_tiles(scene, box(west, north - HEIGHT * PIXEL, west + WIDTH * PIXEL, north), 64,
+                        strip=4)  # fmt: skip
+    job = ShardJob(
+        shard=0, tiles=tiles, scenes={"scene": scene}, io=PRIMARY, overlap=8, batch_size=4,
+        tile_retries=0, aoi=None,
+    )  # fmt: skip
+    sink = LocalTileSink(tmp_path)
+    assert run_shard(job, _water, sink, device=torch.device("cpu")).failed == {}
+    (tile,) = [
+        t for t in tiles if t.row <= 70 < t.row + t.height and t.col <= 160 < t.col + t.width
+    ]
+    with rasterio.open(sink.mask_path(tile.id)) as src:
+        assert src.read(1)[70 - tile.row, 160 - tile.col] == 1
+
+
+def test_a_mask_job_without_its_model_is_refused(scene: ScenePin, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="mask model"):
+        _run(scene, tmp_path)
+
+
+def test_infer_refuses_a_bad_pipeline_spec_naming_the_field(tmp_path: Path) -> None:
+    """Exit 2 before any service is asked: the spec is the request's own fault."""
+    from typer.testing import CliRunner
+
+    from geomlops.cli.main import app
+
+    spec = tmp_path / "bad.yaml"
+    spec.write_text("pipeline: p\nmodel: a\nmask: {model: b, threshold: high}\n")
+    aoi = tmp_path / "aoi.geojson"
+    aoi.write_text(json.dumps({"type": "Polygon", "coordinates": [
+        [[10.0, 49.9], [10.1, 49.9], [10.1, 50.0], [10.0, 50.0], [10.0, 49.9]]]}))  # fmt: skip
+    args = ["infer", "--pipeline", str(spec), "--aoi", str(aoi), "--datetime", "2020-01-01/.."]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert "mask.threshold" in result.output and str(spec.name) in result.output
+    spec.write_text("pipeline: p\nmodel: a\nmask: {model: b}\n")
+    other = CliRunner().invoke(app, ["infer", "c", *args[1:]])
+    assert other.exit_code == 2 and "spec's model" in other.output
