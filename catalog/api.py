@@ -40,7 +40,13 @@ def postgres_settings(settings: Settings) -> PostgresSettings:
         # A search page is a few index scans of milliseconds; starting parallel workers for
         # it costs more than it saves (p95 of a bbox+datetime+CQL2 search with 100,000 items
         # went from ~84 ms to see bench/catalog_search.py on 2 cores).
-        server_settings=ServerSettings(max_parallel_workers_per_gather="0"),
+        # The platform's one statement timeout (GEOMLOPS_DB_STATEMENT_TIMEOUT), as every
+        # other client of the database has it: no request waits on a lock for ever.
+        server_settings=ServerSettings(
+            max_parallel_workers_per_gather="0",
+            statement_timeout=str(settings.db.statement_timeout * 1000),
+            lock_timeout=str(settings.db.statement_timeout * 1000),
+        ),
     )
 
 

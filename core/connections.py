@@ -7,15 +7,17 @@ Every component asks :func:`get_connections` instead of building a URL itself.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
-from geomlops.errors import StackNotRunning
+from geomlops.errors import ServiceUnavailable, StackNotRunning
 from geomlops.settings import LOOPBACK, Settings, get_settings
 from geomlops.stack.state import StatePaths, existing_secret, load_ports
 
 if TYPE_CHECKING:
+    import psycopg
     from mlflow.tracking import MlflowClient
     from mypy_boto3_s3 import S3Client
 
@@ -51,6 +53,10 @@ class Connections:
     """
 
     resolved: dict[str, str | None]
+    db_options: dict[str, str] = field(default_factory=dict)
+    """libpq parameters every database client gets: the timeouts of ``DatabaseSettings``."""
+    mlflow_env: dict[str, str] = field(default_factory=dict)
+    """MLflow's client variables bounding its requests (``MLflowSettings.client_env``)."""
 
     def _get(self, key: str, service: str) -> str:
         value = self.resolved.get(key)
@@ -98,9 +104,29 @@ class Connections:
         return self._get("db_dsn", "PostgreSQL")
 
     def db_url(self, database: str, driver: str = "postgresql") -> str:
-        """A SQLAlchemy/libpq URL for ``database`` on the platform's PostgreSQL."""
+        """A SQLAlchemy/libpq URL for ``database`` on the platform's PostgreSQL.
+
+        Its query carries the connect and statement timeouts (:attr:`db_options`), so every
+        client built from it (psycopg, pypgstac, SQLAlchemy) fails in bounded time when the
+        server is gone instead of waiting on a socket.
+        """
         scheme, rest = self.db_dsn.split("://", 1)
-        return f"{driver if driver != 'postgresql' else scheme}://{rest}/{database}"
+        url = f"{driver if driver != 'postgresql' else scheme}://{rest}/{database}"
+        return f"{url}?{urlencode(self.db_options, quote_via=quote)}" if self.db_options else url
+
+    def db_connect(self, database: str, *, autocommit: bool = False) -> psycopg.Connection:
+        """A psycopg connection to ``database`` with the platform's timeouts.
+
+        A server that does not answer is a :class:`ServiceUnavailable` naming PostgreSQL
+        and what to do, raised within ``connect_timeout`` seconds.
+        """
+        import psycopg
+
+        url = self.db_url(database)
+        try:
+            return psycopg.connect(url, autocommit=autocommit)
+        except psycopg.OperationalError as exc:
+            raise database_unavailable(exc) from exc
 
     def s3_client(self) -> S3Client:
         """A boto3 S3 client for the object store (path-style addressing).
@@ -133,6 +159,7 @@ class Connections:
             }
         return {
             **argo,
+            **self.mlflow_env,
             "STAC_API_URL": self.stac_url,
             "MLFLOW_TRACKING_URI": self.mlflow_tracking_uri,
             "MLFLOW_S3_ENDPOINT_URL": self.s3_endpoint_url,
@@ -149,13 +176,29 @@ class Connections:
         }
 
 
+def database_unavailable(exc: BaseException) -> ServiceUnavailable:
+    """The error for a PostgreSQL connection that failed or broke (first line of libpq's)."""
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else exc.__class__.__name__
+    return ServiceUnavailable(
+        f"PostgreSQL (the catalog and MLflow database) is not answering: {first}",
+        hint="`geomlops status` shows which service is down; `geomlops up` restarts it "
+        "(or check GEOMLOPS_DB_DSN); then run the command again",
+    )
+
+
 def get_connections(settings: Settings | None = None) -> Connections:
     """Resolve every service's URL and credentials, preferring explicit settings.
 
     Nothing here fails for a service that is neither configured nor started; asking the
     result for that service's address does, with a message saying to run `geomlops up`.
+
+    It also bounds this process's MLflow client requests (MLflow reads its timeout and
+    retry variables at each request): every component resolves MLflow's address here
+    first, so none talks to MLflow with the defaults that retry a dead server for minutes.
     """
     settings = settings or get_settings()
+    os.environ.update(settings.mlflow.client_env())
     paths = StatePaths(settings.stack.home)
     external = (settings.stac.url, settings.mlflow.tracking_uri, settings.s3.endpoint_url)
     ports = {} if all(external) and settings.db.dsn else load_ports(paths)
@@ -193,5 +236,44 @@ def get_connections(settings: Settings | None = None) -> Connections:
             "s3_secret_key": s3_creds.get("secret_key"),
             "s3_region": settings.s3.region,
             "db_dsn": db_dsn,
-        }
+        },
+        db_options=settings.db.libpq_options(),
+        mlflow_env=settings.mlflow.client_env(),
     )
+
+
+def service_failure(exc: BaseException) -> ServiceUnavailable | None:
+    """The platform's error for a client failure that means "a service is down", else None.
+
+    Recognised by class and module name, without importing the clients (the CLI calls this
+    on every uncaught error): psycopg's operational errors (PostgreSQL gone or too slow),
+    MLflow's failed requests (its server gone, or answering 5xx because its database is),
+    and connection failures of the HTTP clients. Anything else is a bug and keeps its
+    traceback.
+    """
+    kind = type(exc)
+    module = kind.__module__ or ""
+    if module.startswith("psycopg") and kind.__name__ in ("OperationalError", "QueryCanceled"):
+        return database_unavailable(exc)
+    if kind.__name__ in ("MlflowException", "RestException") and module.startswith("mlflow"):
+        text = str(exc)
+        code = str(getattr(exc, "error_code", ""))
+        if ("API request to" in text and "failed with" in text) or code in (
+            "INTERNAL_ERROR",
+            "TEMPORARILY_UNAVAILABLE",
+        ):
+            first = text.strip().splitlines()[0][:300] if text.strip() else code
+            return ServiceUnavailable(
+                f"MLflow (tracking server and model registry) is not answering: {first}",
+                hint="`geomlops status` shows whether MLflow or the PostgreSQL behind it is "
+                "down; `geomlops up` restarts it; then run the command again (`geomlops "
+                "reconcile` finds anything a broken command left half done)",
+            )
+    if module.startswith(("httpx", "requests", "urllib3")) and any(
+        word in kind.__name__ for word in ("Connect", "Timeout", "RemoteProtocol")
+    ):
+        return ServiceUnavailable(
+            f"a service of the platform is not answering: {kind.__name__}: {exc}",
+            hint="`geomlops status` shows which; `geomlops up` restarts it",
+        )
+    return None

@@ -66,7 +66,7 @@ class Governance(CatalogAndRegistry):
     @contextmanager
     def _model_lock(self, model: str) -> Iterator[psycopg.Connection]:
         """Hold the model's decision lock for the whole decision (released if we die)."""
-        conn = psycopg.connect(pgstac_url(self.settings), autocommit=True, connect_timeout=10)
+        conn = psycopg.connect(pgstac_url(self.settings), autocommit=True)
         try:
             key = f"geomlops.decision:{model}"
             got = conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (key,)).fetchone()
@@ -256,7 +256,7 @@ class Governance(CatalogAndRegistry):
         """Differences between the record and MLflow/STAC; fixed when ``repair``."""
         self._require_model(model)
         if not repair:
-            conn = psycopg.connect(pgstac_url(self.settings), connect_timeout=10)
+            conn = psycopg.connect(pgstac_url(self.settings))
             with conn:
                 return self._reconciler(model).run(self._desired(conn, model), repair=False)
         identity = self.catalog.whoami()
