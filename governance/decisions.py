@@ -94,7 +94,9 @@ class Governance(CatalogAndRegistry):
 
         try:
             self.mlflow.get_registered_model(model)
-        except MlflowException:
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise  # MLflow unreachable is not "no such model" (the CLI names the service)
             raise NotFoundError(
                 f"no registered model named {model!r}",
                 hint="list models with `geomlops catalog search --collection models`",
@@ -106,7 +108,9 @@ class Governance(CatalogAndRegistry):
         self._require_model(model)
         try:
             self.mlflow.get_model_version(model, version)
-        except MlflowException:
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
             raise NotFoundError(f"{model} has no version {version!r} in the registry") from None
         try:
             return self.catalog.get_item_dict(MODELS, model_item_id(model, version))

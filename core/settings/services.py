@@ -139,16 +139,17 @@ class MLflowSettings(BaseSettings):
     port: int = Field(default=0, ge=0, le=65535, description="Local port; 0 picks a free one.")
     workers: int = Field(default=1, ge=1, description="Server workers (memory is scarce).")
     request_timeout: int = Field(
-        default=20,
+        default=10,
         ge=1,
         description="Seconds an MLflow client waits for one answer "
         "(`GEOMLOPS_MLFLOW_REQUEST_TIMEOUT`; MLflow's own default is 120).",
     )
     request_retries: int = Field(
-        default=2,
+        default=1,
         ge=0,
         description="Retries of a failed MLflow request (`GEOMLOPS_MLFLOW_REQUEST_RETRIES`). "
-        "MLflow's default (7, doubling waits) turns a dead server into minutes of silence.",
+        "MLflow's default (7, doubling waits) turns a dead server into minutes of silence; "
+        "with the timeout, a request to a dead or hung server fails within ~25 s.",
     )
 
     def client_env(self) -> dict[str, str]:

@@ -292,6 +292,24 @@ class MLflowService(ProcessService):
             }
         )
 
+    def after_healthy(self) -> None:
+        """Make MLflow open its database store now, while PostgreSQL is known to be up.
+
+        MLflow creates its store at the first API request, and when the database does not
+        answer then it retries with doubling sleeps for about an hour (``MAX_RETRY_COUNT``
+        in ``mlflow.store.db.utils``), holding every request: a server restarted while
+        PostgreSQL is down would hang each client for minutes. ``/health`` never touches the
+        store, so one real (read) request here does. Any answer counts, a refusal for want
+        of credentials too: the server has answered by then.
+        """
+        import httpx
+
+        httpx.get(
+            self.url() + "/api/2.0/mlflow/experiments/search",
+            params={"max_results": 1},
+            timeout=self.ctx.settings.stack.startup_timeout,
+        )
+
 
 class StacApiService(ProcessService):
     """The STAC API: stac-fastapi-pgstac built by `geomlops.catalog.api.create_app`."""

@@ -6,6 +6,7 @@ a run here is a real background executor driving a real process.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 import time
@@ -83,10 +84,8 @@ def test_down_refuses_while_a_workflow_runs_and_force_stops_it(home: Path) -> No
     assert "geomlops down --force" in final["message"]
     assert time.monotonic() - began < 30
     # Its executor and its pod are gone: nothing keeps working on a stack that is down.
-    try:
+    with contextlib.suppress(psutil.NoSuchProcess):
         psutil.Process(driver).wait(timeout=10)
-    except psutil.NoSuchProcess:
-        pass
     assert not psutil.pid_exists(driver) or psutil.Process(driver).status() == "zombie"
 
     # A finished run no longer holds `down` back.
