@@ -152,7 +152,7 @@ def audit(
     from geomlops.catalog.db import pgstac_url
     from geomlops.settings import get_settings
 
-    with psycopg.connect(pgstac_url(get_settings()), connect_timeout=10) as conn:
+    with psycopg.connect(pgstac_url(get_settings())) as conn:
         entries = list(audit_log.entries(conn, model))
         verification = audit_log.check_chain(conn) if verify else None
     if as_json:

@@ -253,7 +253,8 @@ def service_failure(exc: BaseException) -> ServiceUnavailable | None:
     """
     kind = type(exc)
     module = kind.__module__ or ""
-    if module.startswith("psycopg") and kind.__name__ in ("OperationalError", "QueryCanceled"):
+    lineage = {(k.__module__ or "").split(".")[0] + "." + k.__name__ for k in kind.__mro__}
+    if lineage & {"psycopg.OperationalError", "psycopg.QueryCanceled"}:
         return database_unavailable(exc)
     if kind.__name__ in ("MlflowException", "RestException") and module.startswith("mlflow"):
         text = str(exc)

@@ -299,16 +299,18 @@ class MLflowService(ProcessService):
         answer then it retries with doubling sleeps for about an hour (``MAX_RETRY_COUNT``
         in ``mlflow.store.db.utils``), holding every request: a server restarted while
         PostgreSQL is down would hang each client for minutes. ``/health`` never touches the
-        store, so one real (read) request here does. Any answer counts, a refusal for want
-        of credentials too: the server has answered by then.
+        store, so one real (read) request to each of its two stores (tracking and model
+        registry, created apart) here does. Any answer counts: the store exists by then.
+        (Behind authentication, these requests need its credentials to reach the stores.)
         """
         import httpx
 
-        httpx.get(
-            self.url() + "/api/2.0/mlflow/experiments/search",
-            params={"max_results": 1},
-            timeout=self.ctx.settings.stack.startup_timeout,
-        )
+        for path in ("experiments/search", "registered-models/search"):
+            httpx.get(
+                f"{self.url()}/api/2.0/mlflow/{path}",
+                params={"max_results": 1},
+                timeout=self.ctx.settings.stack.startup_timeout,
+            )
 
 
 class StacApiService(ProcessService):
