@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -99,11 +102,11 @@ class Supervisor:
 
     def tick(self) -> list[str]:
         """Restart every dead service that is due; returns the names restarted."""
-        from geomlops.stack.manager import SERVICE_WAVES
+        from geomlops.stack.manager import SERVICE_WAVES, ServiceFactory
         from geomlops.stack.state import load_ports
 
         self.stack.ctx.ports = load_ports(self.stack.paths)
-        by_type = {type(s): s for s in self.stack.services()}
+        by_type: dict[ServiceFactory, Service] = {type(s): s for s in self.stack.services()}
         dead = [s for s in by_type.values() if self._dead(s)]
         if not dead:
             return []
@@ -131,7 +134,8 @@ class Supervisor:
         self.log(f"{service.name}: not running; restarting (attempt {attempt})")
         began = time.monotonic()
         try:
-            service.start()
+            with _sigterm_deferred():  # `down` must find the PID file of what it starts
+                service.start()
             self.stack.wait_healthy(service)
             service.after_healthy()
         except Exception as exc:  # a failed restart is logged and retried, never fatal
@@ -142,6 +146,23 @@ class Supervisor:
         self.backoff.succeeded(service.name)
         self.log(f"{service.name}: healthy again after {time.monotonic() - began:.1f} s")
         return True
+
+
+@contextmanager
+def _sigterm_deferred() -> Iterator[None]:
+    """Hold back SIGTERM while a service is spawned and recorded, then deliver it.
+
+    Stopped between starting a service and writing its PID file, the watchdog would leave
+    that service running untracked: `down` could not find it, and it would hold its port.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
 
 
 def main() -> None:

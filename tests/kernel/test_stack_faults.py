@@ -10,7 +10,7 @@ from typing import Any
 
 import psutil
 import pytest
-from fault_support import kill_service, wait_healthy
+from fault_support import kill_service, wait_for_log, wait_healthy
 from typer.testing import CliRunner
 
 from geomlops.catalog.client import CatalogClient
@@ -56,7 +56,7 @@ def test_watchdog_restarts_killed_postgres_within_its_bound(paused_watchdog: Loc
     with CatalogClient(conn.stac_url) as catalog:
         _eventually(lambda: catalog.get_item_dict("models", "no-such-item"), "catalog read")
     _eventually(lambda: conn.mlflow_client().search_experiments(max_results=1), "MLflow read")
-    log = paused_watchdog.paths.log_file(supervisor.NAME).read_text()
+    log = wait_for_log(paused_watchdog, supervisor.NAME, "postgres: healthy again")
     assert "postgres: not running; restarting" in log and "postgres: healthy again" in log
     print(f"postgres restored by the watchdog in {took:.1f} s")
 
@@ -67,7 +67,9 @@ def test_watchdog_restarts_killed_mlflow(local_stack: LocalStack) -> None:
     took = wait_healthy(local_stack, timeout=60)
     record = read_pid(local_stack.paths.pid_file("mlflow"))
     assert record is not None and record.pid != old
-    assert "mlflow: healthy again" in local_stack.paths.log_file(supervisor.NAME).read_text()
+    assert "mlflow: healthy again" in wait_for_log(
+        local_stack, supervisor.NAME, "mlflow: healthy again"
+    )
     print(f"mlflow restored by the watchdog in {took:.1f} s")
 
 
