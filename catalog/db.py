@@ -12,7 +12,8 @@ from contextlib import contextmanager
 
 import psycopg
 
-from geomlops.connections import database_unavailable, get_connections
+from geomlops.connections import get_connections
+from geomlops.service_errors import database_unavailable
 from geomlops.settings import Settings, get_settings
 
 

@@ -89,8 +89,8 @@ class GeomlopsGroup(TyperGroup):
             return super().invoke(ctx)
         except GeomlopsError as exc:
             _report(ctx, exc)
-        except Exception as exc:
-            from geomlops.connections import service_failure
+        except Exception as exc:  # click's Exit too: light, and never a service failure
+            from geomlops.service_errors import service_failure
 
             failure = service_failure(exc)
             if failure is None:

@@ -15,9 +15,10 @@ from typer.testing import CliRunner
 
 from geomlops.catalog.client import CatalogClient
 from geomlops.cli.main import app
-from geomlops.connections import get_connections, service_failure
+from geomlops.connections import get_connections
 from geomlops.errors import ServiceUnavailable
 from geomlops.governance.decisions import Governance
+from geomlops.service_errors import service_failure
 from geomlops.settings import get_settings
 from geomlops.stack import supervisor
 from geomlops.stack.manager import LocalStack

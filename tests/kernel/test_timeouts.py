@@ -17,8 +17,9 @@ from typer.testing import CliRunner
 
 from geomlops.catalog.db import pgstac_connection
 from geomlops.cli.main import app
-from geomlops.connections import get_connections, service_failure
+from geomlops.connections import get_connections
 from geomlops.errors import ServiceUnavailable
+from geomlops.service_errors import service_failure
 from geomlops.settings import get_settings
 
 runner = CliRunner()
