@@ -236,6 +236,7 @@ class LocalStack:
                         service.after_healthy()
             except Exception:
                 progress("stopping the stack after the failure")
+                supervisor.stop(self.ctx)  # a watchdog of an earlier `up` would restart it
                 self._stop_all(services)
                 raise
             if self.settings.stack.supervise and supervisor.ensure(self.ctx):
