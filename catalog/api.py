@@ -11,7 +11,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import asyncpg
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from stac_fastapi.pgstac.app import instantiate_api
 from stac_fastapi.pgstac.config import PostgresSettings, ServerSettings
 from stac_fastapi.pgstac.config import Settings as StacFastapiSettings
@@ -40,7 +42,13 @@ def postgres_settings(settings: Settings) -> PostgresSettings:
         # A search page is a few index scans of milliseconds; starting parallel workers for
         # it costs more than it saves (p95 of a bbox+datetime+CQL2 search with 100,000 items
         # went from ~84 ms to see bench/catalog_search.py on 2 cores).
-        server_settings=ServerSettings(max_parallel_workers_per_gather="0"),
+        # The platform's one statement timeout (GEOMLOPS_DB_STATEMENT_TIMEOUT), as every
+        # other client of the database has it: no request waits on a lock for ever.
+        server_settings=ServerSettings(
+            max_parallel_workers_per_gather="0",
+            statement_timeout=str(settings.db.statement_timeout * 1000),
+            lock_timeout=str(settings.db.statement_timeout * 1000),
+        ),
     )
 
 
@@ -76,6 +84,27 @@ def _version() -> str:
         return "0.0.0"
 
 
+_DATABASE_LOST: tuple[type[Exception], ...] = (
+    OSError,  # refused, reset: the server is gone
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,  # a pooled connection that died under us
+    asyncpg.exceptions.QueryCanceledError,  # the statement timeout
+)
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """503 with a body naming the database, instead of a bare 500 "Internal Server Error"."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+    return JSONResponse(
+        status_code=503,
+        content={
+            "code": "ServiceUnavailable",
+            "description": f"the catalog database (PostgreSQL) is not answering: {text}",
+        },
+    )
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the STAC API: transactions and filter extensions, writes behind authentication."""
     settings = settings or get_settings()
@@ -101,6 +130,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         extensions=Extensions(settings=stac_settings),
         lifespan=lifespan,
     )
+    for lost in _DATABASE_LOST:
+        api.app.add_exception_handler(lost, _database_unavailable)
     # Inside authentication (it needs the identity): what may be written to `models`.
     api.app.add_middleware(GovernedModelsMiddleware)
     # Inside authentication: sizes, collections and item rules of a write (catalog/guards.py).

@@ -29,6 +29,7 @@ from geomlops.errors import (
     ConflictError,
     GeomlopsError,
     NotFoundError,
+    ServiceUnavailable,
     StackNotRunning,
     ValidationFailed,
 )
@@ -144,6 +145,11 @@ class CatalogClient:
                 f"cannot reach the STAC API at {self.stac_url}: {exc}",
                 hint="run `geomlops up` first (or set GEOMLOPS_STAC_URL)",
             ) from exc
+        except httpx.TimeoutException as exc:
+            raise ServiceUnavailable(
+                f"the STAC API at {self.stac_url} did not answer {method} {path} in time: {exc}",
+                hint="`geomlops status` shows whether it or the PostgreSQL behind it is down",
+            ) from exc
         except httpx.HTTPError as exc:
             raise GeomlopsError(f"{method} {self.stac_url}{path} failed: {exc}") from exc
         if response.is_success:
@@ -174,6 +180,13 @@ class CatalogClient:
         if status in (400, 422):
             return ValidationFailed(
                 f"{where}: rejected by the STAC API", problems=[description, *problems]
+            )
+        if status >= 500:
+            return ServiceUnavailable(
+                f"{where}: the STAC API at {self.stac_url} failed (HTTP {status}: "
+                f"{str(description)[:300]})",
+                hint="`geomlops status` shows whether the PostgreSQL behind it is down; "
+                "`geomlops up` restarts it; then run the command again",
             )
         return GeomlopsError(f"{where}: HTTP {status}: {description}")
 

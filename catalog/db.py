@@ -13,7 +13,7 @@ from contextlib import contextmanager
 import psycopg
 
 from geomlops.connections import get_connections
-from geomlops.errors import StackNotRunning
+from geomlops.service_errors import database_unavailable
 from geomlops.settings import Settings, get_settings
 
 
@@ -25,15 +25,16 @@ def pgstac_url(settings: Settings | None = None) -> str:
 
 @contextmanager
 def pgstac_connection(settings: Settings | None = None) -> Iterator[psycopg.Connection]:
-    """One transaction on the PgSTAC database: committed on success, rolled back on error."""
-    url = pgstac_url(settings)
+    """One transaction on the PgSTAC database: committed on success, rolled back on error.
+
+    With the platform's timeouts (:meth:`Connections.db_connect`); a server lost in the
+    middle is the same :class:`~geomlops.errors.ServiceUnavailable` as one never reached.
+    """
+    settings = settings or get_settings()
+    conn = get_connections(settings).db_connect(settings.db.pgstac_database)
     try:
-        conn = psycopg.connect(url, connect_timeout=10)
+        with conn:  # commits, or rolls back when the block raises
+            conn.execute("SET search_path TO pgstac, public")
+            yield conn
     except psycopg.OperationalError as exc:
-        raise StackNotRunning(
-            f"cannot reach the catalog database: {str(exc).splitlines()[0]}",
-            hint="run `geomlops up` first (or check GEOMLOPS_DB_DSN)",
-        ) from exc
-    with conn:  # commits, or rolls back when the block raises
-        conn.execute("SET search_path TO pgstac, public")
-        yield conn
+        raise database_unavailable(exc) from exc

@@ -89,28 +89,41 @@ def rollback(model: ModelArg, reason: ReasonOption) -> None:
 
 
 def reconcile(
-    model: ModelArg,
+    model: Annotated[
+        str | None,
+        typer.Argument(help="Registered model name; every model when omitted.", show_default=False),
+    ] = None,
     repair: Annotated[
         bool, typer.Option("--repair", help="Fix what differs (approver only).")
     ] = False,
 ) -> None:
-    """Compare MLflow and the catalog with the audit log; exit 1 if they differ.
+    """Compare MLflow and the catalog with the audit log and each other; exit 1 if they differ.
+
+    Registrations are compared too: an MLflow registered model without its package item in
+    the catalog (a `package register` broken half-way), a package item without its
+    registered model, a version item whose MLflow version is missing.
 
     Examples:
+        geomlops reconcile
         geomlops reconcile flood-water-s2
         geomlops reconcile flood-water-s2 --repair
     """
     from geomlops.governance.decisions import Governance
     from geomlops.settings import get_settings
 
+    differed = []
     with Governance(get_settings()) as governance:
-        differences = governance.reconcile(model, repair=repair)
-    for difference in differences:
-        out.print(("fixed: " if repair else "differs: ") + str(difference), markup=False)
-    if not differences:
-        out.print(f"{model}: MLflow and the catalog agree with the audit log")
-    elif not repair:
-        err.print(f"[yellow]hint:[/] an approver runs `geomlops reconcile {model} --repair`")
+        for name in [model] if model else governance.models():
+            differences = governance.reconcile(name, repair=repair)
+            for difference in differences:
+                out.print(("fixed: " if repair else "differs: ") + str(difference), markup=False)
+            if not differences:
+                out.print(f"{name}: MLflow and the catalog agree with the audit log")
+            else:
+                differed.append(name)
+    if differed and not repair:
+        for name in differed:
+            err.print(f"[yellow]hint:[/] an approver runs `geomlops reconcile {name} --repair`")
         raise typer.Exit(1)
 
 
@@ -139,7 +152,7 @@ def audit(
     from geomlops.catalog.db import pgstac_url
     from geomlops.settings import get_settings
 
-    with psycopg.connect(pgstac_url(get_settings()), connect_timeout=10) as conn:
+    with psycopg.connect(pgstac_url(get_settings())) as conn:
         entries = list(audit_log.entries(conn, model))
         verification = audit_log.check_chain(conn) if verify else None
     if as_json:

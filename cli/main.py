@@ -89,13 +89,25 @@ class GeomlopsGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except GeomlopsError as exc:
-            console = Console(stderr=True, highlight=False, soft_wrap=True)
-            console.print(f"[red]error:[/] {exc.message}")
-            for problem in getattr(exc, "problems", []):
-                console.print(f"  - {problem}", markup=False)
-            if exc.hint:
-                console.print(f"[yellow]hint:[/] {exc.hint}")
-            ctx.exit(exc.exit_code)
+            _report(ctx, exc)
+        except Exception as exc:  # click's Exit too: light, and never a service failure
+            from geomlops.service_errors import service_failure
+
+            failure = service_failure(exc)
+            if failure is None:
+                raise
+            _report(ctx, failure)
+
+
+def _report(ctx: click.Context, exc: GeomlopsError) -> None:
+    """Print a platform error (message, problems, hint) on stderr and exit with its code."""
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    console.print(f"[red]error:[/] {exc.message}")
+    for problem in getattr(exc, "problems", []):
+        console.print(f"  - {problem}", markup=False)
+    if exc.hint:
+        console.print(f"[yellow]hint:[/] {exc.hint}")
+    ctx.exit(exc.exit_code)
 
 
 class _Unbuilt(TyperGroup):

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 import shlex
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from geomlops.cli.options import JsonOption
+from geomlops.errors import StackError
 
 if TYPE_CHECKING:
+    from geomlops.settings import Settings
     from geomlops.stack.manager import ServiceStatus
 
 err = Console(stderr=True)
@@ -24,7 +26,10 @@ def _table(statuses: list[ServiceStatus]) -> Table:
     for column in ("service", "url", "health"):
         table.add_column(column)
     for s in statuses:
-        health = "[green]healthy[/]" if s.healthy else f"[red]{s.detail}[/]"
+        if s.healthy:
+            health = "[green]healthy[/]"
+        else:
+            health = f"[yellow]{s.detail}[/]" if s.degraded else f"[red]{s.detail}[/]"
         table.add_row(s.name, s.url or "-", health)
     return table
 
@@ -48,16 +53,61 @@ def up() -> None:
     err.print(f"state directory: {stack.paths.home}   (point other tools here: geomlops env)")
 
 
-def down() -> None:
+def _running_workflows(settings: Settings) -> list[dict[str, Any]]:
+    """Local workflow runs that are working now (not finished, not waiting for a person)."""
+    from geomlops.workflows.executor import LocalExecutor, RunPhase
+
+    if not settings.workflows_state_dir.exists():
+        return []
+    return [
+        run
+        for run in LocalExecutor(settings).list()
+        if run["phase"] not in RunPhase.FINISHED and not run["suspended"]
+    ]
+
+
+def down(
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Stop running workflows first (they end Failed, their message saying they "
+            "were stopped by `geomlops down`); without it, `down` refuses while any runs.",
+        ),
+    ] = False,
+) -> None:
     """Stop every service of the local stack; all data stays in the state directory.
+
+    Workflow runs waiting at their approval step are kept (they wait for the next `up`);
+    runs at work would lose their services, so `down` lists them and refuses, unless
+    `--force` stops them cleanly first.
 
     Examples:
         geomlops down
+        geomlops down --force
     """
     from geomlops.settings import get_settings
     from geomlops.stack.manager import LocalStack
 
-    stopped = LocalStack(get_settings()).down(progress=lambda msg: err.print(f"[dim]{msg}[/]"))
+    settings = get_settings()
+    active = _running_workflows(settings)
+    if active and not force:
+        raise StackError(
+            f"{len(active)} workflow run(s) are running and need the stack: "
+            + ", ".join(f"{r['name']} ({r['phase']})" for r in active),
+            hint="wait for them (`geomlops workflows list`), stop them "
+            "(`geomlops workflows stop RUN`), or `geomlops down --force` to stop them and the "
+            "stack",
+        )
+    if active:
+        from geomlops.workflows.executor import LocalExecutor
+
+        executor = LocalExecutor(settings)
+        for run in active:
+            err.print(f"[dim]{run['name']}: stopping[/]")
+            executor.stop(run["name"], reason="stopped by `geomlops down --force`", wait=True)
+            err.print(f"{run['name']}: stopped")
+    stopped = LocalStack(settings).down(progress=lambda msg: err.print(f"[dim]{msg}[/]"))
     err.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
 
 
@@ -71,11 +121,21 @@ def status(as_json: JsonOption = False) -> None:
     from geomlops.settings import get_settings
     from geomlops.stack.manager import LocalStack
 
-    statuses = LocalStack(get_settings()).status()
+    stack = LocalStack(get_settings())
+    statuses = stack.status()
     if as_json:
         typer.echo(json.dumps([s.as_dict() for s in statuses], indent=2))
     else:
         out.print(_table(statuses))
+        if stack.paths.home.exists():
+            from geomlops.stack import supervisor
+
+            watching = supervisor.running(stack.ctx)
+            err.print(
+                "watchdog: "
+                + ("restarting dead services" if watching else "not running")
+                + f" (log: {stack.paths.log_file(supervisor.NAME)})"
+            )
     if not all(s.healthy for s in statuses):
         raise typer.Exit(1)
 

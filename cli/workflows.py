@@ -272,14 +272,20 @@ def resume(
     reason: RunReasonOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Resume a suspended run and wait for it, as `submit` does.
+    """Resume a suspended run, or a failed one from its failed step; wait for it.
 
     A `geomlops-train` run waits for approval: resuming it with --reason promotes its model
     version as the identity behind your credential (the same rules as `geomlops promote`),
     then lets the run finish.
 
+    A run that ended Failed or Error (a service it needed died: MLflow, PostgreSQL) resumes
+    from its last completed step: those steps are kept and the failed one runs again, as a
+    new attempt (as `geomlops workflows retry`). Its earlier attempt's MLflow run, left
+    RUNNING when MLflow went away, is ended FAILED by the new attempt.
+
     Examples:
         geomlops workflows resume geomlops-train-x7k2p --reason "IoU 0.80 on the held-out block"
+        geomlops workflows resume geomlops-train-x7k2p   # after it failed: from its failed step
     """
     from geomlops.settings import get_settings
     from geomlops.workflows.templates.train import APPROVE, DECISION
@@ -288,6 +294,17 @@ def resume(
     settings = get_settings()
     params = _parameters(parameter)
     backend = _backend(settings)
+    current = backend.status(run)
+    if current["phase"] in ("Failed", "Error"):
+        err.print(
+            f"{run} ended {current['phase']} ({current.get('message') or 'no message'}); "
+            "resuming from its failed step (completed steps are kept)"
+        )
+        backend.retry(run)
+        current = backend.wait(run, progress=_progress())
+        if not (current["suspended"] and (reason or params)):
+            _report(current, as_json)
+            return
     _approve_training(run, reason, settings)
     decided = decision_of_run(run, settings)
     if decided is not None and (node in (None, APPROVE)):

@@ -7,15 +7,18 @@ Every component asks :func:`get_connections` instead of building a URL itself.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from geomlops.errors import StackNotRunning
+from geomlops.service_errors import database_unavailable
 from geomlops.settings import LOOPBACK, Settings, get_settings
 from geomlops.stack.state import StatePaths, existing_secret, load_ports
 
 if TYPE_CHECKING:
+    import psycopg
     from mlflow.tracking import MlflowClient
     from mypy_boto3_s3 import S3Client
 
@@ -51,6 +54,10 @@ class Connections:
     """
 
     resolved: dict[str, str | None]
+    db_options: dict[str, str] = field(default_factory=dict)
+    """libpq parameters every database client gets: the timeouts of ``DatabaseSettings``."""
+    mlflow_env: dict[str, str] = field(default_factory=dict)
+    """MLflow's client variables bounding its requests (``MLflowSettings.client_env``)."""
 
     def _get(self, key: str, service: str) -> str:
         value = self.resolved.get(key)
@@ -98,9 +105,29 @@ class Connections:
         return self._get("db_dsn", "PostgreSQL")
 
     def db_url(self, database: str, driver: str = "postgresql") -> str:
-        """A SQLAlchemy/libpq URL for ``database`` on the platform's PostgreSQL."""
+        """A SQLAlchemy/libpq URL for ``database`` on the platform's PostgreSQL.
+
+        Its query carries the connect and statement timeouts (:attr:`db_options`), so every
+        client built from it (psycopg, pypgstac, SQLAlchemy) fails in bounded time when the
+        server is gone instead of waiting on a socket.
+        """
         scheme, rest = self.db_dsn.split("://", 1)
-        return f"{driver if driver != 'postgresql' else scheme}://{rest}/{database}"
+        url = f"{driver if driver != 'postgresql' else scheme}://{rest}/{database}"
+        return f"{url}?{urlencode(self.db_options, quote_via=quote)}" if self.db_options else url
+
+    def db_connect(self, database: str, *, autocommit: bool = False) -> psycopg.Connection:
+        """A psycopg connection to ``database`` with the platform's timeouts.
+
+        A server that does not answer is a :class:`ServiceUnavailable` naming PostgreSQL
+        and what to do, raised within ``connect_timeout`` seconds.
+        """
+        import psycopg
+
+        url = self.db_url(database)
+        try:
+            return psycopg.connect(url, autocommit=autocommit)
+        except psycopg.OperationalError as exc:
+            raise database_unavailable(exc) from exc
 
     def s3_client(self) -> S3Client:
         """A boto3 S3 client for the object store (path-style addressing).
@@ -133,6 +160,7 @@ class Connections:
             }
         return {
             **argo,
+            **self.mlflow_env,
             "STAC_API_URL": self.stac_url,
             "MLFLOW_TRACKING_URI": self.mlflow_tracking_uri,
             "MLFLOW_S3_ENDPOINT_URL": self.s3_endpoint_url,
@@ -154,8 +182,13 @@ def get_connections(settings: Settings | None = None) -> Connections:
 
     Nothing here fails for a service that is neither configured nor started; asking the
     result for that service's address does, with a message saying to run `geomlops up`.
+
+    It also bounds this process's MLflow client requests (MLflow reads its timeout and
+    retry variables at each request): every component resolves MLflow's address here
+    first, so none talks to MLflow with the defaults that retry a dead server for minutes.
     """
     settings = settings or get_settings()
+    os.environ.update(settings.mlflow.client_env())
     paths = StatePaths(settings.stack.home)
     external = (settings.stac.url, settings.mlflow.tracking_uri, settings.s3.endpoint_url)
     ports = {} if all(external) and settings.db.dsn else load_ports(paths)
@@ -193,5 +226,7 @@ def get_connections(settings: Settings | None = None) -> Connections:
             "s3_secret_key": s3_creds.get("secret_key"),
             "s3_region": settings.s3.region,
             "db_dsn": db_dsn,
-        }
+        },
+        db_options=settings.db.libpq_options(),
+        mlflow_env=settings.mlflow.client_env(),
     )

@@ -33,6 +33,15 @@ class StackNotRunning(StackError):
     """A command needs the local stack and it is not up."""
 
 
+class ServiceUnavailable(StackError):
+    """A service the command needs stopped answering (or answers only with errors).
+
+    Raised within the bounded time the settings give each client (the database's
+    ``connect_timeout``/``statement_timeout``, MLflow's request timeout and retries), with
+    the service named, so a dead dependency is an error in seconds, never a silent hang.
+    """
+
+
 class NotFoundError(GeomlopsError):
     """A named model, dataset, item, run or file does not exist."""
 

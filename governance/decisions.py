@@ -40,6 +40,7 @@ from geomlops.governance.record import (
     package_gates,
     training_record,
 )
+from geomlops.governance.registrations import RegistrationCheck
 from geomlops.governance.state import DesiredState, desired_state
 from geomlops.model import properties as prop
 from geomlops.model.ids import model_item_id
@@ -66,7 +67,7 @@ class Governance(CatalogAndRegistry):
     @contextmanager
     def _model_lock(self, model: str) -> Iterator[psycopg.Connection]:
         """Hold the model's decision lock for the whole decision (released if we die)."""
-        conn = psycopg.connect(pgstac_url(self.settings), autocommit=True, connect_timeout=10)
+        conn = psycopg.connect(pgstac_url(self.settings), autocommit=True)
         try:
             key = f"geomlops.decision:{model}"
             got = conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (key,)).fetchone()
@@ -93,7 +94,9 @@ class Governance(CatalogAndRegistry):
 
         try:
             self.mlflow.get_registered_model(model)
-        except MlflowException:
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise  # MLflow unreachable is not "no such model" (the CLI names the service)
             raise NotFoundError(
                 f"no registered model named {model!r}",
                 hint="list models with `geomlops catalog search --collection models`",
@@ -105,7 +108,9 @@ class Governance(CatalogAndRegistry):
         self._require_model(model)
         try:
             self.mlflow.get_model_version(model, version)
-        except MlflowException:
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
             raise NotFoundError(f"{model} has no version {version!r} in the registry") from None
         try:
             return self.catalog.get_item_dict(MODELS, model_item_id(model, version))
@@ -252,17 +257,46 @@ class Governance(CatalogAndRegistry):
             ),
         )
 
+    def _has_registered_model(self, model: str) -> bool:
+        try:
+            self._require_model(model)
+        except NotFoundError:
+            return False
+        return True
+
+    def models(self) -> list[str]:
+        """Every model either side knows of: MLflow's registered models, the package items."""
+        names = {m.name for m in self.mlflow.search_registered_models()}
+        for item in self.catalog.iter_search(collections=[MODELS]):
+            package = item.get("properties", {}).get(prop.PACKAGE)
+            if package:
+                names.add(str(package))
+        return sorted(names)
+
     def reconcile(self, model: str, *, repair: bool) -> list[Difference]:
-        """Differences between the record and MLflow/STAC; fixed when ``repair``."""
-        self._require_model(model)
+        """Differences between the record and MLflow/STAC; fixed when ``repair``.
+
+        The registration is compared first (:mod:`.registrations`): a registered model
+        without its package item, or the reverse, is what a registration broken half-way
+        leaves, and no decision in the log would reveal it.
+        """
+        check = RegistrationCheck(model, self.mlflow, self.catalog)
         if not repair:
-            conn = psycopg.connect(pgstac_url(self.settings), connect_timeout=10)
+            found = check.run(repair=False)
+            if not self._has_registered_model(model):
+                if not found:
+                    self._require_model(model)  # the NotFoundError naming the model
+                return found
+            conn = psycopg.connect(pgstac_url(self.settings))
             with conn:
-                return self._reconciler(model).run(self._desired(conn, model), repair=False)
+                desired = self._desired(conn, model)
+            return found + self._reconciler(model).run(desired, repair=False)
         identity = self.catalog.whoami()
         self._require_role(identity, "repair model records")
         with self._model_lock(model) as conn:
-            fixed = self._reconciler(model).run(self._desired(conn, model), repair=True)
+            fixed = check.run(repair=True)
+            if self._has_registered_model(model):
+                fixed += self._reconciler(model).run(self._desired(conn, model), repair=True)
             if fixed:
                 with conn.transaction():
                     audit.append(

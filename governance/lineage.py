@@ -387,7 +387,7 @@ class LineageResolver(CatalogAndRegistry):
     def _decisions(self, props: dict[str, Any]) -> Link:
         model = props.get(prop.MLFLOW_MODEL)
         version = props.get(prop.MLFLOW_MODEL_VERSION)
-        with psycopg.connect(pgstac_url(self.settings), connect_timeout=10) as conn:
+        with psycopg.connect(pgstac_url(self.settings)) as conn:
             entries = list(audit.entries(conn, model, version))
         decisions = [
             e for e in entries if e.action in (Action.PROMOTE, Action.ROLLBACK, Action.REJECT)

@@ -42,9 +42,11 @@ class Difference:
     where: str
     found: str
     expected: str
+    source: str = "the audit log"
+    """What says how it should be: the audit log, or the other half of a registration."""
 
     def __str__(self) -> str:
-        return f"{self.where}: found {self.found}, the audit log says {self.expected}"
+        return f"{self.where}: found {self.found}, {self.source} says {self.expected}"
 
 
 class Reconciler:

@@ -166,7 +166,8 @@ def registered_item(
     return item
 
 
-def _mlflow_tags(item: dict[str, Any]) -> dict[str, str]:
+def registration_tags(item: dict[str, Any]) -> dict[str, str]:
+    """The MLflow registered model's tags for package item ``item`` (`reconcile --repair` too)."""
     props = item["properties"]
     tags = {
         "geomlops.package": props[prop.PACKAGE],
@@ -239,15 +240,23 @@ class _RegisteredModel:
         self._undo = restore
         return "updated", None
 
-    def undo(self) -> None:
-        """Revert what :meth:`apply` changed (best effort: the original error is what matters)."""
+    def undo(self) -> str | None:
+        """Revert what :meth:`apply` changed; None when done, else why it could not be.
+
+        Best effort: the error that made the registration fail is what the caller reports,
+        with this one's reason beside it (no traceback: a dead service is not a bug).
+        """
         if self._undo is None:
-            return
+            return None
         try:
             self._undo()
-            log.warning("rolled back the MLflow registered model %s", self.name)
-        except Exception:  # pragma: no cover - reported, the original error is raised
-            log.exception("could not roll back the MLflow registered model %s", self.name)
+        except Exception as exc:
+            text = str(exc).strip()
+            reason = text.splitlines()[0][:300] if text else exc.__class__.__name__
+            log.warning("could not roll back the MLflow registered model %s: %s", self.name, reason)
+            return reason
+        log.warning("rolled back the MLflow registered model %s", self.name)
+        return None
 
 
 def _mlflow_error(name: str, exc: Exception) -> GeomlopsError:
@@ -316,14 +325,22 @@ def register_package(
         catalog.prepare(item, MODELS)  # an invalid item fails here, before any write
         model = _RegisteredModel(mlflow_client, name)
         description = str(item["properties"].get("description") or item["properties"]["title"])
-        mlflow_action, note = model.apply(_mlflow_tags(item), description)
+        mlflow_action, note = model.apply(registration_tags(item), description)
         if note:
             notes.append(note)
         try:
             item_action = catalog.upsert_item(item, MODELS)
-        except BaseException:
-            model.undo()
-            raise
+        except BaseException as exc:
+            left = model.undo()
+            if left is None or not isinstance(exc, GeomlopsError):
+                raise
+            raise type(exc)(
+                f"{exc.message}; the MLflow registered model {name} it had {mlflow_action} "
+                f"could not be rolled back ({left})",
+                hint=f"once the services are back (`geomlops status`), `geomlops reconcile "
+                f"{name} --repair` removes it, or `geomlops package register` again "
+                "completes the registration",
+            ) from exc
         if (mlflow_action, item_action) != ("unchanged", "unchanged"):
             _audit_registration(settings, catalog, item, provenance, digest, notes)
     finally:

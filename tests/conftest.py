@@ -12,6 +12,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import fault_support
 import pytest
 
 from geomlops.connections import Connections, get_connections
@@ -67,3 +68,20 @@ def fresh_settings() -> Iterator[None]:
     _reset_settings()
     yield
     _reset_settings()
+
+
+@pytest.fixture
+def paused_watchdog(local_stack: LocalStack) -> Iterator[LocalStack]:
+    """The session's stack with its watchdog stopped: a killed service stays dead.
+
+    Afterwards the watchdog is started again and the test waits until it has restored
+    every service, so the next test finds a whole stack.
+    """
+    from geomlops.stack import supervisor
+
+    supervisor.stop(local_stack.ctx)
+    try:
+        yield local_stack
+    finally:
+        supervisor.ensure(local_stack.ctx)
+        fault_support.wait_healthy(local_stack)

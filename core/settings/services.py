@@ -22,6 +22,20 @@ class StackSettings(BaseSettings):
     startup_timeout: float = Field(
         default=120.0, gt=0, description="Seconds to wait for one service to become healthy."
     )
+    supervise: bool = Field(
+        default=True,
+        description="`geomlops up` also starts a watchdog that restarts a service whose "
+        "process died (`GEOMLOPS_SUPERVISE`); off, only the next `up` restarts it.",
+    )
+    supervise_interval: float = Field(
+        default=2.0, gt=0, description="Seconds between the watchdog's looks at the services."
+    )
+    supervise_max_backoff: float = Field(
+        default=60.0,
+        gt=0,
+        description="Longest wait of the watchdog before it tries again to restart a service "
+        "that failed to start (the wait doubles from `supervise_interval` up to this).",
+    )
 
     @field_validator("home")
     @classmethod
@@ -47,6 +61,35 @@ class DatabaseSettings(BaseSettings):
     )
     pgstac_database: str = "pgstac"
     mlflow_database: str = "mlflow"
+    connect_timeout: int = Field(
+        default=5,
+        ge=1,
+        description="Seconds a client waits for PostgreSQL to accept a connection "
+        "(`GEOMLOPS_DB_CONNECT_TIMEOUT`); every client of the platform uses it: the CLI, "
+        "the STAC API, MLflow's store, pypgstac.",
+    )
+    statement_timeout: int = Field(
+        default=20,
+        ge=1,
+        description="Seconds one SQL statement may run before the server cancels it "
+        "(`GEOMLOPS_DB_STATEMENT_TIMEOUT`); also the limit on a lock wait.",
+    )
+
+    def libpq_options(self) -> dict[str, str]:
+        """The timeouts as libpq connection parameters, for a URL's query or ``connect()``.
+
+        ``keepalives_*`` make a client notice a server that vanished without closing the
+        socket (a killed host, a cut network) in seconds, not the kernel's two hours.
+        """
+        ms = self.statement_timeout * 1000
+        return {
+            "connect_timeout": str(self.connect_timeout),
+            "options": f"-c statement_timeout={ms} -c lock_timeout={ms}",
+            "keepalives": "1",
+            "keepalives_idle": "5",
+            "keepalives_interval": "2",
+            "keepalives_count": "3",
+        }
 
 
 class S3Settings(BaseSettings):
@@ -95,6 +138,28 @@ class MLflowSettings(BaseSettings):
     )
     port: int = Field(default=0, ge=0, le=65535, description="Local port; 0 picks a free one.")
     workers: int = Field(default=1, ge=1, description="Server workers (memory is scarce).")
+    request_timeout: int = Field(
+        default=10,
+        ge=1,
+        description="Seconds an MLflow client waits for one answer "
+        "(`GEOMLOPS_MLFLOW_REQUEST_TIMEOUT`; MLflow's own default is 120).",
+    )
+    request_retries: int = Field(
+        default=1,
+        ge=0,
+        description="Retries of a failed MLflow request (`GEOMLOPS_MLFLOW_REQUEST_RETRIES`). "
+        "MLflow's default (7, doubling waits) turns a dead server into minutes of silence; "
+        "with the timeout, a request to a dead or hung server fails within ~25 s.",
+    )
+
+    def client_env(self) -> dict[str, str]:
+        """MLflow's own variables bounding its client's requests (read at each request)."""
+        return {
+            "MLFLOW_HTTP_REQUEST_TIMEOUT": str(self.request_timeout),
+            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(self.request_retries),
+            "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+            "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
+        }
 
 
 class StacApiSettings(BaseSettings):

@@ -17,7 +17,7 @@ from typing import Protocol
 
 from geomlops.errors import ConfigError, StackError
 from geomlops.settings import Settings
-from geomlops.stack import process
+from geomlops.stack import process, supervisor
 from geomlops.stack.context import StackContext
 from geomlops.stack.gateway import GatewayService
 from geomlops.stack.ports import choose_port
@@ -73,6 +73,19 @@ DEPENDS_ON: dict[str, tuple[str, ...]] = {"mlflow": ("postgres", "s3"), "stac": 
 """Port roles each service was started with; if one moves, the service restarts."""
 
 
+NEEDS: dict[str, tuple[str, ...]] = {
+    "mlflow": ("postgres", "s3"),
+    "stac": ("postgres",),
+    "argo": ("stac",),
+    "gateway": ("stac",),
+}
+"""Services each one needs to do its work (its runs, items, credentials live there).
+
+A service can answer its own health check while one of these is down (MLflow's
+``/health`` and the STAC API's ping never touch the database), so `status` reports it as
+*degraded*, not healthy."""
+
+
 @dataclass(frozen=True)
 class ServiceStatus:
     """One line of `geomlops status`."""
@@ -82,9 +95,37 @@ class ServiceStatus:
     running: bool
     healthy: bool
     detail: str
+    degraded: bool = False
+    """Running and answering, but a service it needs is not healthy."""
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
+
+
+def degrade_dependents(statuses: list[ServiceStatus]) -> list[ServiceStatus]:
+    """Mark every answering service whose needs (:data:`NEEDS`, transitively) are unhealthy."""
+    by_name = {s.name: s for s in statuses}
+
+    def broken(name: str, seen: frozenset[str] = frozenset()) -> list[str]:
+        found = []
+        for need in NEEDS.get(name, ()):
+            if need in seen or need not in by_name:
+                continue
+            if not by_name[need].healthy:
+                found.append(need)
+            found += broken(need, seen | {name})
+        return list(dict.fromkeys(found))
+
+    result = []
+    for status in statuses:
+        down = broken(status.name)
+        if status.healthy and down:
+            detail = f"degraded: {', '.join(down)} {'is' if len(down) == 1 else 'are'} down"
+            status = ServiceStatus(
+                status.name, status.url, status.running, False, detail, degraded=True
+            )
+        result.append(status)
+    return result
 
 
 def _configured_ports(settings: Settings) -> dict[str, tuple[int, str]]:
@@ -126,17 +167,27 @@ class LocalStack:
         return [cls(self.ctx) for cls in SERVICE_TYPES]
 
     @contextmanager
-    def _locked(self) -> Iterator[None]:
-        """One `up` or `down` at a time per state directory."""
+    def locked(self, wait: float | None = None) -> Iterator[None]:
+        """One `up`, `down` or watchdog restart at a time per state directory.
+
+        Waits up to ``wait`` seconds for the lock (default: one service's startup time, as
+        long as a watchdog restart may hold it), then refuses.
+        """
         self.paths.ensure()
+        limit = time.monotonic() + (self.settings.stack.startup_timeout if wait is None else wait)
         with (self.paths.run_dir / "stack.lock").open("w") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise StackError(
-                    f"another `geomlops up` or `down` is working on {self.paths.home}",
-                    hint="wait for it to finish",
-                ) from None
+            while True:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= limit:
+                        raise StackError(
+                            f"another `geomlops up` or `down` (or the watchdog restarting a "
+                            f"service) is working on {self.paths.home}",
+                            hint="wait for it to finish",
+                        ) from None
+                    time.sleep(0.2)
             try:
                 yield
             finally:
@@ -165,7 +216,7 @@ class LocalStack:
     def up(self, progress: Progress = lambda _: None) -> list[ServiceStatus]:
         """Start whatever is not running and healthy; wait until all are."""
         _reject_external(self.settings)
-        with self._locked():
+        with self.locked():
             # Logs and data are their owner's alone (what an earlier version left, too).
             restrict(self.paths, keep=(PostgresService(self.ctx).data,))
             redact_logs(self.paths, generated_secrets(self.paths))
@@ -180,13 +231,16 @@ class LocalStack:
                         s for s in members if self._start(s, running[s.name], moved, progress)
                     ]
                     for service in started:
-                        self._wait_healthy(service)
+                        self.wait_healthy(service)
                     for service in members:
                         service.after_healthy()
             except Exception:
                 progress("stopping the stack after the failure")
+                supervisor.stop(self.ctx)  # a watchdog of an earlier `up` would restart it
                 self._stop_all(services)
                 raise
+            if self.settings.stack.supervise and supervisor.ensure(self.ctx):
+                progress(f"watchdog: started (log: {self.paths.log_file(supervisor.NAME)})")
         return self.status()
 
     def _start(
@@ -204,7 +258,8 @@ class LocalStack:
         service.start()
         return True
 
-    def _wait_healthy(self, service: Service) -> None:
+    def wait_healthy(self, service: Service) -> None:
+        """Until ``service`` answers healthy; StackError with its log tail after the timeout."""
         deadline = time.monotonic() + self.settings.stack.startup_timeout
         problem: str | None = "not checked"
         while time.monotonic() < deadline:
@@ -235,7 +290,10 @@ class LocalStack:
         """Stop every service; data stays in the state directory."""
         if not self.paths.home.exists():
             return []
-        with self._locked():
+        # The watchdog first (it could restart what is being stopped); outside the lock,
+        # which a restart of its own may hold.
+        supervisor.stop(self.ctx)
+        with self.locked():
             self.ctx.ports = load_ports(self.paths)
             stopped = []
             for service in reversed(self.services()):
@@ -264,4 +322,4 @@ class LocalStack:
                     detail=problem or "healthy",
                 )
             )
-        return result
+        return degrade_dependents(result)

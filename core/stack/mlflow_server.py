@@ -17,7 +17,7 @@ import os
 import shutil
 import sys
 from collections.abc import Mapping, Sequence
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlencode, urlsplit, urlunsplit
 
 from geomlops.errors import ConfigError
 
@@ -80,9 +80,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
     settings = get_settings()
     mlflow = shutil.which("mlflow", path=os.path.dirname(sys.executable)) or "mlflow"
+    # The platform's database timeouts, as libpq parameters in the URL's query (SQLAlchemy
+    # hands them to psycopg): MLflow's store fails a request instead of hanging on it.
+    timeouts = urlencode(settings.db.libpq_options(), quote_via=quote)
+    dsn = f"{get_connections(settings).db_dsn}?{timeouts}"
     args, env = server_command(
         mlflow,
-        get_connections(settings).db_dsn,
+        dsn,
         settings.db.mlflow_database,
         options,
         os.environ,

@@ -80,7 +80,8 @@ def read_pid(pid_file: Path) -> PidRecord | None:
     when its main process was killed (a worker keeping the port would block a restart).
     """
     try:
-        data = json.loads(pid_file.read_text())
+        text = pid_file.read_text()
+        data = json.loads(text)
         sid = data.get("sid")
         record = PidRecord(
             pid=int(data["pid"]),
@@ -94,9 +95,21 @@ def read_pid(pid_file: Path) -> PidRecord | None:
         return None
     if record.process() is None:
         _terminate(record.session_leftovers())
-        pid_file.unlink(missing_ok=True)
+        _unlink_if_unchanged(pid_file, text)
         return None
     return record
+
+
+def _unlink_if_unchanged(pid_file: Path, text: str) -> None:
+    """Remove a stale PID file unless it was replaced meanwhile.
+
+    Readers run concurrently (`status`, the watchdog, `up`): one that found the file stale
+    must not delete the record of the service another has just started in its place, which
+    would leave that service running untracked and holding its port.
+    """
+    with contextlib.suppress(FileNotFoundError):
+        if pid_file.read_text() == text:
+            pid_file.unlink(missing_ok=True)
 
 
 def _terminate(procs: list[psutil.Process], timeout: float = 10.0) -> list[psutil.Process]:

@@ -292,6 +292,26 @@ class MLflowService(ProcessService):
             }
         )
 
+    def after_healthy(self) -> None:
+        """Make MLflow open its database store now, while PostgreSQL is known to be up.
+
+        MLflow creates its store at the first API request, and when the database does not
+        answer then it retries with doubling sleeps for about an hour (``MAX_RETRY_COUNT``
+        in ``mlflow.store.db.utils``), holding every request: a server restarted while
+        PostgreSQL is down would hang each client for minutes. ``/health`` never touches the
+        store, so one real (read) request to each of its two stores (tracking and model
+        registry, created apart) here does. Any answer counts: the store exists by then.
+        (Behind authentication, these requests need its credentials to reach the stores.)
+        """
+        import httpx
+
+        for path in ("experiments/search", "registered-models/search"):
+            httpx.get(
+                f"{self.url()}/api/2.0/mlflow/{path}",
+                params={"max_results": 1},
+                timeout=self.ctx.settings.stack.startup_timeout,
+            )
+
 
 class StacApiService(ProcessService):
     """The STAC API: stac-fastapi-pgstac built by `geomlops.catalog.api.create_app`."""

@@ -311,10 +311,12 @@ def run_entry_point(
     mlflow.set_tracking_uri(conn.mlflow_tracking_uri)
     client = MlflowClient(conn.mlflow_tracking_uri)
     experiment_id = experiment_id_of(client, config.experiment)
+    run_name = f"{config.workflow}-{entry_point}"
+    end_orphaned_runs(client, experiment_id, config.workflow, run_name)
     run = client.create_run(
         experiment_id,
         tags={**_lineage_tags(config), ENVIRONMENT_TAG: str(environment.path), **tags},
-        run_name=f"{config.workflow}-{entry_point}",
+        run_name=run_name,
     )
     command = [
         sys.executable, "-m", "mlflow", "run", str(folder),
@@ -343,6 +345,40 @@ def run_entry_point(
             hint="its output is in this step's log (`geomlops workflows logs RUN`)",
         )
     return run.info.run_id, experiment_id
+
+
+ORPHAN_TAG = "geomlops.orphaned"
+"""Set on an MLflow run a later attempt of its step ended FAILED: why it ended so."""
+
+
+def end_orphaned_runs(client: Any, experiment_id: str, workflow: str, run_name: str) -> list[str]:
+    """End FAILED every run an earlier attempt of this step left RUNNING; their ids.
+
+    An attempt closes its own run on any failure, unless MLflow itself was unreachable
+    then (killed, restarting): the run stays RUNNING for ever. One workflow run runs one
+    attempt of a step at a time, so when a new attempt starts, a RUNNING run of the same
+    workflow and step belongs to a dead one.
+    """
+    found = client.search_runs(
+        [experiment_id],
+        filter_string=(
+            f"tags.`geomlops.workflow` = '{workflow}' AND attributes.run_name = '{run_name}' "
+            "AND attributes.status = 'RUNNING'"
+        ),
+    )
+    ended = []
+    for orphan in found:
+        run_id = orphan.info.run_id
+        client.set_tag(
+            run_id,
+            ORPHAN_TAG,
+            "its attempt died with MLflow unreachable; ended "
+            "FAILED by the next attempt of the step",
+        )
+        client.set_terminated(run_id, "FAILED")
+        log.warning("ended MLflow run %s FAILED: an earlier attempt left it RUNNING", run_id)
+        ended.append(run_id)
+    return ended
 
 
 def experiment_id_of(client: Any, name: str) -> str:
