@@ -7,6 +7,7 @@ Every component asks :func:`get_connections` instead of building a URL itself.
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
@@ -33,6 +34,10 @@ def _s3_client(endpoint_url: str, access_key: str, secret_key: str, region: str)
         region_name=region,
         config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3}),
     )
+
+
+MLFLOW_USER_VARIABLE = "MLFLOW_TRACKING_USERNAME"
+MLFLOW_PASSWORD_VARIABLE = "MLFLOW_TRACKING_PASSWORD"  # noqa: S105 - a variable name
 
 
 def _missing(service: str) -> StackNotRunning:
@@ -65,6 +70,27 @@ class Connections:
     @property
     def mlflow_tracking_uri(self) -> str:
         return self._get("mlflow_tracking_uri", "MLflow")
+
+    @property
+    def mlflow_username(self) -> str | None:
+        """The platform's MLflow account (None: a server without authentication)."""
+        return self.resolved.get("mlflow_username")
+
+    @property
+    def mlflow_password(self) -> str | None:
+        return self.resolved.get("mlflow_password")
+
+    def mlflow_auth(self) -> tuple[str, str] | None:
+        """``(user, password)`` for MLflow's basic auth, or None when none is configured."""
+        user, password = self.mlflow_username, self.mlflow_password
+        return (user, password) if user and password else None
+
+    def mlflow_env(self) -> dict[str, str]:
+        """The variables MLflow's own client reads its credential from, at every request."""
+        auth = self.mlflow_auth()
+        if auth is None:
+            return {}
+        return {MLFLOW_USER_VARIABLE: auth[0], MLFLOW_PASSWORD_VARIABLE: auth[1]}
 
     @property
     def argo_url(self) -> str:
@@ -135,6 +161,7 @@ class Connections:
             **argo,
             "STAC_API_URL": self.stac_url,
             "MLFLOW_TRACKING_URI": self.mlflow_tracking_uri,
+            **self.mlflow_env(),
             "MLFLOW_S3_ENDPOINT_URL": self.s3_endpoint_url,
             "AWS_ENDPOINT_URL": self.s3_endpoint_url,
             "AWS_ENDPOINT_URL_S3": self.s3_endpoint_url,
@@ -182,7 +209,14 @@ def get_connections(settings: Settings | None = None) -> Connections:
     else:
         db_dsn = None
 
-    return Connections(
+    if settings.mlflow.password is not None:
+        mlflow_password: str | None = settings.mlflow.password.get_secret_value()
+    elif settings.mlflow.tracking_uri is None:
+        mlflow_password = (existing_secret(paths, "mlflow") or {}).get("password")
+    else:
+        mlflow_password = None
+
+    connections = Connections(
         resolved={
             "stac_url": settings.stac.url or local("stac"),
             "argo_url": settings.argo.server or local("argo"),
@@ -193,5 +227,13 @@ def get_connections(settings: Settings | None = None) -> Connections:
             "s3_secret_key": s3_creds.get("secret_key"),
             "s3_region": settings.s3.region,
             "db_dsn": db_dsn,
+            "mlflow_username": settings.mlflow.username if mlflow_password else None,
+            "mlflow_password": mlflow_password,
         }
     )
+    # MLflow's client (MlflowClient, mlflow.log_*, `mlflow run`) reads its credential from
+    # these variables at each request, not from an argument: the platform's clients in this
+    # process, and the processes it starts, authenticate with the platform's account. The
+    # environment, not a command line, so `ps` never shows it.
+    os.environ.update(connections.mlflow_env())
+    return connections

@@ -47,6 +47,11 @@ class DatabaseSettings(BaseSettings):
     )
     pgstac_database: str = "pgstac"
     mlflow_database: str = "mlflow"
+    mlflow_auth_database: str = Field(
+        default="mlflow_auth",
+        description="MLflow's basic-auth users and permissions (its own migrations, so its "
+        "own database).",
+    )
 
 
 class S3Settings(BaseSettings):
@@ -65,6 +70,11 @@ class S3Settings(BaseSettings):
     bucket_dvc: str = Field(default="dvc", description="DVC dataset remote.")
     bucket_imagery: str = Field(default="imagery", description="Source imagery COGs.")
     bucket_predictions: str = Field(default="predictions", description="Inference outputs.")
+    bucket_audit: str = Field(
+        default="audit",
+        description="Anchors of the audit log (its head after each append), kept apart from "
+        "the database so a deleted tail is seen.",
+    )
 
     @model_validator(mode="after")
     def _keys_come_in_pairs(self) -> S3Settings:
@@ -82,6 +92,7 @@ class S3Settings(BaseSettings):
             "dvc": self.bucket_dvc,
             "imagery": self.bucket_imagery,
             "predictions": self.bucket_predictions,
+            "audit": self.bucket_audit,
         }
 
 
@@ -95,6 +106,18 @@ class MLflowSettings(BaseSettings):
     )
     port: int = Field(default=0, ge=0, le=65535, description="Local port; 0 picks a free one.")
     workers: int = Field(default=1, ge=1, description="Server workers (memory is scarce).")
+    username: str = Field(
+        default="geomlops",
+        description="The platform's MLflow account (`GEOMLOPS_MLFLOW_USERNAME`): MLflow runs "
+        "its basic-auth app, so every request but `/health` needs a credential; the local "
+        "stack makes this account its administrator.",
+    )
+    password: SecretStr | None = Field(
+        default=None,
+        description="Password of that account (`GEOMLOPS_MLFLOW_PASSWORD`, from a Secret on a "
+        "cluster); unset means the local stack's, generated once into "
+        "`$GEOMLOPS_HOME/secrets/mlflow.json` (0600).",
+    )
 
 
 class StacApiSettings(BaseSettings):

@@ -217,7 +217,7 @@ class PostgresService:
         db = self.ctx.settings.db
         with psycopg.connect(self.dsn(), autocommit=True) as conn:
             existing = {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
-            for name in (db.pgstac_database, db.mlflow_database):
+            for name in (db.pgstac_database, db.mlflow_database, db.mlflow_auth_database):
                 if name not in existing:
                     conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         url = self.url(db.pgstac_database)

@@ -275,6 +275,9 @@ class MLflowService(ProcessService):
         ]  # fmt: skip
 
     def env(self) -> dict[str, str]:
+        # The platform's MLflow account, generated once; the launcher makes it the auth
+        # app's administrator, and every client reads it through get_connections.
+        secret(self.ctx.paths, "mlflow", {"password": 32})
         seaweed = SeaweedService(self.ctx)
         creds = seaweed.credentials
         return self.ctx.child_env(

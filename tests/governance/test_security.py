@@ -399,3 +399,64 @@ def test_logs_and_data_are_private_and_hold_no_password(stack: Connections) -> N
     assert not exposed([paths.home, paths.logs_dir], 0o010)
     for log in logs:
         assert password not in log.read_text(errors="replace"), log
+
+
+# --- item 3: the production alias needs a credential; serving follows the governed record -------
+def test_mlflow_refuses_an_unauthenticated_alias_move_and_resolution_ignores_the_alias(
+    stack: Connections,
+    model: dict[str, Any],
+    people: dict[str, tuple[str, str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from geomlops.model.registry import RestRegistry
+    from geomlops.model.resolve import resolve_model
+
+    name, low, high = model["name"], model["low"], model["high"]
+    _as(monkeypatch, people["alice"][1])
+    if _props(stack, model, high)[prop.STAGE] != "production":
+        promoted = runner.invoke(app, ["promote", name, high, "--reason", "IoU 0.80 above 0.7"])
+        assert promoted.exit_code == 0, promoted.output
+    assert _alias(stack, name) == high
+
+    # Without a credential MLflow answers 401 to the alias move, and to reads as well.
+    api = stack.mlflow_tracking_uri.rstrip("/") + "/api/2.0/mlflow"
+    moved = httpx.post(
+        f"{api}/registered-models/alias",
+        json={"name": name, "alias": "production", "version": low},
+        timeout=30,
+    )
+    assert moved.status_code == 401, moved.text
+    assert httpx.get(f"{api}/registered-models/get", params={"name": name}).status_code == 401
+    wrong = httpx.post(
+        f"{api}/registered-models/alias",
+        json={"name": name, "alias": "production", "version": low},
+        auth=(get_settings().mlflow.username, "not-the-password"),
+        timeout=30,
+    )
+    assert wrong.status_code == 401, wrong.text
+    assert _alias(stack, name) == high
+    # The platform's own clients authenticate with the account from settings: the secret
+    # is in GEOMLOPS_HOME (0600), never in a service's command line.
+    paths = StatePaths(get_settings().stack.home)
+    secret_file = paths.secrets_dir / "mlflow.json"
+    assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+    password = json.loads(secret_file.read_text())["password"]
+    for pid_file in paths.run_dir.glob("*.pid"):
+        cmdline = Path(f"/proc/{pid_file.read_text().strip()}/cmdline")
+        if cmdline.exists():
+            assert password not in cmdline.read_text(), pid_file
+
+    # Someone holding MLflow's credential moves the alias behind governance's back: serving's
+    # resolution (over MLflow's REST API, as the serving environment asks) still answers
+    # with the governed production, and reconcile reports the disagreement.
+    stack.mlflow_client().set_registered_model_alias(name, "production", low)
+    assert _alias(stack, name) == low
+    for registry in (None, RestRegistry.from_settings()):
+        resolved = resolve_model(name, registry=registry)
+        assert (resolved.version, resolved.stage) == (high, "production")
+    report = runner.invoke(app, ["reconcile", name])
+    assert report.exit_code == 1, report.output
+    assert f"MLflow alias {name}@production" in report.stdout
+    repaired = runner.invoke(app, ["reconcile", name, "--repair"])
+    assert repaired.exit_code == 0, repaired.output
+    assert _alias(stack, name) == high
