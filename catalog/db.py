@@ -17,16 +17,22 @@ from geomlops.errors import StackNotRunning
 from geomlops.settings import Settings, get_settings
 
 
-def pgstac_url(settings: Settings | None = None) -> str:
-    """Libpq URL of the PgSTAC database."""
+def pgstac_url(settings: Settings | None = None, *, owner: bool = False) -> str:
+    """Libpq URL of the PgSTAC database, as the app role (or, with ``owner``, its owner)."""
     settings = settings or get_settings()
-    return get_connections(settings).db_url(settings.db.pgstac_database)
+    return get_connections(settings).db_url(settings.db.pgstac_database, owner=owner)
 
 
 @contextmanager
-def pgstac_connection(settings: Settings | None = None) -> Iterator[psycopg.Connection]:
-    """One transaction on the PgSTAC database: committed on success, rolled back on error."""
-    url = pgstac_url(settings)
+def pgstac_connection(
+    settings: Settings | None = None, *, owner: bool = False
+) -> Iterator[psycopg.Connection]:
+    """One transaction on the PgSTAC database: committed on success, rolled back on error.
+
+    As the app role the platform runs as; ``owner`` (the bootstrap only) connects as the
+    role that owns the tables (:mod:`geomlops.stack.roles`).
+    """
+    url = pgstac_url(settings, owner=owner)
     try:
         conn = psycopg.connect(url, connect_timeout=10)
     except psycopg.OperationalError as exc:

@@ -40,7 +40,22 @@ class DatabaseSettings(BaseSettings):
         "name); unset means the local stack's own cluster.",
     )
     port: int = Field(default=0, ge=0, le=65535, description="Local port; 0 picks a free one.")
-    user: str = Field(default="geomlops", description="Superuser of the local cluster.")
+    user: str = Field(
+        default="geomlops",
+        description="Superuser of the local cluster: the owner that migrates and bootstraps "
+        "(used by `geomlops up` only, never by the platform's services).",
+    )
+    app_user: str = Field(
+        default="geomlops_app",
+        description="The role the platform runs as (`GEOMLOPS_DB_APP_USER`): no superuser, "
+        "owner of nothing in the catalog database, only reads and appends the audit log.",
+    )
+    owner_dsn: SecretStr | None = Field(
+        default=None,
+        description="With `GEOMLOPS_DB_DSN` (the app role's), the owner's "
+        "`postgresql://user:pass@host:port` for migrations and the catalog bootstrap; unset "
+        "means the local stack's superuser, or `GEOMLOPS_DB_DSN` itself on a cluster.",
+    )
     bindir: Path | None = Field(
         default=None,
         description="Directory of initdb/pg_ctl; unset finds Debian's PostgreSQL 15.",

@@ -291,7 +291,8 @@ class MLflowService(ProcessService):
                 "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
                 # This stack's PostgreSQL, for the launcher (which hands MLflow only the
                 # password, as PGPASSWORD): never an outside DSN left in our environment.
-                mlflow_server.DSN_VARIABLE: PostgresService(self.ctx).server_dsn(),
+                # As the app role, which owns MLflow's databases and nothing of the catalog.
+                mlflow_server.DSN_VARIABLE: PostgresService(self.ctx).app_server_dsn(),
             }
         )
 

@@ -460,3 +460,75 @@ def test_mlflow_refuses_an_unauthenticated_alias_move_and_resolution_ignores_the
     repaired = runner.invoke(app, ["reconcile", name, "--repair"])
     assert repaired.exit_code == 0, repaired.output
     assert _alias(stack, name) == high
+
+
+# --- item 5: the platform's database role, and a deleted audit tail -----------------------------
+def test_the_platform_role_cannot_bypass_the_audit_guards(stack: Connections) -> None:
+    """The app role is no superuser, owns nothing of the catalog, and may only append."""
+    import psycopg
+
+    with pgstac_connection() as conn:
+        user, superuser = conn.execute(
+            "SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user"
+        ).fetchone()
+        assert (user, superuser) == (get_settings().db.app_user, False)
+        owned = conn.execute(
+            "SELECT count(*) FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner "
+            "WHERE r.rolname = current_user"
+        ).fetchone()[0]
+        assert owned == 0
+    for statement, message in (
+        ("SET session_replication_role = replica", "permission denied"),
+        ("SET LOCAL session_replication_role = replica", "permission denied"),
+        ("ALTER TABLE geomlops.audit_log DISABLE TRIGGER ALL", "must be owner"),
+        ("ALTER TABLE geomlops.audit_log DISABLE TRIGGER audit_log_no_update_delete", "owner"),
+        ("DROP TRIGGER audit_log_no_update_delete ON geomlops.audit_log", "must be owner"),
+        ("DELETE FROM geomlops.audit_log WHERE id > 0", "permission denied"),
+        ("TRUNCATE geomlops.audit_log", "permission denied"),
+        ("UPDATE geomlops.audit_log SET reason = 'x'", "permission denied"),
+        ("ALTER ROLE CURRENT_USER SUPERUSER", "superuser"),
+    ):
+        with (
+            pytest.raises(psycopg.errors.InsufficientPrivilege, match=message),
+            pgstac_connection() as conn,
+        ):
+            conn.execute(statement)
+
+
+def test_verify_detects_a_tail_deleted_by_the_owner(stack: Connections) -> None:
+    """The owner can still delete rows (a superuser); the anchors outside the database see it."""
+    model = f"sec-tail-{uuid.uuid4().hex[:6]}"
+    with pgstac_connection() as conn:
+        appended = [
+            audit.append(conn, AuditEntry("alice", Action.REJECT, model, str(v), reason="low"))
+            for v in (1, 2)
+        ]
+    intact = runner.invoke(app, ["audit", "--verify"])
+    assert intact.exit_code == 0, intact.output
+
+    columns = "id, at, actor, action, model, version, reason, details, prev_hash, hash"
+    with pgstac_connection(owner=True) as conn:
+        conn.execute("SET LOCAL session_replication_role = replica")
+        tail = conn.execute(
+            f"DELETE FROM geomlops.audit_log WHERE model = %s RETURNING {columns}",  # noqa: S608
+            (model,),
+        ).fetchall()
+    assert len(tail) == 2
+    try:
+        with pgstac_connection() as conn:
+            assert audit.check_chain(conn).problems  # what remains is a valid, shorter chain
+        broken = runner.invoke(app, ["audit", "--verify"])
+        assert broken.exit_code == 1, broken.output
+        assert "chain BROKEN" in broken.stderr
+        assert f"entry {appended[-1].id} is missing" in broken.stderr
+        assert "tail was deleted" in broken.stderr
+    finally:  # put the tail back, so the chain is whole for the rest of the session
+        with pgstac_connection(owner=True) as conn:
+            conn.execute("SET LOCAL session_replication_role = replica")
+            for row in tail:
+                conn.execute(
+                    f"INSERT INTO geomlops.audit_log ({columns}) OVERRIDING SYSTEM VALUE "  # noqa: S608
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s)",
+                    (*row[:7], json.dumps(row[7]), *row[8:]),
+                )
+    assert runner.invoke(app, ["audit", "--verify"]).exit_code == 0

@@ -128,6 +128,15 @@ key: s3-secret-key
   value: {{ .Values.postgresql.databases.mlflow | quote }}
 {{- end -}}
 
+{{/* The platform's MLflow account: MLflow's basic-auth app refuses requests without it. */}}
+{{- define "geomlops.mlflowAuthEnv" -}}
+- name: GEOMLOPS_MLFLOW_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "geomlops.credentialsSecret" . }}
+      key: mlflow-password
+{{- end -}}
+
 {{- define "geomlops.s3Env" -}}
 - name: GEOMLOPS_S3_ENDPOINT_URL
   value: {{ include "geomlops.s3EndpointUrl" . | quote }}
