@@ -40,6 +40,8 @@ PASSWORD_VARIABLE = "PGPASSWORD"  # noqa: S105 - a variable name, not a password
 DSN_VARIABLE = "GEOMLOPS_DB_DSN"
 #: MLflow's own app that authenticates every request (``mlflow server --app-name``).
 AUTH_APP = "basic-auth"
+AUTH_CACHE_SECONDS = 60
+"""How long a worker trusts a password it checked (a changed one is refused within this)."""
 AUTH_CONFIG_FILE = "mlflow-basic-auth.ini"
 """Under ``$GEOMLOPS_HOME/secrets``: the auth app's settings (no password in it)."""
 
@@ -84,6 +86,10 @@ def auth_config(auth_database_url: str) -> str:
         f"database_uri = {auth_database_url}\n"
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
         "grant_default_workspace_access = false\n"
+        # A checked password is remembered for a minute: checking one costs a PBKDF2 hash
+        # (~1 s of a busy core), which every request paid without it.
+        f"auth_cache_ttl_seconds = {AUTH_CACHE_SECONDS}\n"
+        "auth_cache_max_size = 1000\n"
     )
 
 

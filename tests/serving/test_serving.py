@@ -84,8 +84,12 @@ def promoted(stack: Connections) -> Iterator[str]:
     stack must not inherit them. A second version of the same run is registered and
     recorded as rejected (:func:`rejected`).
     """
+    import mlflow
     from mlflow.tracking import MlflowClient
 
+    # MLflow 3.17 reads a logged model's artifacts (`model/mlm.json` below) through a client
+    # it makes with the process's default tracking URI, whatever the one given here.
+    mlflow.set_tracking_uri(stack.mlflow_tracking_uri)
     client = MlflowClient(stack.mlflow_tracking_uri)
     experiment = "serving-test"
     if client.get_experiment_by_name(experiment) is None:
