@@ -90,17 +90,23 @@ def _grant_app_role(settings: Settings, pgstac_url: str) -> None:
     The platform then runs as it (``GEOMLOPS_DB_DSN``) while the owner
     (``GEOMLOPS_DB_OWNER_DSN``) keeps the catalog's tables: :mod:`geomlops.stack.roles`.
     """
+    from urllib.parse import unquote, urlsplit
+
     import psycopg
 
     from geomlops.stack import roles
 
+    conn_info = get_connections(settings)
     app = settings.db.app_user
+    app_dsn = urlsplit(conn_info.db_dsn)
     with psycopg.connect(pgstac_url, autocommit=True, connect_timeout=10) as conn:
-        if not roles.app_role_exists(conn, app):
+        if conn_info.db_dsn != conn_info.db_owner_dsn and app_dsn.username == app:
+            # Two DSNs (the chart's bundled server): the app DSN's password defines the role.
+            roles.ensure_app_role(conn, app, unquote(app_dsn.password or ""))
+        elif not roles.app_role_exists(conn, app):
             log.warning("no database role %s: the platform runs as the owner's role", app)
             return
         roles.grant_pgstac(conn, app)
-    conn_info = get_connections(settings)
     for database in (settings.db.mlflow_database, settings.db.mlflow_auth_database):
         url = conn_info.db_url(database, owner=True)
         with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
