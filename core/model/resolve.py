@@ -168,7 +168,7 @@ def production_version(
         raise _not_registered(name)
     raise NoProductionVersion(
         f"model {name!r} has no production version (no version was promoted: none has "
-        f"stage {Stage.PRODUCTION!r} in the catalog)",
+        f"stage '{Stage.PRODUCTION.value}' in the catalog)",
         hint=f"an approver promotes a trained version (`geomlops promote {name} VERSION "
         "--reason …`), or ask for a version explicitly (--version)",
     )
