@@ -523,7 +523,7 @@ def test_serve_follows_promotion_and_rollback_unless_pinned(
         promoted_after = _until(following, chip, second)
         _decide(governed["approver"], "rollback", name, "--reason", "back to the first")
         rolled_back_after = _until(following, chip, first)
-        print(f"switched {promoted_after:.1f} s after promote, {rolled_back_after:.1f} s after rollback")
+        print(f"switched after {promoted_after:.1f} s, {rolled_back_after:.1f} s (rollback)")
         # Pinned, it served the version it was started with all along, and says so.
         tags = _answered_by(pinned, chip)
         assert (tags["model_version"], tags["pinned"]) == (first, True)
