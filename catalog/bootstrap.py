@@ -21,6 +21,7 @@ from geomlops.catalog.keys import ensure_admin_key, ensure_schema
 from geomlops.catalog.queryables import register_mlm_queryables
 from geomlops.errors import ConfigError
 from geomlops.settings import Settings, get_settings
+from geomlops.stack import roles
 from geomlops.stack.state import StatePaths, secret
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ def bootstrap(settings: Settings | None = None, *, key_from_settings: bool = Fal
         key = settings.auth.api_key.get_secret_value()
     else:
         key = admin_key(settings)
-    with pgstac_connection(settings) as conn:
+    with pgstac_connection(settings, owner=True) as conn:
         ensure_extent_triggers(conn, placeholder_extent())
         for collection in collection_dicts():
             conn.execute("SELECT pgstac.upsert_collection(%s::jsonb)", (json.dumps(collection),))
@@ -62,6 +63,15 @@ def bootstrap(settings: Settings | None = None, *, key_from_settings: bool = Fal
         audit.ensure_schema(conn)
         if ensure_admin_key(conn, key):
             log.info("administrator API key stored (hash only)")
+        app_role = settings.db.app_user
+        if roles.app_role_exists(conn, app_role):
+            roles.grant_app(conn, app_role)
+        else:
+            log.warning(
+                "no database role %s: the platform runs as the role of GEOMLOPS_DB_DSN, which "
+                "must not own the audit log (create it, or set GEOMLOPS_DB_APP_USER)",
+                app_role,
+            )
 
 
 if __name__ == "__main__":

@@ -87,8 +87,17 @@ def _hint(key: str) -> str:
 
 
 def ensure_schema(conn: psycopg.Connection) -> None:
-    """Create the ``geomlops`` schema and its tables if missing (idempotent)."""
-    conn.execute(SCHEMA_SQL)
+    """Create the ``geomlops`` schema and its tables if missing (idempotent).
+
+    Only the owner may create them (the bootstrap does); the platform's app role, which
+    the CLI runs as, finds them there and creates nothing.
+    """
+    tables = conn.execute(
+        "SELECT to_regclass('geomlops.api_keys') IS NOT NULL "
+        "AND to_regclass('geomlops.write_log') IS NOT NULL"
+    ).fetchone()
+    if tables is None or not tables[0]:
+        conn.execute(SCHEMA_SQL)
 
 
 def _check_roles(roles: Iterable[str]) -> list[str]:

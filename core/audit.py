@@ -7,7 +7,11 @@ every role, superusers included (only someone who drops the triggers by hand, ou
 platform, could change history, and the hash chain would then show it).
 
 Each entry carries the SHA-256 of the previous entry and of its own content, so
-:func:`verify` can prove that no entry was altered, removed or inserted out of order.
+:func:`verify` can prove that no entry was altered, removed or inserted out of order; and
+each append anchors the log's new head outside the database (:mod:`geomlops.audit_anchor`),
+so :func:`verify` also sees a deleted tail. The platform itself connects as a role that
+may only read and append here (no DELETE, TRUNCATE, trigger or replication-role rights:
+:mod:`geomlops.stack.roles`).
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from geomlops import audit_anchor
+from geomlops.audit_anchor import AnchorStore
 from geomlops.errors import GeomlopsError, ValidationFailed
 
 GENESIS = "0" * 64
@@ -162,11 +168,14 @@ def ensure_schema(conn: psycopg.Connection) -> None:
     conn.execute(SCHEMA_SQL)
 
 
-def append(conn: psycopg.Connection, entry: AuditEntry) -> AuditEntry:
+def append(
+    conn: psycopg.Connection, entry: AuditEntry, *, anchors: AnchorStore | None = None
+) -> AuditEntry:
     """Append ``entry`` inside the caller's transaction and return it as stored.
 
     Appending in the caller's transaction is what lets a decision and its record commit
-    or roll back together.
+    or roll back together. The new head is anchored in ``anchors`` (default: the platform's
+    object store) before returning; if it cannot be, the append fails.
     """
     if not entry.actor:
         raise ValidationFailed("an audit entry needs an actor")
@@ -203,6 +212,7 @@ def append(conn: psycopg.Connection, entry: AuditEntry) -> AuditEntry:
             ),
         ).fetchone()
     )
+    (anchors or AnchorStore.from_settings()).write(audit_anchor.current(conn, row[0], digest))
     return AuditEntry(**{**stored.__dict__, "id": row[0], "hash": digest})
 
 
@@ -263,13 +273,20 @@ class Verification:
         )
 
 
-def check_chain(conn: psycopg.Connection) -> Verification:
-    """Walk the whole chain, oldest first, checking each link and each entry's own hash."""
+def check_chain(conn: psycopg.Connection, anchors: AnchorStore | None = None) -> Verification:
+    """Walk the whole chain, oldest first, checking each link and each entry's own hash.
+
+    Then compare its end with the newest anchor in ``anchors`` (default: the platform's
+    object store), which a deleted tail no longer matches.
+    """
     problems = []
     expected_prev = GENESIS
     checked, last = 0, None
+    hashes: dict[int, str] = {}
     for entry in entries(conn):
         checked, last = checked + 1, entry
+        if entry.id is not None:
+            hashes[entry.id] = entry.hash or ""
         if entry.prev_hash != expected_prev:
             problems.append(
                 f"entry {entry.id}: chain broken before it (an entry was removed, inserted "
@@ -278,9 +295,10 @@ def check_chain(conn: psycopg.Connection) -> Verification:
         if _digest(entry) != entry.hash:
             problems.append(f"entry {entry.id}: content does not match its hash (altered)")
         expected_prev = entry.hash or ""
+    problems += audit_anchor.check(conn, hashes, checked, anchors or AnchorStore.from_settings())
     return Verification(checked, problems, last)
 
 
-def verify(conn: psycopg.Connection) -> list[str]:
-    """Problems found walking the whole chain (empty when intact)."""
-    return check_chain(conn).problems
+def verify(conn: psycopg.Connection, anchors: AnchorStore | None = None) -> list[str]:
+    """Problems found walking the whole chain and comparing its end (empty when intact)."""
+    return check_chain(conn, anchors).problems

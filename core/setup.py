@@ -53,7 +53,7 @@ def databases(settings: Settings, timeout: float = 300.0) -> list[str]:
     from psycopg import sql
 
     conn_info = get_connections(settings)
-    admin_url = conn_info.db_url("postgres")
+    admin_url = conn_info.db_url("postgres", owner=True)
 
     def connect() -> psycopg.Connection:
         return psycopg.connect(admin_url, autocommit=True, connect_timeout=5)
@@ -61,11 +61,15 @@ def databases(settings: Settings, timeout: float = 300.0) -> list[str]:
     created = []
     with _wait("PostgreSQL", connect, timeout) as conn:
         existing = {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
-        for name in (settings.db.pgstac_database, settings.db.mlflow_database):
+        for name in (
+            settings.db.pgstac_database,
+            settings.db.mlflow_database,
+            settings.db.mlflow_auth_database,
+        ):
             if name not in existing:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
                 created.append(name)
-    url = conn_info.db_url(settings.db.pgstac_database)
+    url = conn_info.db_url(settings.db.pgstac_database, owner=True)
     result = subprocess.run(
         [str(Path(sys.executable).with_name("pypgstac")), "migrate", "--dsn", url],
         capture_output=True,
@@ -76,7 +80,37 @@ def databases(settings: Settings, timeout: float = 300.0) -> list[str]:
     if result.returncode != 0:
         raise StackError(f"pypgstac migrate failed:\n{result.stderr.strip()[-2000:]}")
     log.info("PgSTAC migrated: %s", result.stdout.strip().splitlines()[-1:] or "")
+    _grant_app_role(settings, url)
     return created
+
+
+def _grant_app_role(settings: Settings, pgstac_url: str) -> None:
+    """Give the app role (when the DBA made one) PgSTAC's ingest role and MLflow's databases.
+
+    The platform then runs as it (``GEOMLOPS_DB_DSN``) while the owner
+    (``GEOMLOPS_DB_OWNER_DSN``) keeps the catalog's tables: :mod:`geomlops.stack.roles`.
+    """
+    from urllib.parse import unquote, urlsplit
+
+    import psycopg
+
+    from geomlops.stack import roles
+
+    conn_info = get_connections(settings)
+    app = settings.db.app_user
+    app_dsn = urlsplit(conn_info.db_dsn)
+    with psycopg.connect(pgstac_url, autocommit=True, connect_timeout=10) as conn:
+        if conn_info.db_dsn != conn_info.db_owner_dsn and app_dsn.username == app:
+            # Two DSNs (the chart's bundled server): the app DSN's password defines the role.
+            roles.ensure_app_role(conn, app, unquote(app_dsn.password or ""))
+        elif not roles.app_role_exists(conn, app):
+            log.warning("no database role %s: the platform runs as the owner's role", app)
+            return
+        roles.grant_pgstac(conn, app)
+    for database in (settings.db.mlflow_database, settings.db.mlflow_auth_database):
+        url = conn_info.db_url(database, owner=True)
+        with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+            roles.give_database(conn, database, app)
 
 
 def buckets(settings: Settings, timeout: float = 300.0) -> list[str]:

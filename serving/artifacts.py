@@ -47,7 +47,7 @@ def read_object(
     if uri.startswith("mlflow-artifacts:"):
         path = urlsplit(uri).path.lstrip("/")
         url = f"{conn.mlflow_tracking_uri.rstrip('/')}/api/2.0/mlflow-artifacts/artifacts/"
-        return _read_http(url + quote(path), uri, missing_ok, max_bytes)
+        return _read_http(url + quote(path), uri, missing_ok, max_bytes, conn.mlflow_auth())
     bucket, key = split_s3_uri(uri)
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -76,9 +76,14 @@ def _check_size(uri: str, size: int, max_bytes: int) -> None:
         )
 
 
-def _read_http(url: str, uri: str, missing_ok: bool, max_bytes: int | None) -> bytes | None:
+def _read_http(
+    url: str, uri: str, missing_ok: bool, max_bytes: int | None, auth: tuple[str, str] | None
+) -> bytes | None:
+    """Read MLflow's artifact proxy, with the platform's MLflow credential (basic auth)."""
     try:
-        with requests.get(url, stream=True, timeout=_TIMEOUT, allow_redirects=False) as response:
+        with requests.get(
+            url, stream=True, timeout=_TIMEOUT, allow_redirects=False, auth=auth
+        ) as response:
             if response.status_code == 404:
                 if missing_ok:
                     return None

@@ -22,6 +22,13 @@ In a pipeline (:mod:`geomlops.model.pipeline`) the graph has two MODEL nodes: a
 :class:`MaskModel` first, answering with the request and the pixels its rule masks
 (:mod:`geomlops.serving.gate`), then this component, which reads the same image with its
 own bands and makes the masked pixels no data.
+Serving production, it follows production: a background thread asks the governed record
+every ``GEOMLOPS_SERVING_FOLLOW_SECONDS`` which version that is, and after a promotion or a
+rollback loads the new version *before* swapping it in, so requests never wait on a load
+and a version that fails to load never replaces a working one (the failure is logged and
+named in every answer's tags until a later check succeeds). Started with a version
+(``model_version``), it serves only that one. Every answer says which version answered and
+whether it was pinned (``meta.tags``).
 """
 
 from __future__ import annotations
@@ -80,14 +87,68 @@ class SegmentationModel:
         self.policy = InputPolicy.from_settings(self.settings)
         self.predictor: Predictor | None = None
         self._problem: GeomlopsError | None = None
+        self._follow_problem: str | None = None
         self._last_attempt = float("-inf")
         self._lock = threading.Lock()
+        self._follower: threading.Thread | None = None
+        self._stop = threading.Event()
         # The wrapper registers this blueprint: orjson, and request bodies read at once.
         self.model_error_handler = big_messages_blueprint()
 
+    @property
+    def pinned(self) -> bool:
+        """Started with a version: it serves only that one and follows nothing."""
+        return self.model_version is not None
+
     def load(self) -> None:
-        """Resolve and load the model (called by the wrapper in each worker)."""
+        """Resolve and load the model (called by the wrapper in each worker, after its fork).
+
+        Serving production, it also starts following it (:meth:`follow_production`).
+        """
         self._try_load()
+        if not self.pinned and self._follower is None:
+            self._follower = threading.Thread(
+                target=self._follow, name="follow-production", daemon=True
+            )
+            self._follower.start()
+
+    def _follow(self) -> None:
+        while not self._stop.wait(self.settings.serving.follow_seconds):
+            self.follow_production()
+
+    def follow_production(self) -> str | None:
+        """Serve the version the governed record now has in production; the version served.
+
+        The new version is loaded while the old one keeps answering, then swapped in under
+        the lock. When the record cannot be read or the new version cannot be loaded, the
+        old one stays and the problem is logged and put in every answer's tags.
+        """
+        current = self.predictor
+        try:
+            resolved = self.resolver(self.model_name, None)
+            if current is not None and resolved.version == current.resolved.version:
+                self._follow_problem = None
+                return current.resolved.version
+            loaded = Predictor.load(resolved, self.settings, with_probabilities=self.probabilities)
+        except (GeomlopsError, OSError, RuntimeError) as error:
+            served = current.resolved.version if current is not None else None
+            self._follow_problem = (
+                f"could not follow production ({error}); still serving version {served}"
+                if served
+                else f"could not follow production ({error})"
+            )
+            log.warning("%s", self._follow_problem)
+            return served
+        with self._lock:
+            previous, self.predictor = self.predictor, loaded
+            self._problem = self._follow_problem = None
+        log.info(
+            "production of %s is now version %s (was %s): serving it",
+            self.model_name,
+            loaded.resolved.version,
+            previous.resolved.version if previous is not None else "none",
+        )
+        return loaded.resolved.version
 
     def _try_load(self) -> Predictor | None:
         with self._lock:
@@ -144,7 +205,9 @@ class SegmentationModel:
                 str(error), status_code=error.status, reason=error.reason
             ) from error
         meta: dict[str, Any] = request["meta"] if isinstance(request.get("meta"), dict) else {}
-        tags = {**(meta.get("tags") or {}), **predictor.tags}
+        tags = {**(meta.get("tags") or {}), **predictor.tags, "pinned": self.pinned}
+        if self._follow_problem:
+            tags["follow_problem"] = self._follow_problem
         return {"jsonData": predictor.predict(raster, masked), "meta": {**meta, "tags": tags}}
 
     def _raster(self, request: Any, predictor: Predictor) -> Any:

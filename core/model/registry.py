@@ -82,7 +82,7 @@ def default_registry(settings: Settings | None = None) -> Registry:
 class RestRegistry:
     """The registry over MLflow's REST API with ``requests``; errors translated here."""
 
-    def __init__(self, tracking_uri: str) -> None:
+    def __init__(self, tracking_uri: str, auth: tuple[str, str] | None = None) -> None:
         if not tracking_uri.startswith(("http://", "https://")):
             raise GeomlopsError(
                 f"MLflow tracking URI {tracking_uri!r} is not a server",
@@ -91,15 +91,20 @@ class RestRegistry:
             )
         self.where = tracking_uri.rstrip("/")
         self.base = self.where + "/api/2.0/mlflow"
+        self.auth = auth
+        """MLflow's basic-auth credential (the platform's account), sent with every request."""
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> RestRegistry:
-        return cls(get_connections(settings or get_settings()).mlflow_tracking_uri)
+        connections = get_connections(settings or get_settings())
+        return cls(connections.mlflow_tracking_uri, connections.mlflow_auth())
 
     def get(self, path: str, **params: str) -> dict[str, Any] | None:
         """The JSON answer, or None when MLflow says the resource does not exist."""
         try:
-            response = requests.get(f"{self.base}/{path}", params=params, timeout=_TIMEOUT)
+            response = requests.get(
+                f"{self.base}/{path}", params=params, auth=self.auth, timeout=_TIMEOUT
+            )
         except requests.RequestException as error:
             raise GeomlopsError(
                 f"MLflow at {self.base} cannot be reached: {error}",

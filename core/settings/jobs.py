@@ -264,6 +264,13 @@ class ServingSettings(BaseSettings):
     ready_timeout: float = Field(
         default=120.0, gt=0, description="Seconds `geomlops serve` waits for its components."
     )
+    follow_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="How often a model component serving production (no version pinned) "
+        "asks the governed record which version that is; after a promotion or rollback it "
+        "loads the new version and swaps it in, so it serves it within this time plus a load.",
+    )
     venv_bin: Path | None = Field(
         default_factory=lambda: repo_dir(".venv-serving/bin"),
         description="bin/ folder of the serving environment (seldon-core 1.17.1) that "

@@ -54,7 +54,22 @@ class DatabaseSettings(BaseSettings):
         "name); unset means the local stack's own cluster.",
     )
     port: int = Field(default=0, ge=0, le=65535, description="Local port; 0 picks a free one.")
-    user: str = Field(default="geomlops", description="Superuser of the local cluster.")
+    user: str = Field(
+        default="geomlops",
+        description="Superuser of the local cluster: the owner that migrates and bootstraps "
+        "(used by `geomlops up` only, never by the platform's services).",
+    )
+    app_user: str = Field(
+        default="geomlops_app",
+        description="The role the platform runs as (`GEOMLOPS_DB_APP_USER`): no superuser, "
+        "owner of nothing in the catalog database, only reads and appends the audit log.",
+    )
+    owner_dsn: SecretStr | None = Field(
+        default=None,
+        description="With `GEOMLOPS_DB_DSN` (the app role's), the owner's "
+        "`postgresql://user:pass@host:port` for migrations and the catalog bootstrap; unset "
+        "means the local stack's superuser, or `GEOMLOPS_DB_DSN` itself on a cluster.",
+    )
     bindir: Path | None = Field(
         default=None,
         description="Directory of initdb/pg_ctl; unset finds Debian's PostgreSQL 15.",
@@ -91,6 +106,12 @@ class DatabaseSettings(BaseSettings):
             "keepalives_count": "3",
         }
 
+    mlflow_auth_database: str = Field(
+        default="mlflow_auth",
+        description="MLflow's basic-auth users and permissions (its own migrations, so its "
+        "own database).",
+    )
+
 
 class S3Settings(BaseSettings):
     """The S3-compatible object store (SeaweedFS locally, MinIO or any S3 in a cluster)."""
@@ -108,6 +129,11 @@ class S3Settings(BaseSettings):
     bucket_dvc: str = Field(default="dvc", description="DVC dataset remote.")
     bucket_imagery: str = Field(default="imagery", description="Source imagery COGs.")
     bucket_predictions: str = Field(default="predictions", description="Inference outputs.")
+    bucket_audit: str = Field(
+        default="audit",
+        description="Anchors of the audit log (its head after each append), kept apart from "
+        "the database so a deleted tail is seen.",
+    )
 
     @model_validator(mode="after")
     def _keys_come_in_pairs(self) -> S3Settings:
@@ -125,6 +151,7 @@ class S3Settings(BaseSettings):
             "dvc": self.bucket_dvc,
             "imagery": self.bucket_imagery,
             "predictions": self.bucket_predictions,
+            "audit": self.bucket_audit,
         }
 
 
@@ -160,6 +187,19 @@ class MLflowSettings(BaseSettings):
             "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
             "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
         }
+
+    username: str = Field(
+        default="geomlops",
+        description="The platform's MLflow account (`GEOMLOPS_MLFLOW_USERNAME`): MLflow runs "
+        "its basic-auth app, so every request but `/health` needs a credential; the local "
+        "stack makes this account its administrator.",
+    )
+    password: SecretStr | None = Field(
+        default=None,
+        description="Password of that account (`GEOMLOPS_MLFLOW_PASSWORD`, from a Secret on a "
+        "cluster); unset means the local stack's, generated once into "
+        "`$GEOMLOPS_HOME/secrets/mlflow.json` (0600).",
+    )
 
 
 class StacApiSettings(BaseSettings):

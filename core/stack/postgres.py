@@ -15,8 +15,10 @@ import subprocess
 from pathlib import Path
 from urllib.parse import quote
 
+from geomlops.connections import APP_SECRET
 from geomlops.errors import StackError
 from geomlops.settings import LOOPBACK
+from geomlops.stack import roles
 from geomlops.stack.context import StackContext
 from geomlops.stack.state import PRIVATE_DIR, PRIVATE_FILE, secret
 
@@ -132,6 +134,11 @@ class PostgresService:
         user = quote(self.ctx.settings.db.user)
         return f"postgresql://{user}:{quote(self.password)}@{LOOPBACK}:{self.port}"
 
+    def app_server_dsn(self) -> str:
+        """``postgresql://app:password@host:port``: the role the platform's services use."""
+        user = quote(self.ctx.settings.db.app_user)
+        return f"postgresql://{user}:{quote(self.app_password)}@{LOOPBACK}:{self.port}"
+
     def running(self) -> bool:
         if not (self.data / "PG_VERSION").exists():
             return False
@@ -209,17 +216,31 @@ class PostgresService:
             return str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
         return None
 
+    @property
+    def app_password(self) -> str:
+        """The app role's password (:mod:`geomlops.stack.roles`), generated once."""
+        return secret(self.ctx.paths, APP_SECRET, {"password": 32})["password"]
+
     def after_healthy(self) -> None:
-        """Create the platform's databases and migrate PgSTAC (both idempotent)."""
+        """Create the app role and the databases, migrate PgSTAC, grant (all idempotent).
+
+        As the superuser, the owner of the catalog's tables: the platform itself connects
+        as the app role, which owns only MLflow's databases.
+        """
         import psycopg
         from psycopg import sql
 
         db = self.ctx.settings.db
+        app = db.app_user
         with psycopg.connect(self.dsn(), autocommit=True) as conn:
+            roles.ensure_app_role(conn, app, self.app_password)
             existing = {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
-            for name in (db.pgstac_database, db.mlflow_database):
+            for name in (db.pgstac_database, db.mlflow_database, db.mlflow_auth_database):
                 if name not in existing:
                     conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        for name in (db.mlflow_database, db.mlflow_auth_database):
+            with psycopg.connect(self.dsn(name), autocommit=True) as conn:
+                roles.give_database(conn, name, app)
         url = self.url(db.pgstac_database)
         result = subprocess.run(
             [self.ctx.bin("pypgstac"), "migrate", "--dsn", url],
@@ -230,6 +251,8 @@ class PostgresService:
         )
         if result.returncode != 0:
             raise StackError(f"pypgstac migrate failed:\n{result.stderr.strip()[-2000:]}")
+        with psycopg.connect(self.dsn(db.pgstac_database), autocommit=True) as conn:
+            roles.grant_pgstac(conn, app)
 
     def stop(self) -> bool:
         if not self.running():

@@ -275,6 +275,9 @@ class MLflowService(ProcessService):
         ]  # fmt: skip
 
     def env(self) -> dict[str, str]:
+        # The platform's MLflow account, generated once; the launcher makes it the auth
+        # app's administrator, and every client reads it through get_connections.
+        secret(self.ctx.paths, "mlflow", {"password": 32})
         seaweed = SeaweedService(self.ctx)
         creds = seaweed.credentials
         return self.ctx.child_env(
@@ -288,7 +291,8 @@ class MLflowService(ProcessService):
                 "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
                 # This stack's PostgreSQL, for the launcher (which hands MLflow only the
                 # password, as PGPASSWORD): never an outside DSN left in our environment.
-                mlflow_server.DSN_VARIABLE: PostgresService(self.ctx).server_dsn(),
+                # As the app role, which owns MLflow's databases and nothing of the catalog.
+                mlflow_server.DSN_VARIABLE: PostgresService(self.ctx).app_server_dsn(),
             }
         )
 
@@ -301,14 +305,17 @@ class MLflowService(ProcessService):
         PostgreSQL is down would hang each client for minutes. ``/health`` never touches the
         store, so one real (read) request to each of its two stores (tracking and model
         registry, created apart) here does. Any answer counts: the store exists by then.
-        (Behind authentication, these requests need its credentials to reach the stores.)
+        Behind authentication an anonymous request is refused before it reaches a store,
+        so these carry the platform's account.
         """
         import httpx
 
+        password = secret(self.ctx.paths, "mlflow", {"password": 32})["password"]
         for path in ("experiments/search", "registered-models/search"):
             httpx.get(
                 f"{self.url()}/api/2.0/mlflow/{path}",
                 params={"max_results": 1},
+                auth=(self.ctx.settings.mlflow.username, password),
                 timeout=self.ctx.settings.stack.startup_timeout,
             )
 

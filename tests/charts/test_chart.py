@@ -430,8 +430,8 @@ def test_every_secret_and_configmap_reference_resolves(profile: str) -> None:
     }
     platform = values["platformSecret"]["name"]
     platform_contract = {
-        "stac-url", "api-key", "mlflow-tracking-uri", "s3-endpoint-url", "s3-access-key",
-        "s3-secret-key", "datasets-git-remote", "db-dsn",
+        "stac-url", "api-key", "mlflow-tracking-uri", "mlflow-password", "s3-endpoint-url",
+        "s3-access-key", "s3-secret-key", "datasets-git-remote", "db-dsn",
     }  # fmt: skip
     problems = []
 

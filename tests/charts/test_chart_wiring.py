@@ -26,7 +26,7 @@ from chart_support import CHART, REPO, by_kind, example, merged, render
 from wiring import PATH, VENV_BIN, LocalCluster, WiringError
 
 from geomlops.catalog.bootstrap import admin_key
-from geomlops.connections import get_connections
+from geomlops.connections import APP_SECRET, get_connections
 from geomlops.settings import get_settings
 from geomlops.stack.manager import LocalStack
 from geomlops.stack.state import StatePaths, existing_secret, load_ports
@@ -55,6 +55,8 @@ def _values(profile: str = "laptop") -> dict[str, Any]:
         values["postgresql"]["bundled"] = {
             "user": settings.db.user,
             "password": postgres["password"],
+            "appUser": settings.db.app_user,
+            "appPassword": (existing_secret(paths, APP_SECRET) or {})["password"],
         }
     if values["objectStore"]["mode"] == "external":
         values["objectStore"]["external"] = {
@@ -65,6 +67,9 @@ def _values(profile: str = "laptop") -> dict[str, Any]:
         values["objectStore"]["accessKey"] = s3["access_key"]
         values["objectStore"]["secretKey"] = s3["secret_key"]
     values["auth"] = {"adminApiKey": admin_key(settings)}
+    # The chart's MLflow shares the stack's auth database, whose administrator exists.
+    mlflow = existing_secret(paths, "mlflow") or {}
+    values["mlflow"] = {**values.get("mlflow", {}), "password": mlflow["password"]}
     return values
 
 
@@ -79,7 +84,9 @@ def _operator_secrets(profile: str) -> list[dict[str, Any]]:
             {
                 "kind": "Secret",
                 "metadata": {"name": db["external"]["existingSecret"]},
-                "stringData": {db["external"]["dsnKey"]: get_connections().db_dsn},
+                # An external server's one DSN is the owner's (it migrates); the platform
+                # role the stack made is found and granted by the migrate Job.
+                "stringData": {db["external"]["dsnKey"]: get_connections().db_owner_dsn},
             }
         )
     if s3["mode"] == "external":

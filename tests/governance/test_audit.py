@@ -48,12 +48,14 @@ def test_entries_are_appended_in_order_and_chained(model: str) -> None:
 def test_history_cannot_be_edited_even_by_a_superuser(model: str, statement: str) -> None:
     with pgstac_connection() as conn:
         audit.append(conn, AuditEntry("alice", Action.REGISTER, model, "1", reason="first"))
-    refused = pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only")
-    with refused, pgstac_connection() as conn:
-        conn.execute(statement, (model,))
-    refused = pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only")
-    with refused, pgstac_connection() as conn:
-        conn.execute("TRUNCATE geomlops.audit_log")
+    # The platform's role has no right to; the owner (a superuser here) is stopped by triggers.
+    for owner, message in ((False, "permission denied"), (True, "append-only")):
+        refused = pytest.raises(psycopg.errors.InsufficientPrivilege, match=message)
+        with refused, pgstac_connection(owner=owner) as conn:
+            conn.execute(statement, (model,))
+        refused = pytest.raises(psycopg.errors.InsufficientPrivilege, match=message)
+        with refused, pgstac_connection(owner=owner) as conn:
+            conn.execute("TRUNCATE geomlops.audit_log")
     with pgstac_connection() as conn:
         assert [e.reason for e in audit.entries(conn, model)] == ["first"]
 
@@ -69,8 +71,8 @@ def test_a_failed_decision_leaves_no_entry(model: str) -> None:
 def test_tampering_outside_the_platform_is_detected(model: str) -> None:
     with pgstac_connection() as conn:
         audit.append(conn, AuditEntry("alice", Action.REJECT, model, "2", reason="poor IoU"))
-    # Someone with database access disables the guard and rewrites history by hand.
-    with pgstac_connection() as conn:
+    # Someone with the owner's access disables the guard and rewrites history by hand.
+    with pgstac_connection(owner=True) as conn:
         conn.execute("ALTER TABLE geomlops.audit_log DISABLE TRIGGER audit_log_no_update_delete")
         conn.execute(
             "UPDATE geomlops.audit_log SET reason = 'great IoU' WHERE model = %s", (model,)
@@ -80,7 +82,7 @@ def test_tampering_outside_the_platform_is_detected(model: str) -> None:
     assert any("altered" in p for p in problems)
 
     # Put history back so the chain is whole for the rest of the session.
-    with pgstac_connection() as conn:
+    with pgstac_connection(owner=True) as conn:
         conn.execute("ALTER TABLE geomlops.audit_log DISABLE TRIGGER audit_log_no_update_delete")
         conn.execute("UPDATE geomlops.audit_log SET reason = 'poor IoU' WHERE model = %s", (model,))
         conn.execute("ALTER TABLE geomlops.audit_log ENABLE TRIGGER audit_log_no_update_delete")
@@ -121,7 +123,7 @@ def test_verify_says_intact_or_where_the_chain_breaks(model: str) -> None:
     assert intact.exit_code == 0, intact.output
     assert "chain intact" in intact.stderr and "entries verified" in intact.stderr
 
-    with pgstac_connection() as conn:
+    with pgstac_connection(owner=True) as conn:
         conn.execute("ALTER TABLE geomlops.audit_log DISABLE TRIGGER audit_log_no_update_delete")
         conn.execute("UPDATE geomlops.audit_log SET reason = 'b' WHERE model = %s", (model,))
         conn.execute("ALTER TABLE geomlops.audit_log ENABLE TRIGGER audit_log_no_update_delete")
@@ -132,7 +134,7 @@ def test_verify_says_intact_or_where_the_chain_breaks(model: str) -> None:
         assert f"first: entry {appended.id}: content does not match its hash" in broken.stderr
         json.loads(broken.stdout)  # the verdict stays off stdout: it is still JSON
     finally:
-        with pgstac_connection() as conn:
+        with pgstac_connection(owner=True) as conn:
             conn.execute(
                 "ALTER TABLE geomlops.audit_log DISABLE TRIGGER audit_log_no_update_delete"
             )

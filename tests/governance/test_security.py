@@ -399,3 +399,136 @@ def test_logs_and_data_are_private_and_hold_no_password(stack: Connections) -> N
     assert not exposed([paths.home, paths.logs_dir], 0o010)
     for log in logs:
         assert password not in log.read_text(errors="replace"), log
+
+
+# --- item 3: the production alias needs a credential; serving follows the governed record -------
+def test_mlflow_refuses_an_unauthenticated_alias_move_and_resolution_ignores_the_alias(
+    stack: Connections,
+    model: dict[str, Any],
+    people: dict[str, tuple[str, str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from geomlops.model.registry import RestRegistry
+    from geomlops.model.resolve import resolve_model
+
+    name, low, high = model["name"], model["low"], model["high"]
+    _as(monkeypatch, people["alice"][1])
+    if _props(stack, model, high)[prop.STAGE] != "production":
+        promoted = runner.invoke(app, ["promote", name, high, "--reason", "IoU 0.80 above 0.7"])
+        assert promoted.exit_code == 0, promoted.output
+    assert _alias(stack, name) == high
+
+    # Without a credential MLflow answers 401 to the alias move, and to reads as well.
+    api = stack.mlflow_tracking_uri.rstrip("/") + "/api/2.0/mlflow"
+    moved = httpx.post(
+        f"{api}/registered-models/alias",
+        json={"name": name, "alias": "production", "version": low},
+        timeout=30,
+    )
+    assert moved.status_code == 401, moved.text
+    assert httpx.get(f"{api}/registered-models/get", params={"name": name}).status_code == 401
+    wrong = httpx.post(
+        f"{api}/registered-models/alias",
+        json={"name": name, "alias": "production", "version": low},
+        auth=(get_settings().mlflow.username, "not-the-password"),
+        timeout=30,
+    )
+    assert wrong.status_code == 401, wrong.text
+    assert _alias(stack, name) == high
+    # The platform's own clients authenticate with the account from settings: the secret
+    # is in GEOMLOPS_HOME (0600), never in a service's command line.
+    paths = StatePaths(get_settings().stack.home)
+    secret_file = paths.secrets_dir / "mlflow.json"
+    assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+    password = json.loads(secret_file.read_text())["password"]
+    for pid_file in paths.run_dir.glob("*.pid"):
+        cmdline = Path(f"/proc/{pid_file.read_text().strip()}/cmdline")
+        if cmdline.exists():
+            assert password not in cmdline.read_text(), pid_file
+
+    # Someone holding MLflow's credential moves the alias behind governance's back: serving's
+    # resolution (over MLflow's REST API, as the serving environment asks) still answers
+    # with the governed production, and reconcile reports the disagreement.
+    stack.mlflow_client().set_registered_model_alias(name, "production", low)
+    assert _alias(stack, name) == low
+    for registry in (None, RestRegistry.from_settings()):
+        resolved = resolve_model(name, registry=registry)
+        assert (resolved.version, resolved.stage) == (high, "production")
+    report = runner.invoke(app, ["reconcile", name])
+    assert report.exit_code == 1, report.output
+    assert f"MLflow alias {name}@production" in report.stdout
+    repaired = runner.invoke(app, ["reconcile", name, "--repair"])
+    assert repaired.exit_code == 0, repaired.output
+    assert _alias(stack, name) == high
+
+
+# --- item 5: the platform's database role, and a deleted audit tail -----------------------------
+def test_the_platform_role_cannot_bypass_the_audit_guards(stack: Connections) -> None:
+    """The app role is no superuser, owns nothing of the catalog, and may only append."""
+    import psycopg
+
+    with pgstac_connection() as conn:
+        user, superuser = conn.execute(
+            "SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user"
+        ).fetchone()
+        assert (user, superuser) == (get_settings().db.app_user, False)
+        owned = conn.execute(
+            "SELECT count(*) FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner "
+            "WHERE r.rolname = current_user"
+        ).fetchone()[0]
+        assert owned == 0
+    for statement, message in (
+        ("SET session_replication_role = replica", "permission denied"),
+        ("SET LOCAL session_replication_role = replica", "permission denied"),
+        ("ALTER TABLE geomlops.audit_log DISABLE TRIGGER ALL", "must be owner"),
+        ("ALTER TABLE geomlops.audit_log DISABLE TRIGGER audit_log_no_update_delete", "owner"),
+        ("DROP TRIGGER audit_log_no_update_delete ON geomlops.audit_log", "must be owner"),
+        ("DELETE FROM geomlops.audit_log WHERE id > 0", "permission denied"),
+        ("TRUNCATE geomlops.audit_log", "permission denied"),
+        ("UPDATE geomlops.audit_log SET reason = 'x'", "permission denied"),
+        ("ALTER ROLE CURRENT_USER SUPERUSER", "superuser"),
+    ):
+        with (
+            pytest.raises(psycopg.errors.InsufficientPrivilege, match=message),
+            pgstac_connection() as conn,
+        ):
+            conn.execute(statement)
+
+
+def test_verify_detects_a_tail_deleted_by_the_owner(stack: Connections) -> None:
+    """The owner can still delete rows (a superuser); the anchors outside the database see it."""
+    model = f"sec-tail-{uuid.uuid4().hex[:6]}"
+    with pgstac_connection() as conn:
+        appended = [
+            audit.append(conn, AuditEntry("alice", Action.REJECT, model, str(v), reason="low"))
+            for v in (1, 2)
+        ]
+    intact = runner.invoke(app, ["audit", "--verify"])
+    assert intact.exit_code == 0, intact.output
+
+    columns = "id, at, actor, action, model, version, reason, details, prev_hash, hash"
+    with pgstac_connection(owner=True) as conn:
+        conn.execute("SET LOCAL session_replication_role = replica")
+        tail = conn.execute(
+            f"DELETE FROM geomlops.audit_log WHERE model = %s RETURNING {columns}",  # noqa: S608
+            (model,),
+        ).fetchall()
+    assert len(tail) == 2
+    try:
+        with pgstac_connection() as conn:
+            assert audit.check_chain(conn).problems  # what remains is a valid, shorter chain
+        broken = runner.invoke(app, ["audit", "--verify"])
+        assert broken.exit_code == 1, broken.output
+        assert "chain BROKEN" in broken.stderr
+        assert f"entry {appended[-1].id} is missing" in broken.stderr
+        assert "tail was deleted" in broken.stderr
+    finally:  # put the tail back, so the chain is whole for the rest of the session
+        with pgstac_connection(owner=True) as conn:
+            conn.execute("SET LOCAL session_replication_role = replica")
+            for row in tail:
+                conn.execute(
+                    f"INSERT INTO geomlops.audit_log ({columns}) OVERRIDING SYSTEM VALUE "  # noqa: S608
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s)",
+                    (*row[:7], json.dumps(row[7]), *row[8:]),
+                )
+    assert runner.invoke(app, ["audit", "--verify"]).exit_code == 0

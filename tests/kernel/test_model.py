@@ -298,7 +298,7 @@ def _same_error(answers: list[Any], kind: type[GeomlopsError], message: str) -> 
 
 
 @pytest.mark.stack
-def test_without_a_version_the_production_alias_decides(versions: dict[str, str]) -> None:
+def test_without_a_version_the_governed_production_decides(versions: dict[str, str]) -> None:
     by_client, by_rest = _both(versions["name"])
     assert by_client == by_rest
     assert isinstance(by_client, ResolvedModel)
@@ -345,20 +345,46 @@ def test_missing_things_are_named(versions: dict[str, str]) -> None:
 
 
 @pytest.mark.stack
-def test_records_that_disagree_are_refused(versions: dict[str, str], stack: Connections) -> None:
-    """The alias names a candidate: MLflow and the catalog disagree, so nothing is used."""
+def test_an_alias_moved_behind_governance_is_not_followed(
+    versions: dict[str, str], stack: Connections
+) -> None:
+    """The alias names a candidate: production is still what the catalog's stage records.
+
+    Production was once read from the MLflow alias alone, so whoever could move the alias
+    chose what serving and batch inference ran (issue 19, item 3).
+    """
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(stack.mlflow_tracking_uri)
     client.set_registered_model_alias(versions["name"], PRODUCTION_ALIAS, versions["candidate"])
     try:
-        error = _same_error(_both(versions["name"]), ConflictError, "the records disagree")
-        assert "the catalog says candidate" in error.message
-        assert f"geomlops reconcile {versions['name']} --repair" in (error.hint or "")
+        by_client, by_rest = _both(versions["name"])
+        assert by_client == by_rest
+        assert (by_client.version, by_client.stage) == (versions["production"], "production")  # type: ignore[union-attr]
     finally:
         client.set_registered_model_alias(
             versions["name"], PRODUCTION_ALIAS, versions["production"]
         )
+
+
+@pytest.mark.stack
+def test_two_production_items_are_refused(versions: dict[str, str]) -> None:
+    """Two versions recorded production: the governed record is broken, nothing is used."""
+    from geomlops.catalog.client import CatalogClient
+
+    name = versions["name"]
+    item = copy.deepcopy(MLM)
+    item["id"] = model_item_id(name, versions["candidate"])
+    item["properties"].update({"version": versions["candidate"], STAGE_PROPERTY: "production"})
+    with CatalogClient.from_settings() as catalog:
+        catalog.upsert_item(item, MODELS_COLLECTION)
+    try:
+        error = _same_error(_both(name), ConflictError, "2 production versions")
+        assert f"geomlops reconcile {name} --repair" in (error.hint or "")
+    finally:
+        item["properties"][STAGE_PROPERTY] = "candidate"
+        with CatalogClient.from_settings() as catalog:
+            catalog.upsert_item(item, MODELS_COLLECTION)
 
 
 @pytest.mark.stack

@@ -63,12 +63,14 @@ pytestmark = [
 _REJECTED: dict[str, str] = {}
 
 
-def _catalog_item(client: Any, run_id: str, version: str, stage: str) -> dict[str, Any]:
+def _catalog_item(
+    client: Any, run_id: str, version: str, stage: str, model: str = MODEL
+) -> dict[str, Any]:
     """The version's ``models`` item as the register step writes it: the run's MLM, staged."""
     with tempfile.TemporaryDirectory() as tmp:
         path = client.download_artifacts(run_id, "model/mlm.json", tmp)
         item = json.loads(Path(path).read_text())
-    item["id"] = model_item_id(MODEL, version)
+    item["id"] = model_item_id(model, version)
     item["properties"].update({"version": version, STAGE_PROPERTY: stage})
     return item
 
@@ -82,8 +84,12 @@ def promoted(stack: Connections) -> Iterator[str]:
     stack must not inherit them. A second version of the same run is registered and
     recorded as rejected (:func:`rejected`).
     """
+    import mlflow
     from mlflow.tracking import MlflowClient
 
+    # MLflow 3.17 reads a logged model's artifacts (`model/mlm.json` below) through a client
+    # it makes with the process's default tracking URI, whatever the one given here.
+    mlflow.set_tracking_uri(stack.mlflow_tracking_uri)
     client = MlflowClient(stack.mlflow_tracking_uri)
     experiment = "serving-test"
     if client.get_experiment_by_name(experiment) is None:
@@ -115,6 +121,7 @@ def promoted(stack: Connections) -> Iterator[str]:
             catalog.upsert_item(item, MODELS_COLLECTION)
     client.set_registered_model_alias(MODEL, "production", version.version)
     _REJECTED["version"] = str(rejected.version)
+    _REJECTED["run_id"] = run.info.run_id
     yield str(version.version)
     client.delete_registered_model_alias(MODEL, "production")
     with CatalogClient.from_settings() as catalog:
@@ -205,6 +212,7 @@ def test_binData_chip_returns_geojson_covering_the_labelled_water(
         "model_name": MODEL,
         "model_version": promoted,
         "stac_item_id": f"{MODEL}-mv{promoted}",
+        "pinned": False,
     }
     collection = answer["jsonData"]
     _check_rfc7946(collection)
@@ -368,3 +376,157 @@ def test_a_rejected_version_is_never_served(rejected: str, chip: bytes) -> None:
         assert httpx.get(f"{service.url}/ready", timeout=10).json()["ready"] is True
     finally:
         assert service.stop() == 0
+
+
+# --- issue 19 item 4: a running `geomlops serve` follows production --------------------------
+FOLLOW_SECONDS = 2.0
+FOLLOW_BOUND = 90.0
+"""Seconds a switch may take: a check every FOLLOW_SECONDS, then resolving (catalog and MLflow
+requests) and loading the new version, on two busy cores that also run the requests."""
+
+
+@pytest.fixture(scope="module")
+def governed(promoted: str, stack: Connections) -> dict[str, str]:
+    """A model with two candidates governance may promote, both the trained run's weights.
+
+    What the training workflow leaves: MLflow versions tagged with their package, the audit
+    log's ``train`` entries (evaluated at 0.8 against the package's 0.7 gate), candidate
+    items POSTed with the trainer's writer key. Decisions are then made by the real CLI.
+    """
+    import uuid
+
+    from mlflow.tracking import MlflowClient
+
+    from geomlops import audit
+    from geomlops.audit import Action, AuditEntry
+    from geomlops.catalog.db import pgstac_connection
+    from geomlops.catalog.keys import create_key
+    from geomlops.model import properties as prop
+    from geomlops.registration.register import register_package
+
+    package = REPO / "model_packages" / MODEL
+    register_package(package, git_url=str(REPO))  # its gates; the first registration wins
+    package_version = json.loads((package / "mlm.json").read_text())["properties"]["version"]
+    run_id = _REJECTED["run_id"]
+    client = MlflowClient(stack.mlflow_tracking_uri)
+    name = f"follow-{uuid.uuid4().hex[:8]}"
+    client.create_registered_model(name)
+    suffix = uuid.uuid4().hex[:6]
+    with pgstac_connection() as conn:
+        trainer = (
+            f"follow-trainer-{suffix}",
+            create_key(conn, f"follow-trainer-{suffix}", ["writer"])[0],
+        )
+        approver = create_key(conn, f"follow-alice-{suffix}", ["approver"])[0]
+    evaluation = client.create_run(client.get_experiment_by_name("serving-test").experiment_id)
+    client.log_metric(evaluation.info.run_id, "val_iou_water", 0.8)
+    client.set_terminated(evaluation.info.run_id)
+    versions = []
+    for _ in range(2):
+        mv = client.create_model_version(
+            name,
+            f"runs:/{run_id}/model",
+            run_id=run_id,
+            tags={"geomlops.package": MODEL, "geomlops.package_version": package_version},
+        )
+        version = str(mv.version)
+        with pgstac_connection() as conn:
+            audit.append(
+                conn,
+                AuditEntry(
+                    trainer[0],
+                    Action.TRAIN,
+                    name,
+                    version,
+                    details={
+                        "evaluate_run_id": evaluation.info.run_id,
+                        "metrics": {"val_iou_water": 0.8},
+                    },
+                ),
+            )
+        item = _catalog_item(client, run_id, version, "candidate", model=name)
+        item["properties"].update(
+            {
+                prop.TRAINED_BY: trainer[0],
+                prop.PACKAGE: MODEL,
+                prop.PACKAGE_VERSION: package_version,
+                prop.MLFLOW_MODEL: name,
+                prop.MLFLOW_MODEL_VERSION: version,
+                prop.EVALUATE_RUN_ID: evaluation.info.run_id,
+            }
+        )
+        with CatalogClient(stack.stac_url, trainer[1]) as catalog:
+            catalog.upsert_item(item, MODELS_COLLECTION)
+        versions.append(version)
+    return {"name": name, "first": versions[0], "second": versions[1], "approver": approver}
+
+
+def _decide(approver: str, *args: str) -> None:
+    from typer.testing import CliRunner
+
+    from geomlops.cli.main import app
+
+    previous = os.environ.get("GEOMLOPS_API_KEY")
+    os.environ["GEOMLOPS_API_KEY"] = approver
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, list(args))
+    finally:
+        if previous is None:
+            os.environ.pop("GEOMLOPS_API_KEY", None)
+        else:
+            os.environ["GEOMLOPS_API_KEY"] = previous
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+
+
+def _answered_by(service: Served, chip: bytes) -> dict[str, Any]:
+    response = service.post(_b64(chip))
+    assert response.status_code == 200, response.text
+    return response.json()["meta"]["tags"]
+
+
+def _until(service: Served, chip: bytes, version: str) -> float:
+    """Seconds until ``service`` answers with ``version`` (failing past FOLLOW_BOUND)."""
+    start = time.monotonic()
+    while True:
+        tags = _answered_by(service, chip)
+        elapsed = time.monotonic() - start
+        if tags["model_version"] == version:
+            return elapsed
+        assert elapsed < FOLLOW_BOUND, (
+            f"still version {tags['model_version']} after {elapsed:.0f} s"
+        )
+        time.sleep(0.5)
+
+
+def test_serve_follows_promotion_and_rollback_unless_pinned(
+    governed: dict[str, str], stack: Connections, chip: bytes
+) -> None:
+    name, first, second = governed["name"], governed["first"], governed["second"]
+    _decide(governed["approver"], "promote", name, first, "--reason", "IoU 0.8 above 0.7")
+    env = {**_env(), "GEOMLOPS_SERVING_FOLLOW_SECONDS": str(FOLLOW_SECONDS)}
+    following = Served(name, env)
+    pinned = Served(name, env, version=first)
+    try:
+        tags = _answered_by(following, chip)
+        assert (tags["model_version"], tags["pinned"]) == (first, False)
+        assert _answered_by(pinned, chip)["pinned"] is True
+
+        # The alias moved in MLflow directly (with MLflow's credential) is not followed.
+        stack.mlflow_client().set_registered_model_alias(name, "production", second)
+        time.sleep(3 * FOLLOW_SECONDS)
+        assert _answered_by(following, chip)["model_version"] == first
+        stack.mlflow_client().set_registered_model_alias(name, "production", first)
+
+        _decide(governed["approver"], "promote", name, second, "--reason", "IoU 0.8 again")
+        promoted_after = _until(following, chip, second)
+        _decide(governed["approver"], "rollback", name, "--reason", "back to the first")
+        rolled_back_after = _until(following, chip, first)
+        print(f"switched after {promoted_after:.1f} s, {rolled_back_after:.1f} s (rollback)")
+        # Pinned, it served the version it was started with all along, and says so.
+        tags = _answered_by(pinned, chip)
+        assert (tags["model_version"], tags["pinned"]) == (first, True)
+    finally:
+        assert following.stop() == 0
+        assert pinned.stop() == 0

@@ -38,6 +38,8 @@ _SECRET_ENV = (
     ("GEOMLOPS_STAC_URL", "stac-url"),
     ("GEOMLOPS_API_KEY", "api-key"),
     ("GEOMLOPS_MLFLOW_TRACKING_URI", "mlflow-tracking-uri"),
+    # MLflow's basic-auth app refuses every request without the platform's account.
+    ("GEOMLOPS_MLFLOW_PASSWORD", "mlflow-password"),
     ("GEOMLOPS_S3_ENDPOINT_URL", "s3-endpoint-url"),
     ("GEOMLOPS_S3_ACCESS_KEY", "s3-access-key"),
     ("GEOMLOPS_S3_SECRET_KEY", "s3-secret-key"),

@@ -122,10 +122,35 @@ key: s3-secret-key
   valueFrom:
     secretKeyRef:
       {{- include "geomlops.dbDsnRef" . | nindent 6 }}
+{{- if eq .Values.postgresql.mode "bundled" }}
+- name: GEOMLOPS_DB_APP_USER
+  value: {{ .Values.postgresql.bundled.appUser | quote }}
+{{- end }}
 - name: GEOMLOPS_DB_PGSTAC_DATABASE
   value: {{ .Values.postgresql.databases.pgstac | quote }}
 - name: GEOMLOPS_DB_MLFLOW_DATABASE
   value: {{ .Values.postgresql.databases.mlflow | quote }}
+{{- end -}}
+
+{{/* The owner's DSN, for the Jobs that migrate and bootstrap (bundled PostgreSQL only; an
+external server's one DSN serves both). */}}
+{{- define "geomlops.dbOwnerEnv" -}}
+{{- if eq .Values.postgresql.mode "bundled" }}
+- name: GEOMLOPS_DB_OWNER_DSN
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "geomlops.credentialsSecret" . }}
+      key: db-owner-dsn
+{{- end }}
+{{- end -}}
+
+{{/* The platform's MLflow account: MLflow's basic-auth app refuses requests without it. */}}
+{{- define "geomlops.mlflowAuthEnv" -}}
+- name: GEOMLOPS_MLFLOW_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "geomlops.credentialsSecret" . }}
+      key: mlflow-password
 {{- end -}}
 
 {{- define "geomlops.s3Env" -}}
