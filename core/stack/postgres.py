@@ -18,7 +18,6 @@ from urllib.parse import quote
 from geomlops.connections import APP_SECRET
 from geomlops.errors import StackError
 from geomlops.settings import LOOPBACK
-from geomlops.stack import roles
 from geomlops.stack.context import StackContext
 from geomlops.stack.state import PRIVATE_DIR, PRIVATE_FILE, secret
 
@@ -229,6 +228,8 @@ class PostgresService:
         """
         import psycopg
         from psycopg import sql
+
+        from geomlops.stack import roles  # psycopg: not for `status` without a stack
 
         db = self.ctx.settings.db
         app = db.app_user

@@ -29,11 +29,8 @@ from __future__ import annotations
 import logging
 import math
 import tempfile
-from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import rasterio
 import rasterio.enums
@@ -49,7 +46,7 @@ from shapely.geometry.base import BaseGeometry
 
 from geomlops import objects
 from geomlops.catalog.client import CatalogClient
-from geomlops.catalog.collections import IMAGERY, MODELS, PREDICTIONS
+from geomlops.catalog.collections import IMAGERY, PREDICTIONS
 from geomlops.catalog.extensions import (
     FILE_SCHEMA,
     PROCESSING_SCHEMA,
@@ -73,11 +70,10 @@ from geomlops.transformers.raster_to_vector import unparsed_geometry, write_geoj
 from geomlops.workflows.inference.aoi import area_m2, for_item, in_crs, polygonal
 from geomlops.workflows.inference.config import InferenceRunConfig, ScenePin, Tile, TileRecord
 from geomlops.workflows.inference.progress import PUBLISHED, missing_by_shard
+from geomlops.workflows.inference.provenance import common_properties, link, model_links
 from geomlops.workflows.inference.storage import gdal_env, get_file, put_file
 
 log = logging.getLogger(__name__)
-
-SOFTWARE = ("geomlops", "torch", "rasterio", "rio-cogeo", "shapely")
 
 
 class OutputsWithheld(GeomlopsError):
@@ -94,13 +90,6 @@ def item_ids(config: InferenceRunConfig) -> dict[str, str]:
     ids = {scene.item_id: scene_item_id(config.workflow, scene.item_id) for scene in config.scenes}
     ids[""] = config.workflow
     return ids
-
-
-def software_versions() -> dict[str, str]:
-    """Versions of the software that made a prediction (processing:software)."""
-    versions = {name: metadata.version(name) for name in SOFTWARE}
-    versions["gdal"] = rasterio.__gdal_version__
-    return versions
 
 
 def _scene_window(config: InferenceRunConfig, scene: ScenePin, tiles: list[Tile]) -> Window:
@@ -285,99 +274,6 @@ def _covered(config: InferenceRunConfig, scene: ScenePin) -> BaseGeometry:
     return for_item(covered, get_settings().inference.item_geometry_vertices)
 
 
-def _link(stac_url: str, rel: str, collection: str, item_id: str, title: str) -> dict[str, str]:
-    return {
-        "rel": rel,
-        "href": f"{stac_url}/collections/{collection}/items/{quote(item_id, safe='')}",
-        "type": "application/geo+json",
-        "title": title,
-    }
-
-
-def contributing_models(config: InferenceRunConfig) -> list[dict[str, Any]]:
-    """Every model version behind the run's outputs (``geomlops:models``), primary first."""
-    model = config.model
-    models: list[dict[str, Any]] = [
-        {"role": "model", "name": model.name, "version": model.version, "item": model.item_id}
-    ]
-    if config.mask is not None:
-        mask = config.mask.model
-        models.append(
-            {
-                "role": "mask",
-                "name": mask.name,
-                "version": mask.version,
-                "item": mask.item_id,
-                "rule": config.mask.rule().describe(),
-            }
-        )
-    return models
-
-
-def _lineage_text(config: InferenceRunConfig) -> str:
-    model = config.model
-    nodata = "NaN" if model.kind.float_raster else "255"
-    text = (
-        f"Predicted by {model.name} version {model.version} ({model.stage}, "
-        f"{model.model_uri}) over the scenes linked as derived_from, in tiles of "
-        f"{config.tile_size} px blended over {config.overlap} px, in workflow run "
-        f"{config.workflow}; pixels without data or under cloud are no data ({nodata})."
-    )
-    if config.mask is not None:
-        mask = config.mask.model
-        text += (
-            f" Masked by {mask.name} version {mask.version} ({mask.stage}, {mask.model_uri}): "
-            f"pixels where {config.mask.rule().describe()} are no data ({nodata}) too."
-        )
-    return text
-
-
-def _model_links(config: InferenceRunConfig, stac_url: str) -> list[dict[str, str]]:
-    """``derived_from`` links to every contributing model version item."""
-    return [
-        _link(
-            stac_url,
-            "derived_from",
-            MODELS,
-            m["item"],
-            "model version" if m["role"] == "model" else f"{m['role']} model version",
-        )
-        for m in contributing_models(config)
-    ]
-
-
-def _common_properties(config: InferenceRunConfig, workflow_runs: list[str]) -> dict[str, Any]:
-    model = config.model
-    common = {
-        "processing:lineage": _lineage_text(config),
-        "processing:software": software_versions(),
-        "processing:datetime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "processing:facility": "geomlops-batch-inference",
-        prop.WORKFLOW: config.workflow,
-        prop.WORKFLOW_RUNS: workflow_runs,
-        prop.MODEL: model.name,
-        prop.MODEL_VERSION: model.version,
-        prop.MODEL_ITEM: model.item_id,
-        prop.MODELS: contributing_models(config),
-        **({prop.PIPELINE: config.pipeline} if config.pipeline else {}),
-        prop.OUTSIDE_REGION: config.outside_region,
-        prop.OUTSIDE_FRACTION: config.request.outside_fraction,
-        prop.REQUEST_DATETIME: config.request.datetime,
-        prop.REQUEST_AOI: config.request.aoi_uri,
-        prop.CLASSES: [{"value": c.value, "name": c.name} for c in model.classes],
-        # Not complete until the run's generic processors have run (the `process` step).
-        **({prop.PROCESSING: "pending"} if config.processors else {}),
-    }
-    if model.kind is not OutputKind.CLASS_MASK:  # a flood item reads as it always did
-        spec = model.spec
-        common[prop.OUTPUT_KIND] = spec.kind.value
-        if spec.threshold is not None:
-            common[prop.THRESHOLD] = spec.threshold
-        if spec.unit:
-            common[prop.UNIT] = spec.unit
-    return common
-
-
 def publish(
     config_uri: str, *, workflow_run: str | None = None, settings: Settings | None = None
 ) -> dict[str, Any]:
@@ -405,7 +301,7 @@ def publish(
     ]
     ids = item_ids(config)
     stac_url = get_connections(settings).stac_url
-    common = _common_properties(config, runs)
+    common = common_properties(config, runs)
     items: list[dict[str, Any]] = []
     features: list[dict[str, Any]] = []
     covered: list[BaseGeometry] = []
@@ -563,9 +459,9 @@ def _scene_item(
             "proj:transform": list(transform)[:6],
         },
         "links": [
-            *_model_links(config, stac_url),
-            _link(stac_url, "derived_from", IMAGERY, scene.item_id, "source scene"),
-            _link(stac_url, "related", PREDICTIONS, ids[""], "the run's polygons"),
+            *model_links(config, stac_url),
+            link(stac_url, "derived_from", IMAGERY, scene.item_id, "source scene"),
+            link(stac_url, "related", PREDICTIONS, ids[""], "the run's polygons"),
         ],
         "assets": {"mask": asset},
     }
@@ -601,13 +497,13 @@ def _run_item(
             prop.SCENES: [s.item_id for s in config.scenes],
         },
         "links": [
-            *_model_links(config, stac_url),
+            *model_links(config, stac_url),
             *(
-                _link(stac_url, "derived_from", IMAGERY, s.item_id, "source scene")
+                link(stac_url, "derived_from", IMAGERY, s.item_id, "source scene")
                 for s in config.scenes
             ),
             *(
-                _link(stac_url, "item", PREDICTIONS, ids[s.item_id], "per-scene mask")
+                link(stac_url, "item", PREDICTIONS, ids[s.item_id], "per-scene mask")
                 for s in config.scenes
             ),
         ],
