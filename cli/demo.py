@@ -274,10 +274,11 @@ def _batch_inference(settings: Settings) -> None:
     outputs = LocalStack(settings).paths.outputs_dir
     aoi = outputs / "sen1floods11-aoi.geojson"
     aoi.write_text(json.dumps(demo_aoi(chip)))
+    _register_processors(settings)
     summary = json.loads(
         _geomlops(
             "infer", DEMO_MODEL, "--aoi", str(aoi), "--datetime", "2019-09-01/2019-09-30",
-            "--reference", str(label), "--json",
+            "--reference", str(label), "--processor", DEMO_PROCESSOR, "--json",
         )
     )  # fmt: skip
     for mask, metrics in (summary.get("reference") or {}).items():
@@ -285,10 +286,46 @@ def _batch_inference(settings: Settings) -> None:
             f"  {mask}: water IoU {metrics['ref_iou_water']:.3f} against the hand label "
             f"({int(metrics['ref_compared_pixels'])} labelled pixels)"
         )
+    _show_processor_results(summary)
     run = summary["run"]
     (outputs / "last-inference-run.txt").write_text(run + "\n")
     console.print(_geomlops("lineage", run), end="")
     (outputs / f"lineage-{run}.json").write_text(_geomlops("lineage", run, "--json"))
+
+
+DEMO_PROCESSOR = "flood-area-by-country"
+DEMO_PROCESSORS = {
+    DEMO_PROCESSOR: "flood_area_by_country.py",
+    "min-mapping-unit": "min_mapping_unit.py",
+}
+
+
+def _register_processors(settings: Settings) -> None:
+    """Catalogue the example generic processors (the same script again: unchanged)."""
+    from geomlops.sample_data import fetch
+    from geomlops.settings.base import repo_dir
+
+    folder = repo_dir("processors")
+    if folder is None:
+        raise RuntimeError("the demo registers the example processors of a geomlops checkout")
+    countries = fetch("vector/countries.geojson", settings=settings)
+    for name, script in DEMO_PROCESSORS.items():
+        params = ["--param", f"countries={countries}"] if name == DEMO_PROCESSOR else []
+        _geomlops("processor", "register", str(folder / script), "--name", name, *params)
+
+
+def _show_processor_results(summary: dict) -> None:
+    """Print each processor's result as the run stored it (its JSON in S3)."""
+    from geomlops import objects
+
+    conn = get_connections()
+    for entry in (summary.get("processing") or {}).get("processors", []):
+        result = objects.read_json(conn, entry["result"])
+        console.print(f"  processor {entry['name']} v{entry['version']} ({entry['status']}):")
+        for country in result.get("countries", []):
+            console.print(f"    {country['country']:24} {country['area_km2']:10.4f} km² water")
+        if "total_area_km2" in result:
+            console.print(f"    {'total':24} {result['total_area_km2']:10.4f} km²")
 
 
 def _serve_chip(settings: Settings) -> None:
