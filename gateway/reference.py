@@ -32,14 +32,15 @@ from geomlops.datasets.refs import DatasetRef
 from geomlops.errors import NotFoundError, ValidationFailed
 from geomlops.gateway.tiles import class_colormap
 from geomlops.ml.data import IGNORE, load_scene
+from geomlops.ml.probabilities import blend_probabilities, class_mask
 from geomlops.ml.raster import MASK_NODATA
 from geomlops.ml.scaling import normalise
 from geomlops.ml.spec import load_package
 from geomlops.ml.split import spatial_split
-from geomlops.ml.tiling import predict_probabilities
 from geomlops.model import ModelIO
 from geomlops.model import properties as prop
 from geomlops.model.ids import parse_model_item_id
+from geomlops.model.runtimes import artifact_type, model_folder
 from geomlops.package_source import PackageSource
 from geomlops.settings import Settings
 from geomlops.workflows.inference.steps import load_registered_model
@@ -191,13 +192,10 @@ class ReviewCache:
     # --- predictions ----------------------------------------------------------------------
     def mask(self, item: dict[str, Any], scene: ReferenceScene) -> np.ndarray:
         """The class mask (uint8, ``MASK_NODATA`` where no data) model version ``item`` predicts."""
-        name, version = parse_model_item_id(item["id"])
         key = ("mask", item["id"], scene.tag)
         with self._lock(key):
             if key not in self._masks:
-                self._masks[key] = predict_mask(
-                    f"models:/{name}/{version}", ModelIO.from_item(item), scene, self.settings
-                )
+                self._masks[key] = predict_mask(item, ModelIO.from_item(item), scene, self.settings)
             return self._masks[key]
 
     def png(self, key: tuple[str, ...], render: Any) -> bytes:
@@ -209,9 +207,9 @@ class ReviewCache:
 
 
 def predict_mask(
-    model_uri: str, model_io: ModelIO, scene: ReferenceScene, settings: Settings
+    item: dict[str, Any], model_io: ModelIO, scene: ReferenceScene, settings: Settings
 ) -> np.ndarray:
-    """What ``model_uri`` predicts over the scene, the way batch inference predicts a tile.
+    """What model version ``item`` predicts over the scene, as batch inference predicts a tile.
 
     The scene's bands are put in the model's order by name; no-data pixels are 0 after
     scaling (as batch inference feeds them) and get ``MASK_NODATA`` in the mask.
@@ -219,18 +217,22 @@ def predict_mask(
     missing_bands = [b for b in model_io.bands if b not in scene.bands]
     if missing_bands:
         raise ValidationFailed(
-            f"the reference scene lacks band(s) {', '.join(missing_bands)} that {model_uri} reads",
+            f"the reference scene lacks band(s) {', '.join(missing_bands)} that {item['id']} reads",
             problems=[f"scene bands: {list(scene.bands)}", f"model bands: {list(model_io.bands)}"],
         )
     bands = scene.image[[scene.bands.index(b) for b in model_io.bands]]
     missing = np.isnan(bands).any(axis=0)
     scaled = normalise(bands, model_io.mean, model_io.stddev)
     scaled[:, missing] = 0.0
-    model, device = load_registered_model(model_uri, "auto", settings)
-    probabilities = predict_probabilities(
-        model, scaled, patch_size=model_io.patch_size, overlap=OVERLAP, device=device
-    )
-    mask = probabilities.argmax(axis=0).astype("uint8")
+    name, _ = parse_model_item_id(item["id"])
+    model = load_registered_model(name, model_folder(item), artifact_type(item), "auto", settings)
+    try:
+        probabilities = blend_probabilities(
+            model, scaled, patch_size=model_io.patch_size, overlap=OVERLAP
+        )
+    finally:
+        model.close()
+    mask, _ = class_mask(probabilities, model_io)
     mask[missing] = MASK_NODATA
     return mask
 

@@ -4,47 +4,29 @@ Everything the model needs to read an image is taken from the MLM item it was tr
 (bands by name, z-score statistics, patch size, classes), and the heavy lifting is the
 shared model-package code (:mod:`geomlops.ml`): band selection, normalisation and the
 overlapping-tile prediction are the very functions ``predict`` and ``evaluate`` use, so an
-online answer equals a batch one. The model itself is the ``torch.export`` program the train
-entry point logged: serving needs torch, not the package's code or its training framework.
+online answer equals a batch one. The model is loaded by the one loading function of
+serving and batch inference (:func:`geomlops.ml.runtime.load_model`): a ``torch.export``
+program in process, or a pyfunc model in its package's environment, per its item's
+``mlm:artifact_type``; serving needs neither the package's code nor its framework.
 """
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
+from geomlops.ml.probabilities import blend_probabilities, class_mask
 from geomlops.ml.raster import MASK_NODATA, Raster
+from geomlops.ml.runtime import LoadedModel, load_model
 from geomlops.ml.scaling import normalise
-from geomlops.ml.tiling import predict_probabilities
 from geomlops.model.io import ModelIO
 from geomlops.model.resolve import ResolvedModel
-from geomlops.serving.artifacts import download
 from geomlops.settings import Settings
 from geomlops.transformers.raster_to_vector import payload
-
-
-def cached_model_file(resolved: ResolvedModel, folder: Path) -> Path:
-    """Where the exported program of ``resolved`` is kept between loads.
-
-    A version number is not an identity: every registry counts 1, 2, 3 (a test stack, a
-    field server re-installed, a second MLflow), and a cache keyed by name and version
-    served one registry's weights under another registry's version, with answers tagged as
-    the wrong model. The artifact location names MLflow's logged model (``m-<uuid>``), so
-    the file is keyed by it as well.
-    """
-    location = hashlib.sha256(resolved.model_file_uri.encode()).hexdigest()[:16]
-    return folder / f"{resolved.name}-v{resolved.version}-{location}.pt2"
-
-
-def select_device() -> torch.device:
-    """CUDA when present, else CPU (as the package entry points' ``auto``)."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 class Predictor:
@@ -53,9 +35,8 @@ class Predictor:
     def __init__(
         self,
         resolved: ResolvedModel,
-        model: torch.nn.Module,
+        model: LoadedModel,
         *,
-        device: torch.device,
         overlap: int,
         batch_size: int,
         with_probabilities: bool = True,
@@ -63,7 +44,6 @@ class Predictor:
         self.resolved = resolved
         self.spec = ModelIO.from_item(resolved.mlm_item)
         self.model = model
-        self.device = device
         self.overlap = min(overlap, self.spec.patch_size // 2)
         self.batch_size = batch_size
         self.with_probabilities = with_probabilities
@@ -77,18 +57,19 @@ class Predictor:
         cache_dir: Path | None = None,
         with_probabilities: bool = True,
     ) -> Predictor:
-        """Download the exported program of ``resolved`` and load it on the best device."""
+        """Load ``resolved`` through the platform's one loading function, on the best device."""
         ModelIO.from_item(resolved.mlm_item)  # refuse an unusable item before downloading
         folder = cache_dir or Path(tempfile.gettempdir()) / "geomlops-serving"
-        target = cached_model_file(resolved, folder)
-        if not target.is_file():
-            download(resolved.model_file_uri, target, settings=settings)
-        device = select_device()
-        model = torch.export.load(str(target)).module().to(device)
+        model = load_model(
+            resolved.name,
+            resolved.artifact_uri,
+            resolved.runtime,
+            settings,
+            cache_dir=folder,
+        )
         return cls(
             resolved,
             model,
-            device=device,
             overlap=settings.serving.overlap,
             batch_size=settings.serving.batch_size,
             with_probabilities=with_probabilities,
@@ -108,26 +89,24 @@ class Predictor:
         data = raster.data
         if self.spec.nodata is not None:
             data = np.where(data == self.spec.nodata, np.nan, data).astype("float32")
-        probabilities = predict_probabilities(
+        probabilities = blend_probabilities(
             self.model,
             normalise(data, self.spec.mean, self.spec.stddev),
             patch_size=self.spec.patch_size,
             overlap=self.overlap,
-            device=self.device,
             batch_size=self.batch_size,
         )
         missing = np.isnan(data).any(axis=0)
-        mask = probabilities.argmax(axis=0).astype("uint8")
+        mask, confidence = class_mask(probabilities, self.spec)
         mask[missing] = MASK_NODATA
         # The confidence of the chosen class (H x W) is all the transformer needs for each
         # polygon's mean confidence, at 1/K of the bytes of every class's probability.
-        confidence = probabilities.max(axis=0) if self.with_probabilities else None
         return payload.encode(
             mask,
             raster.transform,
             raster.crs,
-            classes=[asdict(c) for c in self.spec.classes],
+            classes=[asdict(c) for c in self.spec.mask_classes()],
             nodata=MASK_NODATA,
-            probabilities=confidence,
+            probabilities=confidence if self.with_probabilities else None,
             compress=True,
         )

@@ -24,6 +24,7 @@ from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from geomlops.errors import ValidationFailed
+from geomlops.model.properties import THRESHOLD
 
 INPUT_KEY = "mlm:input"
 OUTPUT_KEY = "mlm:output"
@@ -132,6 +133,27 @@ class ModelIO:
     classes: tuple[OutputClass, ...]
     nodata: float | None = None
     """A band value that means "no data" (``properties.bands[].nodata``), when recorded."""
+    threshold: float | None = None
+    """Set for a probability output (one channel, one class): the probability at and above
+    which a pixel is that class (``geomlops:threshold``, 0.5 when not declared); None for
+    per-class scores, whose argmax is the class."""
+
+    @property
+    def is_probability(self) -> bool:
+        """One channel holding the probability of the one class (cloud-s2's output)."""
+        return self.threshold is not None
+
+    def mask_classes(self) -> tuple[OutputClass, ...]:
+        """The classes of the mask inference writes.
+
+        A probability output's mask has its class where the probability reaches the
+        threshold and ``not_<class>`` (the other of 0 and 1) elsewhere.
+        """
+        if not self.is_probability:
+            return self.classes
+        (only,) = self.classes
+        other = OutputClass(1 if only.value == 0 else 0, f"not_{only.name}")
+        return tuple(sorted((other, only), key=lambda c: c.value))
 
     @property
     def class_names(self) -> list[str]:
@@ -152,6 +174,8 @@ class ModelIO:
             patch_size = int(shape[-1])
             # Inference names every channel, so a class needs a name here (MLM does not).
             declared = [OutputClass(int(c["value"]), str(c["name"])) for c in output[CLASSES_KEY]]
+            channels = (output.get("result") or {}).get("shape", [None, None])[1]
+            threshold = output.get(THRESHOLD, 0.5)
         except (KeyError, IndexError, TypeError, ValueError) as error:
             raise ValidationFailed(
                 f"{where}: its MLM fields lack what inference needs ({error!r})",
@@ -172,6 +196,13 @@ class ModelIO:
             )
         recorded = {b.get("nodata") for b in props.get("bands", []) if isinstance(b, dict)}
         nodata = next(iter(recorded)) if len(recorded) == 1 else None  # one value for all bands
+        # A probability output (one channel, one class) is read against its threshold;
+        # the output-kind reader of issue 17 part 1 supersedes this test at the merge.
+        probability = channels == 1 and len(classes) == 1
+        if probability and (not isinstance(threshold, int | float) or not 0 < threshold < 1):
+            raise ValidationFailed(
+                f"{where}: mlm:output[0].{THRESHOLD} is {threshold!r}, not a number in (0, 1)"
+            )
         return cls(
             bands=bands,
             mean=tuple(float(s["mean"]) for s in scaling),
@@ -179,4 +210,5 @@ class ModelIO:
             patch_size=patch_size,
             classes=classes,
             nodata=None if nodata is None else float(nodata),
+            threshold=float(threshold) if probability else None,
         )

@@ -36,11 +36,11 @@ from geomlops.model.ids import MODELS_COLLECTION, model_item_id
 from geomlops.model.registry import MlflowClientRegistry, RestRegistry
 from geomlops.model.resolve import resolve_model
 from geomlops.model.stages import STAGE_PROPERTY
+from geomlops.package_env import package_env
 from geomlops.sample_data import fetch
 from geomlops.serving.predictor import Predictor
 from geomlops.settings import get_settings
 from geomlops.transformers.raster_to_vector import payload, read_mask
-from geomlops.workflows.package_env import package_env
 
 REPO = Path(__file__).resolve().parents[2]
 CHIP_KEY = "imagery/sen1floods11/Spain_7370579_S2Hand.tif"

@@ -18,14 +18,14 @@ import pytest
 from packaging.requirements import Requirement
 
 from geomlops.errors import ValidationFailed
-from geomlops.settings import Settings, get_settings
-from geomlops.workflows.package_env import (
+from geomlops.package_env import (
     MARKER,
     EnvironmentBuildFailed,
     PackageEnv,
     package_env,
     read_requirements,
 )
+from geomlops.settings import Settings, get_settings
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = REPO / "model_packages"

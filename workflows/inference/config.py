@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from geomlops import objects
 from geomlops.connections import Connections
 from geomlops.model.io import ModelIO, OutputClass
+from geomlops.model.runtimes import TORCH_EXPORT
 
 CONFIG = "plan/config.json"
 
@@ -59,6 +60,16 @@ class ModelPin(_Strict):
     patch_size: int = Field(gt=0)
     classes: list[ClassPin]
     nodata: float | None = None
+    artifact_uri: str = Field(
+        default="", description="The version's MLflow model folder (s3:// or mlflow-artifacts:/)."
+    )
+    runtime: str = Field(
+        default=TORCH_EXPORT,
+        description="How it runs: its model asset's mlm:artifact_type (geomlops.model.runtimes).",
+    )
+    threshold: float | None = Field(
+        default=None, description="A probability output's threshold (ModelIO.threshold)."
+    )
 
     def io(self) -> ModelIO:
         """The model's input/output description, as :mod:`geomlops.ml` uses it."""
@@ -69,6 +80,7 @@ class ModelPin(_Strict):
             patch_size=self.patch_size,
             classes=tuple(OutputClass(c.value, c.name) for c in self.classes),
             nodata=self.nodata,
+            threshold=self.threshold,
         )
 
 

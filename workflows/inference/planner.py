@@ -94,6 +94,9 @@ def pin_model(name: str, version: str | None, settings: Settings) -> tuple[Model
         patch_size=io.patch_size,
         classes=[ClassPin(value=c.value, name=c.name) for c in io.classes],
         nodata=io.nodata,
+        artifact_uri=resolved.artifact_uri,
+        runtime=resolved.runtime,
+        threshold=io.threshold,
     )
     return pin, resolved.item
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import numpy as np
 import rasterio
 import shapely
 from rasterio.crs import CRS
@@ -46,6 +47,7 @@ from geomlops.catalog.extensions import FILE_SCHEMA, PROCESSING_SCHEMA, PROJECTI
 from geomlops.catalog.imagery import file_checksum
 from geomlops.connections import Connections, get_connections
 from geomlops.errors import GeomlopsError, ValidationFailed
+from geomlops.ml.probabilities import class_mask
 from geomlops.ml.raster import MASK_NODATA
 from geomlops.model import properties as prop
 from geomlops.settings import Settings, get_settings
@@ -126,7 +128,14 @@ def _part(tile: Tile, window: Window) -> tuple[Window, Window] | None:
 def mosaic(
     conn: Connections, config: InferenceRunConfig, scene: ScenePin, tiles: list[Tile], folder: Path
 ) -> tuple[Path, Window]:
-    """Assemble the scene's tile masks into one COG on local disk (window by window)."""
+    """Assemble the scene's tile masks into one COG on local disk (window by window).
+
+    A probability output's tiles hold its probability: the mosaic is then a float32 COG
+    (NaN = no data), the model's own answer; its polygons come from the thresholded mask
+    (:func:`_scene_features`).
+    """
+    probability = config.model.io().is_probability
+    nodata = float("nan") if probability else MASK_NODATA
     window = _scene_window(config, scene, tiles)
     transform = rasterio.windows.transform(window, rasterio.Affine(*scene.transform))
     plain = folder / f"{scene.item_id}.plain.tif"
@@ -135,10 +144,10 @@ def mosaic(
         "width": int(window.width),
         "height": int(window.height),
         "count": 1,
-        "dtype": "uint8",
+        "dtype": "float32" if probability else "uint8",
         "crs": CRS.from_user_input(scene.crs),
         "transform": transform,
-        "nodata": MASK_NODATA,
+        "nodata": nodata,
         "tiled": True,
         "blockxsize": 256,
         "blockysize": 256,
@@ -154,12 +163,17 @@ def mosaic(
             with rasterio.open(local) as src:
                 dst.write(src.read(1, window=part[0]), 1, window=part[1])
             local.unlink()
-        dst.set_band_description(1, "class")
-        dst.update_tags(classes=",".join(f"{c.value}:{c.name}" for c in config.model.classes))
+        io = config.model.io()
+        if probability:
+            dst.set_band_description(1, f"{io.classes[0].name}_probability")
+            dst.update_tags(threshold=str(io.threshold))
+        else:
+            dst.set_band_description(1, "class")
+        dst.update_tags(classes=",".join(f"{c.value}:{c.name}" for c in io.mask_classes()))
     cog = folder / f"{scene.item_id}.tif"
     cog_translate(
         str(plain), str(cog), cog_profiles.get("deflate"), in_memory=False, quiet=True,
-        nodata=MASK_NODATA,
+        nodata=nodata,
     )  # fmt: skip
     plain.unlink()
     valid, errors, _ = cog_validate(str(cog), quiet=True)
@@ -169,7 +183,8 @@ def mosaic(
 
 
 def _stats(records: list[TileRecord], config: InferenceRunConfig, pixel_m2: float) -> dict:
-    pixels = {c.name: sum(r.pixels.get(c.name, 0) for r in records) for c in config.model.classes}
+    classes = config.model.io().mask_classes()
+    pixels = {c.name: sum(r.pixels.get(c.name, 0) for r in records) for c in classes}
     nodata = sum(r.nodata_pixels for r in records)
     cloud = sum(r.cloud_pixels for r in records)
     valid = sum(pixels.values())
@@ -240,7 +255,7 @@ def _common_properties(config: InferenceRunConfig, workflow_runs: list[str]) -> 
         prop.OUTSIDE_FRACTION: config.request.outside_fraction,
         prop.REQUEST_DATETIME: config.request.datetime,
         prop.REQUEST_AOI: config.request.aoi_uri,
-        prop.CLASSES: [{"value": c.value, "name": c.name} for c in model.classes],
+        prop.CLASSES: [{"value": c.value, "name": c.name} for c in model.io().mask_classes()],
     }
 
 
@@ -325,14 +340,19 @@ def _scene_features(cog: Path, config: InferenceRunConfig, scene: ScenePin) -> l
     """The scene mosaic's polygons, one feature per class, tagged with scene and date."""
     from geomlops.transformers.raster_to_vector.geojson import feature
 
+    io = config.model.io()
     with rasterio.open(cog) as src:
         mask = src.read(1)
         transform, crs = src.transform, src.crs
+    if io.is_probability:  # the float COG: its thresholded mask gives the polygons
+        missing = np.isnan(mask)
+        mask, _ = class_mask(np.nan_to_num(mask)[np.newaxis], io)
+        mask[missing] = MASK_NODATA
     polygons = vectorize(
         mask,
         transform,
         crs,
-        classes=[{"value": c.value, "name": c.name} for c in config.model.classes],
+        classes=[{"value": c.value, "name": c.name} for c in io.mask_classes()],
         nodata=MASK_NODATA,
         options={
             "min_area_m2": config.min_area_m2,

@@ -23,6 +23,7 @@ from geomlops.errors import (
     NotFoundError,
     ValidationFailed,
 )
+from geomlops.ml.runtime import LoadedModel, load_model
 from geomlops.settings import Settings, get_settings
 from geomlops.workflows.inference.config import InferenceRunConfig, ShardPlan
 from geomlops.workflows.inference.planner import Plan, plan, resume_plan
@@ -116,27 +117,22 @@ def plan_step(
     return result
 
 
-def _load_model(config: InferenceRunConfig, settings: Settings) -> tuple[Any, Any]:
-    return load_registered_model(config.model.model_uri, config.device, settings)
+def _load_model(config: InferenceRunConfig, settings: Settings) -> LoadedModel:
+    pin = config.model
+    return load_registered_model(pin.name, pin.artifact_uri, pin.runtime, config.device, settings)
 
 
-def load_registered_model(model_uri: str, device_name: str, settings: Settings) -> tuple[Any, Any]:
-    """A registered model version (``models:/NAME/VERSION``) loaded, and the device it is on.
+def load_registered_model(
+    name: str, artifact_uri: str, runtime: str, device_name: str, settings: Settings
+) -> LoadedModel:
+    """A registered model version's MLflow model folder, loaded to answer probabilities.
 
-    How batch inference loads the model it predicts with; the gateway's review of a version
-    loads it the same way, so the review shows what batch inference would predict.
+    How batch inference loads the model it predicts with, through the platform's one
+    loading function (:func:`geomlops.ml.runtime.load_model`, as serving does); the
+    gateway's review of a version loads it the same way, so the review shows what batch
+    inference would predict.
     """
-    import mlflow
-
-    from geomlops.ml.runner import load_model, select_device
-
-    conn = get_connections(settings)
-    mlflow.set_tracking_uri(conn.mlflow_tracking_uri)
-    for key, value in conn.env().items():  # MLflow reads S3-stored artifacts through these
-        if key.startswith(("MLFLOW_S3", "AWS_ACCESS", "AWS_SECRET")):
-            os.environ.setdefault(key, value)
-    device = select_device(device_name)
-    return load_model(model_uri, device), device  # exported: no .eval()
+    return load_model(name, artifact_uri, runtime, settings, device=device_name)
 
 
 def predict_step(config_uri: str, shard: int, settings: Settings | None = None) -> dict[str, Any]:
@@ -146,7 +142,7 @@ def predict_step(config_uri: str, shard: int, settings: Settings | None = None) 
     config = InferenceRunConfig.load(conn, config_uri)
     shard_plan = ShardPlan.load(conn, config.shard_uri(shard))
     sink = S3TileSink(conn, config)
-    model, device = _load_model(config, settings)
+    model = _load_model(config, settings)
     job = ShardJob(
         shard=shard,
         tiles=shard_plan.tiles,
@@ -158,15 +154,17 @@ def predict_step(config_uri: str, shard: int, settings: Settings | None = None) 
         aoi=config.request.aoi,
         pod=f"{socket.gethostname()}:{os.getpid()}",
     )
-    log.info("shard %d: %d tile(s) on %s", shard, len(job.tiles), device)
-    result = run_shard(
-        job,
-        model,
-        sink,
-        device=device,
-        conn=conn,
-        on_tile=lambda tile: log.info("shard %d: tile %s done", shard, tile),
-    )
+    log.info("shard %d: %d tile(s) on %s (%s)", shard, len(job.tiles), model.device, model.runtime)
+    try:
+        result = run_shard(
+            job,
+            model,
+            sink,
+            conn=conn,
+            on_tile=lambda tile: log.info("shard %d: tile %s done", shard, tile),
+        )
+    finally:
+        model.close()
     summary = {
         "shard": shard,
         "tiles": len(job.tiles),

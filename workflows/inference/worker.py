@@ -8,10 +8,14 @@ Three stages overlap so the model is never kept waiting:
   pixels outside the AOI, and applies the MLM input spec (z-score), into a queue of
   ``prefetch`` tiles;
 - the **main** thread runs the model on batches of patches, blends overlapping patches
-  (:func:`geomlops.ml.tiling.predict_probabilities`) and applies the no-data, cloud and
+  (:func:`geomlops.ml.probabilities.blend_probabilities`) and applies the no-data, cloud and
   AOI masks: nothing else, because the model's throughput is the pipeline's;
 - a **writer** thread writes each tile's mask as a COG and hands it to the sink, which
-  records the tile as done last.
+  records the tile as done last. For a probability output (cloud-s2) the tile is the
+  float32 probability (NaN = no data) and the counts are of its thresholded mask.
+
+The model is any :data:`geomlops.ml.probabilities.Probabilities` callable, what
+:func:`geomlops.ml.runtime.load_model` returns: in process or in its package's environment.
 
 Memory is bounded by the queues (a few tiles), not by the scene. A tile whose read, predict
 or write fails is retried ``tile_retries`` times; one that still fails is reported with its
@@ -34,16 +38,15 @@ from typing import Any, Protocol
 
 import numpy as np
 import rasterio
-import torch
 from rasterio.crs import CRS
 from rasterio.windows import Window
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
 from geomlops.connections import Connections
+from geomlops.ml.probabilities import Probabilities, blend_probabilities, class_mask
 from geomlops.ml.raster import MASK_NODATA
 from geomlops.ml.scaling import normalise
-from geomlops.ml.tiling import predict_probabilities
 from geomlops.model.io import ModelIO
 from geomlops.workflows.inference import masks
 from geomlops.workflows.inference.aoi import in_crs, inside_mask
@@ -52,7 +55,7 @@ from geomlops.workflows.inference.storage import gdal_env, raster_path
 
 log = logging.getLogger(__name__)
 
-Model = Callable[[torch.Tensor], torch.Tensor]
+Model = Probabilities
 
 
 class TileSink(Protocol):
@@ -217,9 +220,26 @@ def _reader(
         hand_over(None)
 
 
-def write_mask_cog(path: Path, mask: np.ndarray, window: _Window, io: ModelIO) -> Path:
-    """Write a tile's class mask as a COG (uint8, 255 = no data)."""
-    height, width = mask.shape
+@dataclass
+class _Prediction:
+    """A tile's prediction: its class mask, and a probability output's probability.
+
+    The mask is uint8 (MASK_NODATA = no data); the probability float32 (NaN), written
+    instead of the mask.
+    """
+
+    mask: np.ndarray
+    probability: np.ndarray | None = None
+
+
+def write_mask_cog(path: Path, prediction: _Prediction, window: _Window, io: ModelIO) -> Path:
+    """Write a tile as a COG.
+
+    The class mask (uint8, 255 = no data), or a probability output's probability (float32,
+    NaN = no data).
+    """
+    values = prediction.probability if prediction.probability is not None else prediction.mask
+    height, width = values.shape
     with rasterio.open(
         path,
         "w",
@@ -227,31 +247,35 @@ def write_mask_cog(path: Path, mask: np.ndarray, window: _Window, io: ModelIO) -
         width=width,
         height=height,
         count=1,
-        dtype="uint8",
+        dtype=values.dtype.name,
         crs=window.crs,
         transform=window.transform,
-        nodata=MASK_NODATA,
+        nodata=MASK_NODATA if prediction.probability is None else float("nan"),
         compress="deflate",
         blocksize=256,
     ) as dst:
-        dst.write(mask, 1)
-        dst.set_band_description(1, "class")
-        dst.update_tags(classes=",".join(f"{c.value}:{c.name}" for c in io.classes))
+        dst.write(values, 1)
+        if prediction.probability is None:
+            dst.set_band_description(1, "class")
+        else:
+            dst.set_band_description(1, f"{io.classes[0].name}_probability")
+            dst.update_tags(threshold=str(io.threshold))
+        dst.update_tags(classes=",".join(f"{c.value}:{c.name}" for c in io.mask_classes()))
     return path
 
 
-def _predict(model: Model, job: ShardJob, window: _Window, device: torch.device) -> np.ndarray:
-    probabilities = predict_probabilities(
+def _predict(model: Model, job: ShardJob, window: _Window) -> _Prediction:
+    probabilities = blend_probabilities(
         model,
         window.scaled,
         patch_size=job.io.patch_size,
         overlap=job.overlap,
-        device=device,
         batch_size=job.batch_size,
     )
     rows, cols = window.core
-    mask = probabilities[:, rows, cols].argmax(axis=0).astype("uint8")
-    return mask
+    core = probabilities[:, rows, cols]
+    mask, _ = class_mask(core, job.io)
+    return _Prediction(mask, core[0].copy() if job.io.is_probability else None)
 
 
 def _writer(
@@ -263,17 +287,17 @@ def _writer(
     lock: threading.Lock,
 ) -> None:
     while (item := jobs.get()) is not None:
-        window, mask, record = item
+        window, prediction, record = item
         tile = window.tile
         path = folder / f"{tile.id}.tif"
 
         def write(
-            mask: np.ndarray = mask,
+            prediction: _Prediction = prediction,
             window: _Window = window,
             path: Path = path,
             record: TileRecord = record,
         ) -> None:
-            sink.put(window.tile, write_mask_cog(path, mask, window, job.io), record)
+            sink.put(window.tile, write_mask_cog(path, prediction, window, job.io), record)
 
         try:
             _with_retries(f"writing {tile.id}", job.tile_retries, write)
@@ -291,7 +315,6 @@ def run_shard(
     model: Model,
     sink: TileSink,
     *,
-    device: torch.device,
     conn: Connections | None = None,
     prefetch: int = 2,
     on_tile: Callable[[str], None] | None = None,
@@ -333,19 +356,19 @@ def run_shard(
                 tile = window.tile
                 began = time.perf_counter()
                 try:
-                    mask = _with_retries(
+                    prediction = _with_retries(
                         f"predicting {tile.id}",
                         job.tile_retries,
-                        partial(_predict, model, job, window, device),
+                        partial(_predict, model, job, window),
                     )
                 except Exception as error:
                     with lock:
                         result.failed[tile.id] = f"predict: {error}"
                     continue
-                assert isinstance(mask, np.ndarray)  # noqa: S101 - for the type checker
+                assert isinstance(prediction, _Prediction)  # noqa: S101 - for the type checker
                 result.model_seconds += time.perf_counter() - began
-                record = _record(job, window, mask, began)
-                writes.put((window, mask, record))
+                record = _record(job, window, prediction, began)
+                writes.put((window, prediction, record))
                 if on_tile is not None:
                     on_tile(tile.id)
         finally:
@@ -362,8 +385,9 @@ def _windows(reads: queue.Queue) -> Iterator[_Window | tuple[Tile, str]]:
         yield item
 
 
-def _record(job: ShardJob, window: _Window, mask: np.ndarray, began: float) -> TileRecord:
-    """Apply the masks to ``mask`` (in place) and describe the tile's pixels in the AOI."""
+def _record(job: ShardJob, window: _Window, prediction: _Prediction, began: float) -> TileRecord:
+    """Apply the masks to the prediction (in place) and describe the tile's pixels in the AOI."""
+    mask = prediction.mask
     rows, cols = window.core
     missing = window.missing[rows, cols]
     cloud = window.cloud[rows, cols] & ~missing if window.cloud is not None else None
@@ -374,13 +398,15 @@ def _record(job: ShardJob, window: _Window, mask: np.ndarray, began: float) -> T
         mask[~window.inside] = MASK_NODATA
         missing = missing & window.inside
         cloud = cloud & window.inside if cloud is not None else None
+    if prediction.probability is not None:
+        prediction.probability[mask == MASK_NODATA] = np.nan
     counts = np.bincount(mask.ravel(), minlength=256)
     return TileRecord(
         tile=window.tile.id,
         scene=window.tile.scene,
         shard=job.shard,
         pod=job.pod,
-        pixels={c.name: int(counts[c.value]) for c in job.io.classes},
+        pixels={c.name: int(counts[c.value]) for c in job.io.mask_classes()},
         nodata_pixels=int(missing.sum()),
         cloud_pixels=int(cloud.sum()) if cloud is not None else 0,
         seconds=round(time.perf_counter() - began, 4),
