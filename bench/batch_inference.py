@@ -42,6 +42,7 @@ def measure(
     """In this (fresh) process: pipeline over the mosaic, then the model alone; peak RSS."""
     import torch
 
+    from geomlops.ml.tiling import as_probabilities
     from geomlops.workflows.inference.config import Tile
     from geomlops.workflows.inference.tilestore import LocalTileSink
     from geomlops.workflows.inference.worker import ShardJob, run_shard
@@ -90,7 +91,7 @@ def measure(
                 shard=0, tiles=chunk, scenes={"mosaic": scene}, io=io, overlap=overlap,
                 batch_size=batch_size, tile_retries=0, aoi=None,
             )  # fmt: skip
-            result = run_shard(job, model, sink, device=device)
+            result = run_shard(job, as_probabilities(model, device), sink)
             assert not result.failed, result.failed
             pipeline_seconds += result.seconds
             model_seconds += (before + model_alone(sizes)) / 2

@@ -123,6 +123,7 @@ def _shard(config: Any, tiles: list, model: Any) -> tuple[Any, Any]:
     """Run one shard over ``tiles`` from S3 to S3 (the predict step's path); its result."""
 
     from geomlops.connections import get_connections
+    from geomlops.ml.tiling import as_probabilities
     from geomlops.workflows.inference.tilestore import S3TileSink
     from geomlops.workflows.inference.worker import ShardJob, run_shard
 
@@ -133,7 +134,7 @@ def _shard(config: Any, tiles: list, model: Any) -> tuple[Any, Any]:
         tile_retries=0, aoi=config.request.aoi, pod="bench",
     )  # fmt: skip
     device = next(model.parameters()).device
-    result = run_shard(job, model, S3TileSink(conn, config), device=device, conn=conn)
+    result = run_shard(job, as_probabilities(model, device), S3TileSink(conn, config), conn=conn)
     if result.failed:
         raise SystemExit(f"tiles failed: {result.failed}")
     return conn, result

@@ -54,6 +54,10 @@ class CloudProbability(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
         """Load the booster logged with the model (lazily by s2cloudless: first predict)."""
         self.detector = detector_for(context.artifacts[BOOSTER_ARTIFACT])
 
-    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> Any:
-        """``N x 10 x H x W`` float32 reflectance -> ``N x 1 x H x W`` cloud probability."""
+    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+        """``N x 10 x H x W`` float32 reflectance -> ``N x 1 x H x W`` cloud probability.
+
+        Unannotated on purpose: MLflow reads a type hint here as a schema of its own (and
+        warns about ``Any``); the logged signature (a float32 tensor) is the schema.
+        """
         return cloud_probability(self.detector, np.asarray(model_input))

@@ -32,7 +32,8 @@ from geomlops.ml.raster import MASK_NODATA, read_bands, write_raster
 from geomlops.ml.scaling import normalise
 from geomlops.ml.spec import MLM_FILE, ModelPackage, load_package
 from geomlops.ml.split import spatial_split
-from geomlops.model.runtime_contract import ENV_REQUIREMENTS_FILE
+from geomlops.model.properties import THRESHOLD
+from geomlops.model.runtimes import ENV_REQUIREMENTS_FILE
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -40,7 +41,6 @@ from cloud_model import BOOSTER_ARTIFACT, CloudProbability  # noqa: E402
 
 MODEL_ARTIFACT = "model"
 METRICS_FILE = "metrics.json"
-THRESHOLD_KEY = "geomlops:threshold"
 
 
 def booster_file() -> Path:
@@ -59,11 +59,10 @@ def booster_file() -> Path:
 
 def threshold(package: ModelPackage) -> float:
     """The probability at and above which a pixel is cloud (mlm:output[0] geomlops:threshold)."""
-    value = package.mlm["properties"]["mlm:output"][0].get(THRESHOLD_KEY)
+    value = package.mlm["properties"]["mlm:output"][0].get(THRESHOLD)
     if not isinstance(value, int | float) or not 0 < value < 1:
         raise ValidationFailed(
-            f"mlm.json: properties.mlm:output[0].{THRESHOLD_KEY} is {value!r}, not a number "
-            "in (0, 1)"
+            f"mlm.json: properties.mlm:output[0].{THRESHOLD} is {value!r}, not a number in (0, 1)"
         )
     return float(value)
 
@@ -107,17 +106,13 @@ def clear_sky_metrics(
 
 
 def evaluate_model(package: ModelPackage, model: Any, data: str | None) -> dict[str, float]:
-    """Metrics of ``model`` on the package's held-out block."""
+    """Metrics of ``model`` on the package's held-out block (its columns logged as a param)."""
     scene = load_scene(package, data)
     split = spatial_split(scene.image.shape[1], package.spec.dataset.holdout, 1)
     block = slice(split.holdout.start, split.holdout.stop)
     scaled, missing = reflectance(package, scene.image.data[:, :, block])
     probability = probability_of(model, scaled)
-    mlflow.log_params(
-        {"holdout_columns": f"{split.holdout.start}-{split.holdout.stop - 1}"}
-        if mlflow.active_run() and "holdout_columns" not in mlflow.active_run().data.params
-        else {}
-    )
+    mlflow.log_param("holdout_columns", f"{split.holdout.start}-{split.holdout.stop - 1}")
     return clear_sky_metrics(probability, scene.label[:, block], missing, threshold(package))
 
 
@@ -169,7 +164,10 @@ def log_pyfunc(package: ModelPackage) -> Any:
 
 
 def train(args: argparse.Namespace) -> dict[str, Any]:
-    """Package the pretrained booster as the run's model, then evaluate it held out."""
+    """Package the pretrained booster as the run's model, then evaluate it held out.
+
+    The entry point's parameters are logged by ``mlflow run``; the rest is logged here.
+    """
     import s2cloudless
 
     package = load_package(HERE)
@@ -179,9 +177,6 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         _tags(package)
         mlflow.log_params(
             {
-                "data": args.data, "output": args.output, "epochs": args.epochs,
-                "batch_size": args.batch_size, "learning_rate": args.learning_rate,
-                "stride": args.stride, "seed": args.seed, "device": args.device,
                 "resolved_device": "cpu", "resolved_data": args.data or "sample-data registry",
                 "patch_size": package.spec.input.patch_size,
                 "bands": ",".join(package.spec.input.bands),
@@ -193,8 +188,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         model = mlflow.pyfunc.load_model(info.model_uri)
         metrics = evaluate_model(package, model, args.data or None)
         mlflow.log_metrics(metrics)
-    if args.output:
-        mlflow.pyfunc.save_model  # noqa: B018 - the logged model is the artifact; copy it:
+    if args.output:  # the logged model folder (MLmodel, booster, mlm.json), as it was logged
         mlflow.artifacts.download_artifacts(artifact_uri=info.model_uri, dst_path=args.output)
     _write_metrics(args.output, metrics)
     return {"model_uri": info.model_uri, "booster_sha256": digest, **metrics}
@@ -205,9 +199,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     package = load_package(HERE)
     with mlflow.start_run():
         _tags(package)
-        mlflow.log_params(
-            {"model": args.model, "resolved_data": args.data or "sample-data registry"}
-        )
+        mlflow.log_param("resolved_data", args.data or "sample-data registry")
         model = mlflow.pyfunc.load_model(args.model)
         metrics = evaluate_model(package, model, args.data or None)
         mlflow.log_metrics(metrics)
@@ -227,7 +219,6 @@ def predict(args: argparse.Namespace) -> dict[str, Any]:
         image.data[image.data == package.spec.input.nodata] = np.nan
     with mlflow.start_run():
         _tags(package)
-        mlflow.log_params({"model": args.model, "input": args.input, "output": args.output})
         model = mlflow.pyfunc.load_model(args.model)
         scaled, missing = reflectance(package, image.data)
         probability = probability_of(model, scaled)

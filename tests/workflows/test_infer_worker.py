@@ -20,6 +20,7 @@ from shapely.geometry import Polygon, box, mapping
 
 from geomlops.cli.infer import _datetime
 from geomlops.errors import ValidationFailed
+from geomlops.ml.tiling import as_probabilities
 from geomlops.model.io import ModelIO, OutputClass
 from geomlops.settings import InferenceSettings
 from geomlops.workflows.inference import masks
@@ -46,6 +47,10 @@ IO = ModelIO(
 def _threshold_model(x: torch.Tensor) -> torch.Tensor:
     """Logits: class 1 where the normalised first band is positive."""
     return torch.stack([-x[:, 0], x[:, 0]], dim=1)
+
+
+_THRESHOLD = as_probabilities(_threshold_model, torch.device("cpu"))
+"""The same model, answering probabilities as the runtime's loaded models do."""
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +157,7 @@ def test_worker_streams_tiles_and_masks_nodata_and_cloud(
     pin, expected = scene
     tiles = scene_tiles(pin, _whole_scene_aoi(), 64, strip=4)
     sink = LocalTileSink(tmp_path / "tiles")
-    result = run_shard(_job(pin, tiles), _threshold_model, sink, device=torch.device("cpu"))
+    result = run_shard(_job(pin, tiles), _THRESHOLD, sink)
     assert result.failed == {}
     assert sorted(result.done) == sorted(t.id for t in tiles)
     mosaic = np.full((HEIGHT, WIDTH), 7, dtype="uint8")
@@ -174,7 +179,7 @@ def test_worker_streams_tiles_and_masks_nodata_and_cloud(
     assert sum(r["cloud_pixels"] for r in records) == 20 * 40
     assert sum(r["nodata_pixels"] for r in records) == HEIGHT * 5
 
-    again = run_shard(_job(pin, tiles), _threshold_model, sink, device=torch.device("cpu"))
+    again = run_shard(_job(pin, tiles), _THRESHOLD, sink)
     assert again.done == [] and sorted(again.skipped) == sorted(result.done)
 
 
@@ -192,7 +197,7 @@ def test_pixels_outside_the_aoi_are_no_data_and_not_counted(
     assert len(tiles) < len(scene_tiles(pin, _whole_scene_aoi(), 64, strip=4))
     sink = LocalTileSink(tmp_path / "tiles")
     job = _job(pin, tiles, aoi=mapping(aoi))
-    result = run_shard(job, _threshold_model, sink, device=torch.device("cpu"))
+    result = run_shard(job, _THRESHOLD, sink)
     assert result.failed == {}
     transform = from_origin(*ORIGIN, PIXEL, PIXEL)
     inside = geometry_mask([aoi], out_shape=(HEIGHT, WIDTH), transform=transform, invert=True)
@@ -223,9 +228,7 @@ def test_unreadable_scene_fails_its_tiles_after_retries(
     pin, _ = scene
     gone = pin.model_copy(update={"href": str(tmp_path / "missing.tif")})
     tiles = scene_tiles(gone, _whole_scene_aoi(), 64, strip=4)[:2]
-    result = run_shard(
-        _job(gone, tiles), _threshold_model, LocalTileSink(tmp_path), device=torch.device("cpu")
-    )
+    result = run_shard(_job(gone, tiles), _THRESHOLD, LocalTileSink(tmp_path))
     assert set(result.failed) == {t.id for t in tiles}
     assert all(why.startswith("read:") for why in result.failed.values())
     assert result.done == []
