@@ -206,7 +206,13 @@ def model_python(name: str, artifact_uri: str, settings: Settings) -> Path:
 
 
 def _worker_env(settings: Settings) -> dict[str, str]:
-    env = {**os.environ, **get_connections(settings).env(), "PYTHONUNBUFFERED": "1"}
+    """This environment, plus where MLflow and S3 are (a model folder on disk needs neither)."""
+    try:
+        services = get_connections(settings).env()
+    except GeomlopsError as error:
+        log.debug("the model worker gets no service addresses: %s", error)
+        services = {}
+    env = {**os.environ, **services, "PYTHONUNBUFFERED": "1"}
     for key in ("VIRTUAL_ENV", "PYTHONHOME", "PYTHONPATH"):
         env.pop(key, None)
     return env
