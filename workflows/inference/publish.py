@@ -189,16 +189,18 @@ def _stats(records: list[TileRecord], config: InferenceRunConfig, pixel_m2: floa
     cloud = sum(r.cloud_pixels for r in records)
     valid = sum(pixels.values())
     stats: dict[str, Any] = {
-        f"{name}_area_km2": round(count * pixel_m2 / 1e6, 6) for name, count in pixels.items()
+        "nodata_area_km2": round(nodata * pixel_m2 / 1e6, 6),
+        "cloud_area_km2": round(cloud * pixel_m2 / 1e6, 6),
+        "valid_pixels": valid,
+        "tiles": len(records),
     }
-    stats.update(
-        nodata_area_km2=round(nodata * pixel_m2 / 1e6, 6),
-        cloud_area_km2=round(cloud * pixel_m2 / 1e6, 6),
-        valid_pixels=valid,
-        tiles=len(records),
-    )
+    platform = set(stats)
     for name, count in pixels.items():
-        stats[f"{name}_fraction"] = round(count / valid, 6) if valid else None
+        # A model's class may share a platform key's name (cloud-s2's `cloud`: the area the
+        # scene's own cloud band masked is `cloud_area_km2`): the class's gets `class_`.
+        key = f"{name}_area_km2" if f"{name}_area_km2" not in platform else f"class_{name}_area_km2"
+        stats[key] = round(count * pixel_m2 / 1e6, 6)
+        stats[key.replace("_area_km2", "_fraction")] = round(count / valid, 6) if valid else None
     return stats
 
 
