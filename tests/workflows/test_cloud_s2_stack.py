@@ -156,6 +156,9 @@ def test_served_through_the_local_seldon_graph(production: dict[str, Any]) -> No
     finally:
         process.terminate()
         process.wait(timeout=60)
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
 
 
 def test_batch_run_over_the_spain_aoi_publishes_a_float_probability_cog(
