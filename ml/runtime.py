@@ -206,7 +206,7 @@ def model_python(name: str, artifact_uri: str, settings: Settings) -> Path:
 
 
 def _worker_env(settings: Settings) -> dict[str, str]:
-    """This environment, plus where MLflow and S3 are (a model folder on disk needs neither)."""
+    """The environment, plus where MLflow and S3 are (a model folder on disk needs neither)."""
     try:
         services = get_connections(settings).env()
     except GeomlopsError as error:
