@@ -106,7 +106,7 @@ def main() -> None:
             if json.loads(graph())["jsonData"] != direct():
                 raise SystemExit("the graph and the direct call give different GeoJSON")
             print(f"{args.model} on a 512 x 512 x 13 chip, {args.requests} sequential requests")
-            print(f"device {predictor.model.device}, {torch.get_num_threads()} torch threads")
+            print(f"device {predictor.device}, {torch.get_num_threads()} torch threads")
             # Alternate the two, call by call, so drift on a shared machine hits both alike;
             # the model's own run-to-run spread (tens of ms on CPU) is far bigger than the
             # overhead, so the overhead is also given as the median of paired differences.

@@ -1,11 +1,13 @@
-"""The four collections of the catalog, defined once (DESIGN.md §4).
+"""The collections of the catalog, defined once (DESIGN.md §4).
 
 ``models`` holds one item per model version (MLM), ``datasets`` one per dataset version,
 ``imagery`` the source scenes (COGs in the imagery bucket), ``predictions`` the outputs of
-inference. Each declares the extensions its own JSON uses (the processing extension, used
-by model and prediction items, is left out: declared on a collection it demands processing
-fields there) and summarises what the platform writes into it; ``geomlops up`` creates
-them if missing (:mod:`geomlops.catalog.bootstrap`).
+inference, ``processors`` the generic processors (user scripts, one item per version, with
+their sha256) that batch inference may run after publishing. Each declares the extensions
+its own JSON uses (the processing extension, used by model and prediction items, is left
+out: declared on a collection it demands processing fields there) and summarises what the
+platform writes into it; ``geomlops up`` creates them if missing
+(:mod:`geomlops.catalog.bootstrap`).
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ MODELS = MODELS_COLLECTION
 DATASETS = "datasets"
 IMAGERY = "imagery"
 PREDICTIONS = "predictions"
-COLLECTION_IDS = (MODELS, DATASETS, IMAGERY, PREDICTIONS)
+PROCESSORS = "processors"
+COLLECTION_IDS = (MODELS, DATASETS, IMAGERY, PREDICTIONS, PROCESSORS)
 
 # The extent of a collection without items: the whole world, from the first Landsat (1972)
 # on, open-ended (no item of the platform is older). Once it has items, its extent follows
@@ -124,6 +127,23 @@ def catalog_collections() -> list[pystac.Collection]:
                     "roles": ["data"],
                     "title": "Predicted polygons (GeoJSON)",
                 },
+            },
+        ),
+        _collection(
+            PROCESSORS,
+            "Generic processors",
+            "User Python scripts run as their own step after a batch-inference run publishes "
+            "its outputs (`geomlops processor register`): one item per version, its script "
+            "in S3 with its sha256, the parameters it declares and its registered defaults.",
+            [VERSION_SCHEMA, FILE_SCHEMA],
+            ["processor", "post-processing", "script"],
+            {},
+            item_assets={
+                "script": {
+                    "type": "text/x-python",
+                    "roles": ["code"],
+                    "title": "The processor's Python script",
+                }
             },
         ),
     ]

@@ -28,6 +28,7 @@ from typing import Any
 
 from geomlops.catalog.collections import MODELS
 from geomlops.catalog.extensions import MLM_SCHEMA
+from geomlops.catalog.mlm import output_kind_problems
 from geomlops.catalog.validation import Problem, geometry_problems, stac_problems
 from geomlops.settings import Settings
 
@@ -194,7 +195,7 @@ class CatalogWriteGuard:
                         f"MLM extension ({MLM_SCHEMA})",
                     )
                 ]
-            return stac_problems(item)
+            return stac_problems(item) + output_kind_problems(item)
         return geometry_problems(item)  # other collections: geometry, ranges, bbox
 
 

@@ -18,10 +18,37 @@ from pystac.extensions.version import VersionExtension
 from stac_model.schema import MLModelExtension, MLModelProperties
 
 from geomlops.catalog.collections import MODELS
+from geomlops.catalog.validation import Problem
 from geomlops.model import properties as prop
+from geomlops.model.kinds import OUTPUT_KEY, kinds_text, output_problems
 
 INPUT_BANDS = prop.INPUT_BANDS
 WORLD_BBOX = (-180.0, -90.0, 180.0, 90.0)
+
+
+OUTPUT_KIND_RULE = "output-kind"
+
+
+def output_kind_problems(item: Mapping[str, Any]) -> list[Problem]:
+    """Every ``mlm:output`` entry of a model item the platform cannot post-process.
+
+    An item without a list of outputs is left to the MLM schema, which says so itself.
+    """
+    props = item.get("properties")
+    outputs = props.get(OUTPUT_KEY) if isinstance(props, Mapping) else None
+    if not isinstance(outputs, list) or not outputs:
+        return []
+    item_id = str(item.get("id") or "<no id>")
+    return [
+        Problem(
+            item_id,
+            f"$.properties.{field}",
+            OUTPUT_KIND_RULE,
+            f"{field}: {message}: not an output the platform can post-process; the output "
+            f"kinds that exist: {kinds_text()}",
+        )
+        for field, message in output_problems(outputs)
+    ]
 
 
 def input_band_names(mlm_input: Any) -> list[str]:

@@ -97,18 +97,36 @@ def run(
             exists=True, dir_okay=False, help="A label raster: report IoU per class against it."
         ),
     ] = None,
+    processor: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--processor",
+            help="A generic processor (NAME or NAME@VERSION) to run on the published outputs "
+            "as the run's last step; repeatable.",
+        ),
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param", "-p", help="KEY=VALUE for the processors' declared parameters; repeatable."
+        ),
+    ] = None,
     no_wait: NoWaitOption = False,
     as_json: JsonOption = False,
 ) -> None:
     r"""Predict MODEL over the scenes covering an AOI in a date range.
 
     The caller needs the roles the run needs (writer: it publishes prediction items),
-    checked before anything is uploaded or submitted.
+    checked before anything is uploaded or submitted. With --processor, each named
+    generic processor (`geomlops processor list`) runs on the published COGs and GeoJSON;
+    its JSON result is stored with the prediction, and a processor that fails fails the run.
 
     Examples:
         geomlops infer flood-water-s2 --aoi spain.geojson --datetime 2019-09-01/2019-09-30
         geomlops infer flood-water-s2 --aoi austria.geojson --datetime 2021-01-01/.. \
             --allow-outside-region --json
+        geomlops infer flood-water-s2 --aoi spain.geojson --datetime 2019-09-01/2019-09-30 \
+            --processor flood-area-by-country -p class_name=water
     """
     from geomlops.settings import get_settings
     from geomlops.workflows.inference.access import check_run_roles
@@ -125,18 +143,41 @@ def run(
     )
     if fraction > 0:
         err.print(f"[yellow]{fraction:.0%} of the AOI is outside the model's region[/]")
+    processors = _processors(processor or [], param or [], settings)
     params = {
         "model": model,
         "version": version or "",
         "aoi": _upload_aoi(aoi, settings),
         "datetime": interval,
         "allow-outside-region": "true" if allow_outside_region else "false",
+        **processors,
     }
     name, status = _submit(params, settings, wait=not no_wait)
     if status is None:
         typer.echo(json.dumps({"name": name}) if as_json else name)
         return
     _finish(name, name, status, reference, as_json, settings)
+
+
+def _processors(names: list[str], pairs: list[str], settings: Settings) -> dict[str, str]:
+    """The run's processor parameters, each processor and parameter checked before submitting.
+
+    Nothing is submitted for an unknown processor or parameter, a value of the wrong type or
+    a parameter left without a value: the plan step would refuse the same, minutes later.
+    """
+    if not names:
+        if pairs:
+            raise typer.BadParameter("-p is for processors: add --processor NAME", param_hint="-p")
+        return {}
+    from geomlops.processors import parse_assignments
+    from geomlops.workflows.inference.processing import pin_processors
+
+    try:
+        given = parse_assignments(pairs, "-p")
+    except ValidationFailed as error:
+        raise typer.BadParameter(error.message, param_hint="-p") from None
+    pin_processors(names, given, settings)
+    return {"processor": ",".join(names), "processor-params": json.dumps(given, sort_keys=True)}
 
 
 @app.command()
@@ -305,6 +346,13 @@ def _print_summary(summary: dict[str, Any]) -> None:
             err.print("  [yellow]flagged: the AOI reaches beyond the model's region[/]")
     elif counts:
         err.print(f"  [yellow]outputs withheld[/]: `geomlops infer resume {summary['run']}`")
+    for entry in (summary.get("processing") or {}).get("processors", []):
+        state = entry.get("status", "pending")
+        colour = "red" if state == "failed" else "green"
+        err.print(
+            f"  processor {entry['name']} v{entry['version']}: [{colour}]{state}[/]"
+            + (f" → {entry['result']}" if entry.get("result") else "")
+        )
     for name, metrics in (summary.get("reference") or {}).items():
         err.print(
             f"  vs reference, {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items())
@@ -334,6 +382,12 @@ def plan_command(
     scenes: Annotated[
         str, typer.Option(help="Comma-separated imagery item ids to use; '' = all found.")
     ] = "",
+    processor: Annotated[
+        str, typer.Option(help="Comma-separated generic processors to run; '' = none.")
+    ] = "",
+    processor_params: Annotated[
+        str, typer.Option(help="JSON object of the processors' parameters.")
+    ] = "{}",
     outputs: Annotated[
         Path | None, typer.Option(help="Write `config`, `shards`, `image` here (Argo outputs).")
     ] = None,
@@ -356,6 +410,8 @@ def plan_command(
         resume_from=resume_from,
         outputs=outputs,
         scenes=scenes,
+        processor=processor,
+        processor_params=processor_params,
     )
     _echo({"config": result.config_uri, "shards": result.shards})
 
@@ -388,6 +444,23 @@ def publish_command(
     from geomlops.workflows.inference.steps import publish_step
 
     _echo(publish_step(config, workflow_run))
+
+
+@step_app.command("process")
+def process_command(
+    config: ConfigOption,
+    outputs: Annotated[
+        Path | None, typer.Option(help="Write the termination message here (Argo outputs).")
+    ] = None,
+) -> None:
+    """Run the run's generic processors on its published outputs (exit 1 if one fails).
+
+    Examples:
+        geomlops infer-step process --config s3://predictions/i1/plan/config.json
+    """
+    from geomlops.workflows.inference.steps import process_step
+
+    _echo(process_step(config, outputs))
 
 
 @step_app.command("report")

@@ -38,6 +38,7 @@ VERB_GROUPS: dict[str, str] = {
     "serve": "geomlops.cli.serve:app",
     "infer": "geomlops.cli.infer:app",
     "infer-step": "geomlops.cli.infer:step_app",
+    "processor": "geomlops.cli.processor:app",
 }
 """Component verb groups (one line per group): command name -> ``module:Typer``, in the
 order `geomlops --help` lists them after the top-level verbs."""

@@ -260,13 +260,15 @@ def _mask_agreement(
     """Pixel agreement of two mask COGs on disk (grids must match to compare pixels)."""
     import rasterio
 
-    from geomlops.governance.reproduce import PixelAgreement, compare_masks
+    from geomlops.governance.reproduce import PixelAgreement, compare_masks, compare_values
 
     with rasterio.open(published) as a, rasterio.open(rerun) as b:
         if a.transform != b.transform or a.crs != b.crs:
             return PixelAgreement(
                 scene, a.width * a.height, 0.0, {}, problem="the masks' grids differ"
             )
+        if a.dtypes[0].startswith("float"):  # a probability or continuous output
+            return compare_values(scene, a.read(1), b.read(1))
         return compare_masks(scene, a.read(1), b.read(1), classes, nodata=int(a.nodata or 255))
 
 

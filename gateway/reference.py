@@ -32,17 +32,19 @@ from geomlops.datasets.refs import DatasetRef
 from geomlops.errors import NotFoundError, ValidationFailed
 from geomlops.gateway.tiles import class_colormap
 from geomlops.ml.data import IGNORE, load_scene
-from geomlops.ml.probabilities import blend_probabilities, class_mask
 from geomlops.ml.raster import MASK_NODATA
 from geomlops.ml.scaling import normalise
 from geomlops.ml.spec import load_package
 from geomlops.ml.split import spatial_split
+from geomlops.ml.tiling import predict_probabilities
 from geomlops.model import ModelIO
 from geomlops.model import properties as prop
 from geomlops.model.ids import parse_model_item_id
+from geomlops.model.kinds import OutputKind
 from geomlops.model.runtimes import artifact_type, model_folder
 from geomlops.package_source import PackageSource
 from geomlops.settings import Settings
+from geomlops.transformers.postprocess import threshold_mask, to_raster
 from geomlops.workflows.inference.steps import load_registered_model
 from geomlops.workflows.steps.train import find_package_dir
 
@@ -214,25 +216,41 @@ def predict_mask(
     The scene's bands are put in the model's order by name; no-data pixels are 0 after
     scaling (as batch inference feeds them) and get ``MASK_NODATA`` in the mask.
     """
+    name, _ = parse_model_item_id(item["id"])
+    model_uri = item["id"]
     missing_bands = [b for b in model_io.bands if b not in scene.bands]
     if missing_bands:
         raise ValidationFailed(
-            f"the reference scene lacks band(s) {', '.join(missing_bands)} that {item['id']} reads",
+            f"the reference scene lacks band(s) {', '.join(missing_bands)} that {model_uri} reads",
             problems=[f"scene bands: {list(scene.bands)}", f"model bands: {list(model_io.bands)}"],
         )
     bands = scene.image[[scene.bands.index(b) for b in model_io.bands]]
     missing = np.isnan(bands).any(axis=0)
     scaled = normalise(bands, model_io.mean, model_io.stddev)
     scaled[:, missing] = 0.0
-    name, _ = parse_model_item_id(item["id"])
-    model = load_registered_model(name, model_folder(item), artifact_type(item), "auto", settings)
-    try:
-        probabilities = blend_probabilities(
-            model, scaled, patch_size=model_io.patch_size, overlap=OVERLAP
+    spec = model_io.output_spec
+    if spec.kind is not OutputKind.CLASS_MASK and spec.threshold is None:
+        raise ValidationFailed(
+            f"{model_uri} answers a {spec.kind.value} without a threshold: it has no class "
+            "mask to compare with a label",
+            hint="declare geomlops:threshold on its mlm:output to compare its threshold mask",
         )
+    model, device = load_registered_model(
+        name, model_folder(item), artifact_type(item), "auto", settings
+    )
+    try:
+        probabilities = predict_probabilities(
+            model, scaled, patch_size=model_io.patch_size, overlap=OVERLAP, device=device,
+            softmax=spec.kind is OutputKind.CLASS_MASK,
+        )  # fmt: skip
     finally:
         model.close()
-    mask, _ = class_mask(probabilities, model_io)
+    raster = to_raster(spec.kind, probabilities)
+    if spec.kind is OutputKind.CLASS_MASK:
+        mask = raster
+    else:  # the threshold mask, as batch inference's polygons are drawn
+        assert spec.threshold is not None  # noqa: S101 - checked above, for the type checker
+        mask = threshold_mask(raster, spec.threshold, spec.threshold_class[0])
     mask[missing] = MASK_NODATA
     return mask
 

@@ -15,7 +15,7 @@ import psycopg
 from geomlops import audit
 from geomlops.audit import Action
 from geomlops.catalog.client import CatalogClient
-from geomlops.catalog.collections import DATASETS, IMAGERY, MODELS, PREDICTIONS
+from geomlops.catalog.collections import DATASETS, IMAGERY, MODELS, PREDICTIONS, PROCESSORS
 from geomlops.catalog.db import pgstac_url
 from geomlops.connections import get_connections
 from geomlops.errors import GeomlopsError, NotFoundError
@@ -138,8 +138,32 @@ class LineageResolver(CatalogAndRegistry):
         if not any(c.kind == "scene" for c in root.children):
             root.children.append(_broken("scene", "?", "no derived_from link to source imagery"))
         root.children.append(self._workflow_run(props))
+        root.children += [self._processor(entry) for entry in props.get(prop.PROCESSORS) or []]
+        if props.get(prop.PROCESSING) == "pending":
+            root.children.append(
+                _broken("processor", "?", "its processors have not run: the outputs are pending")
+            )
         root.children += [self._output(key, asset) for key, asset in item["assets"].items()]
         return root
+
+    def _processor(self, entry: dict[str, Any]) -> Link:
+        """A generic processor the prediction ran: its version item, checksum and outcome."""
+        label = f"{entry.get('name')} v{entry.get('version')}"
+        facts = {
+            k: entry.get(k) for k in ("name", "version", "sha256", "params", "status", "result")
+        }
+        try:
+            item = self.catalog.get_item_dict(PROCESSORS, str(entry.get("item")))
+        except NotFoundError:
+            return _broken("processor", label, "processor item not in the catalog", **facts)
+        catalogued = item["properties"].get(prop.PROCESSOR_SHA256)
+        if catalogued != entry.get("sha256"):
+            return _broken(
+                "processor", label, f"ran sha256 {entry.get('sha256')}, catalogued {catalogued}"
+            )
+        if entry.get("status") != "complete":
+            return _broken("processor", label, f"failed: {entry.get('error')}", **facts)
+        return Link("processor", label, facts=facts)
 
     def _scene(self, item_id: str) -> Link:
         try:

@@ -191,6 +191,35 @@ def compare_masks(
     return PixelAgreement(scene, int(published.size), float(same.mean()), per_class)
 
 
+VALUE_TOLERANCE = 1e-6
+"""Two float predictions (probability, continuous) agree on a pixel within this."""
+
+
+def compare_values(scene: str, published: np.ndarray, reproduced: np.ndarray) -> PixelAgreement:
+    """Pixel agreement of two float rasters on the same grid (NaN = no data on both sides).
+
+    A float raster has no classes to count per value: its pixels agree within
+    :data:`VALUE_TOLERANCE`, reported over the valid pixels and over the no-data ones.
+    """
+    if published.shape != reproduced.shape:
+        return PixelAgreement(
+            scene,
+            int(published.size),
+            0.0,
+            {},
+            problem=f"the rasters' grids differ: {published.shape} published, "
+            f"{reproduced.shape} recomputed",
+        )
+    same = np.isclose(published, reproduced, rtol=0.0, atol=VALUE_TOLERANCE, equal_nan=True)
+    missing = np.isnan(published) | np.isnan(reproduced)
+    per_class = {
+        name: float(same[where].mean())
+        for name, where in (("value", ~missing), (NODATA_CLASS, missing))
+        if where.any()
+    }
+    return PixelAgreement(scene, int(published.size), float(same.mean()), per_class)
+
+
 def _class_geometries(features: Iterable[Mapping[str, Any]]) -> dict[str, BaseGeometry]:
     parts: dict[str, list[BaseGeometry]] = {}
     for feature in features:

@@ -2,12 +2,11 @@
 
 :func:`load_model` returns a :class:`LoadedModel`: a callable taking a float32 batch
 ``N x C x H x W`` *after* the MLM item's normalisation and answering float32
-``N x K x H x W`` probabilities (per class, or the one channel of a probability output).
+``N x K x H x W`` scores (a class mask's logits, or the one channel of a probability).
 The model asset's ``mlm:artifact_type`` (:mod:`geomlops.model.runtimes`) picks how:
 
 - ``torch.export.save`` runs in this process: the program is downloaded once into a cache
-  keyed by its storage location, loaded with torch on the best device, its logits turned
-  into class probabilities (softmax over the class axis);
+  keyed by its storage location, loaded with torch on the best device;
 - ``mlflow.pyfunc`` runs in a subprocess in the package's environment
   (:mod:`geomlops.ml.serve_worker`), which loads the MLflow model and answers batches over
   a pipe in ``.npy`` frames. Its interpreter is, in this order: this process's own when it
@@ -17,8 +16,9 @@ The model asset's ``mlm:artifact_type`` (:mod:`geomlops.model.runtimes`) picks h
   package environment built from the requirements logged with the model
   (:func:`geomlops.package_env.requirements_env`: training's, found in the cache).
 
-The model's outputs are already probabilities here, whatever its framework; tiling and
-blending (:func:`geomlops.ml.probabilities.blend_probabilities`) and post-processing work on them.
+Tiling, blending and the softmax a class mask's logits need are
+:func:`geomlops.ml.tiling.predict_probabilities`' (it feeds a loaded model numpy batches);
+post-processing follows the output's kind (:mod:`geomlops.model.kinds`).
 """
 
 from __future__ import annotations
@@ -58,8 +58,10 @@ SDK_DISTRIBUTION = "geomlops"
 
 
 class LoadedModel(Protocol):
-    """A loaded model version: normalised batch in, probabilities out."""
+    """A loaded model version: normalised batch in, its scores out (numpy, N x K x H x W)."""
 
+    takes_numpy: bool
+    """True: :func:`geomlops.ml.tiling.predict_probabilities` feeds it numpy batches."""
     runtime: str
     device: str
     """Where it runs (``cpu``, ``cuda:0``; ``subprocess:<pid>`` for a pyfunc worker)."""
@@ -105,8 +107,13 @@ def cached_model_file(name: str, artifact_uri: str, folder: Path) -> Path:
 
 
 class TorchModel:
-    """A ``torch.export`` program; logits become class probabilities (softmax)."""
+    """A ``torch.export`` program answering its raw scores (a class mask's logits).
 
+    Which scores get a softmax is the output kind's business
+    (:func:`geomlops.ml.tiling.predict_probabilities`), not the runtime's.
+    """
+
+    takes_numpy = True
     runtime = TORCH_EXPORT
 
     def __init__(self, module: Any, device: Any) -> None:
@@ -221,6 +228,7 @@ def _worker_env(settings: Settings) -> dict[str, str]:
 class SubprocessModel:
     """A pyfunc model answering batches from :mod:`geomlops.ml.serve_worker` over a pipe."""
 
+    takes_numpy = True
     runtime = MLFLOW_PYFUNC
 
     def __init__(self, name: str, artifact_uri: str, python: Path, settings: Settings) -> None:

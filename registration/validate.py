@@ -3,7 +3,8 @@
 The checks, in the order a contributor would fix them: the folder (not a symbolic link),
 required files, sizes and links, ``package.yaml`` (what the code reads), the package name
 wherever it is written, ``mlm.json`` (offline against the MLM v1.6.0 schema, through the
-catalog's validator), the two agreeing, declared metrics and gates included
+catalog's validator, and every ``mlm:output`` of a kind the platform can post-process:
+:mod:`geomlops.model.kinds`), the two agreeing, declared metrics and gates included
 (:func:`geomlops.ml.spec.consistency_problems`, the same check the entry points run),
 ``MLproject`` (entry points, typed parameters, the files commands run, hyperparameter
 defaults), the code loading ``package.yaml``, and the ``Dockerfile`` (sources in the package
@@ -34,6 +35,7 @@ from geomlops.ml.spec import (
     read_spec,
 )
 from geomlops.model.io import OUTPUT_KEY, band_names, class_pairs
+from geomlops.model.kinds import kinds_text, output_problems
 from geomlops.model.runtimes import (
     ARTIFACT_TYPE_KEY,
     MLFLOW_PYFUNC,
@@ -241,6 +243,15 @@ def _mlm_problems(path: Path, mlm: dict[str, Any]) -> list[Problem]:
         )
         for p in stac_problems(mlm)
     ]
+    problems += [
+        Problem(
+            MLM_FILE,
+            f"properties.{field}",
+            f"{message}: not an output the platform can post-process",
+            f"the output kinds that exist: {kinds_text()}",
+        )
+        for field, message in _output_kind_problems(mlm)
+    ]
     extensions = mlm.get("stac_extensions")
     if isinstance(extensions, list) and MLM_SCHEMA not in extensions:
         problems.append(
@@ -270,6 +281,15 @@ def _mlm_problems(path: Path, mlm: dict[str, Any]) -> list[Problem]:
             if found:
                 problems.append(found)
     return problems
+
+
+def _output_kind_problems(mlm: dict[str, Any]) -> list[tuple[str, str]]:
+    """What of ``mlm:output`` has no kind the platform post-processes (schema gaps aside)."""
+    props = mlm.get("properties")
+    outputs = props.get(OUTPUT_KEY) if isinstance(props, dict) else None
+    if not isinstance(outputs, list) or not outputs:
+        return []  # the MLM schema reports a missing or empty list itself
+    return output_problems(outputs)
 
 
 def _runtime_problems(assets: dict[str, Any]) -> list[Problem]:

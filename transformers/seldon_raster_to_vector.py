@@ -1,4 +1,4 @@
-r"""The Seldon OUTPUT_TRANSFORMER that turns the model component's mask into GeoJSON.
+r"""The Seldon OUTPUT_TRANSFORMER that turns the model component's answer into GeoJSON.
 
 Runs under the seldon-core 1.17.1 Python wrapper, in the serving environment
 (``requirements/serving.txt``), as::
@@ -10,7 +10,11 @@ Runs under the seldon-core 1.17.1 Python wrapper, in the serving environment
 (locally through :mod:`geomlops.transformers.microservice`, which binds 127.0.0.1).
 The wrapper passes the model's answer to :meth:`RasterToVector.transform_output` at
 ``/transform-output``: its ``jsonData`` is a mask payload (:mod:`.raster_to_vector.payload`)
-and the answer's ``jsonData`` is an RFC 7946 FeatureCollection. The model's ``meta.tags``
+and the answer's ``jsonData`` is an RFC 7946 FeatureCollection, made by the post-processor
+of the output's kind (:func:`geomlops.transformers.postprocess.postprocess`, the one batch
+inference runs): class polygons for a class mask, polygons above the declared threshold and
+zonal statistics (the foreign member ``geomlops:stats``) for a probability or continuous
+value. The model's ``meta.tags``
 (model name, version, STAC item) pass through unchanged, so every answer stays traceable.
 
 Options come from the graph's ``parameters`` (strings in the SeldonDeployment), e.g.
@@ -26,13 +30,8 @@ from seldon_core.flask_utils import SeldonMicroserviceException
 from geomlops import __version__
 from geomlops.errors import ValidationFailed
 from geomlops.ml.raster import local_gdal
-from geomlops.transformers.raster_to_vector import (
-    VectorizeOptions,
-    feature_collection,
-    payload,
-    unparsed_geometry,
-    vectorize_payload,
-)
+from geomlops.transformers.postprocess import RasterPrediction, postprocess
+from geomlops.transformers.raster_to_vector import VectorizeOptions, payload, unparsed_geometry
 from geomlops.transformers.wrapper_messages import big_messages_blueprint
 
 COMPONENT_NAME = "raster-to-vector"
@@ -77,12 +76,19 @@ class RasterToVector:
     def transform_output(
         self, X: Any, features_names: Any, meta: dict[str, Any] | None = None
     ) -> dict[str, Any]:
-        """The GeoJSON FeatureCollection of the mask in ``X`` (the ``jsonData`` object)."""
+        """The GeoJSON FeatureCollection of the prediction in ``X`` (the ``jsonData`` object)."""
         try:
             decoded = payload.decode(X, max_pixels=self.max_pixels)
+            prediction = RasterPrediction(
+                decoded.mask,
+                decoded.transform,
+                decoded.crs,
+                nodata=decoded.nodata,
+                confidence=decoded.probabilities,
+            )
             with local_gdal():
-                classes = vectorize_payload(decoded, self.options)
-            return feature_collection(classes, geometry=unparsed_geometry)
+                processed = postprocess(decoded.spec, prediction, options=self.options)
+            return processed.feature_collection(geometry=unparsed_geometry)
         except ValidationFailed as error:
             raise SeldonMicroserviceException(
                 str(error), status_code=400, reason="BAD_MASK_PAYLOAD"
@@ -102,7 +108,9 @@ class RasterToVector:
                     "messagetype": "jsonData",
                     "schema": {
                         "description": "RFC 7946 GeoJSON FeatureCollection, one feature per "
-                        "class: class_name, class_value, area_m2, mean_confidence"
+                        "class: class_name, class_value, area_m2, mean_confidence; for a "
+                        "probability or continuous output the polygons above its threshold "
+                        "and zonal statistics in geomlops:stats"
                     },
                 }
             ],

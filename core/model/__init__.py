@@ -4,6 +4,8 @@
 * :mod:`~geomlops.model.stages`: the stages, where each is recorded, the production alias;
 * :mod:`~geomlops.model.properties`: every ``geomlops:*`` STAC property name;
 * :mod:`~geomlops.model.io`: the one reader of MLM inputs, outputs and classes;
+* :mod:`~geomlops.model.kinds`: the kind of a model output (class mask, probability,
+  continuous, chip class), which chooses its post-processor;
 * :mod:`~geomlops.model.tracking`: a package's MLflow experiment, the decision tags of a version;
 * :mod:`~geomlops.model.resolve`: the one rule choosing the version to use, over either
   registry transport (:mod:`~geomlops.model.registry`).
@@ -18,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from geomlops.model.ids import MODELS_COLLECTION, model_item_id, parse_model_item_id
 from geomlops.model.io import ModelIO, OutputClass, parse_classes
+from geomlops.model.kinds import OutputKind, OutputSpec, output_kind, read_output
 from geomlops.model.stages import PRODUCTION_ALIAS, STAGE_PROPERTY, STAGE_TAG, Stage
 
 if TYPE_CHECKING:
@@ -53,12 +56,16 @@ __all__ = [
     "ModelIO",
     "NoProductionVersion",
     "OutputClass",
+    "OutputKind",
+    "OutputSpec",
     "Registry",
     "ResolvedModel",
     "RestRegistry",
     "Stage",
     "model_item_id",
+    "output_kind",
     "parse_classes",
     "parse_model_item_id",
+    "read_output",
     "resolve_model",
 ]

@@ -2,8 +2,10 @@
 
 Batch inference and serving load a model version they know only by its catalog item: the
 package folder (``package.yaml``) is not at hand where they run. Everything needed to turn a
-raster into model input and model output into a class mask is in ``mlm:input[0]`` and
-``mlm:output[0]``: bands by name, z-score statistics, patch size, classes. The
+raster into model input and read the model's output is in ``mlm:input[0]`` and
+``mlm:output[0]``: bands by name, z-score statistics, patch size, classes, and the output's
+kind (:mod:`geomlops.model.kinds`: class mask, probability, continuous value, chip class),
+which chooses the post-processor. The
 raster-to-vector transformer names features by the output's classes; registration compares
 an ``mlm.json`` with ``package.yaml``. All of them read those fields here, so they cannot
 read them differently.
@@ -24,11 +26,33 @@ from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from geomlops.errors import ValidationFailed
-from geomlops.model.properties import THRESHOLD
+from geomlops.model.kinds import (
+    CLASSES_KEY,
+    OUTPUT_KEY,
+    OutputKind,
+    OutputSpec,
+    output_kind,
+    output_problems,
+    read_output,
+)
 
 INPUT_KEY = "mlm:input"
-OUTPUT_KEY = "mlm:output"
-CLASSES_KEY = "classification:classes"
+
+__all__ = [
+    "CLASSES_KEY",
+    "INPUT_KEY",
+    "OUTPUT_KEY",
+    "ModelIO",
+    "OutputClass",
+    "OutputKind",
+    "OutputSpec",
+    "band_names",
+    "class_pairs",
+    "output_kind",
+    "output_problems",
+    "parse_classes",
+    "read_output",
+]
 
 
 @pydantic_dataclass(frozen=True, config=ConfigDict(extra="ignore"))
@@ -133,32 +157,29 @@ class ModelIO:
     classes: tuple[OutputClass, ...]
     nodata: float | None = None
     """A band value that means "no data" (``properties.bands[].nodata``), when recorded."""
-    threshold: float | None = None
-    """Set for a probability output (one channel, one class): the probability at and above
-    which a pixel is that class (``geomlops:threshold``, 0.5 when not declared); None for
-    per-class scores, whose argmax is the class."""
-
-    @property
-    def is_probability(self) -> bool:
-        """One channel holding the probability of the one class (cloud-s2's output)."""
-        return self.threshold is not None
-
-    def mask_classes(self) -> tuple[OutputClass, ...]:
-        """The classes of the mask inference writes.
-
-        A probability output's mask has its class where the probability reaches the
-        threshold and ``not_<class>`` (the other of 0 and 1) elsewhere.
-        """
-        if not self.is_probability:
-            return self.classes
-        (only,) = self.classes
-        other = OutputClass(1 if only.value == 0 else 0, f"not_{only.name}")
-        return tuple(sorted((other, only), key=lambda c: c.value))
+    output: OutputSpec | None = None
+    """What ``mlm:output[0]`` is (:func:`~geomlops.model.kinds.read_output`); None reads as a
+    class mask of :attr:`classes`, what every model was before output kinds existed."""
 
     @property
     def class_names(self) -> list[str]:
         """Class names in channel order."""
         return [c.name for c in self.classes]
+
+    @property
+    def output_spec(self) -> OutputSpec:
+        """The output's kind and post-processing options (a class mask when not recorded)."""
+        if self.output is not None:
+            return self.output
+        return OutputSpec(
+            OutputKind.CLASS_MASK,
+            classes=tuple({"value": c.value, "name": c.name} for c in self.classes),
+        )
+
+    @property
+    def kind(self) -> OutputKind:
+        """The kind of the model's output: what post-processes it."""
+        return self.output_spec.kind
 
     @classmethod
     def from_item(cls, item: Mapping[str, Any]) -> ModelIO:
@@ -173,9 +194,10 @@ class ModelIO:
             shape = given["input"]["shape"]
             patch_size = int(shape[-1])
             # Inference names every channel, so a class needs a name here (MLM does not).
-            declared = [OutputClass(int(c["value"]), str(c["name"])) for c in output[CLASSES_KEY]]
-            channels = (output.get("result") or {}).get("shape", [None, None])[1]
-            threshold = output.get(THRESHOLD, 0.5)
+            # A continuous output has no classes (its kind is checked below).
+            declared = [
+                OutputClass(int(c["value"]), str(c["name"])) for c in output.get(CLASSES_KEY, [])
+            ]
         except (KeyError, IndexError, TypeError, ValueError) as error:
             raise ValidationFailed(
                 f"{where}: its MLM fields lack what inference needs ({error!r})",
@@ -183,6 +205,7 @@ class ModelIO:
                 "needs classification:classes",
             ) from None
         classes = tuple(parse_classes(declared))
+        spec = read_output(output, f"{where}: {OUTPUT_KEY}[0]")
         if int(shape[-2]) != patch_size or patch_size <= 0:
             raise ValidationFailed(f"{where}: mlm:input[0].input.shape {shape} is not square")
         if len(scaling) != len(bands) or any(
@@ -196,13 +219,6 @@ class ModelIO:
             )
         recorded = {b.get("nodata") for b in props.get("bands", []) if isinstance(b, dict)}
         nodata = next(iter(recorded)) if len(recorded) == 1 else None  # one value for all bands
-        # A probability output (one channel, one class) is read against its threshold;
-        # the output-kind reader of issue 17 part 1 supersedes this test at the merge.
-        probability = channels == 1 and len(classes) == 1
-        if probability and (not isinstance(threshold, int | float) or not 0 < threshold < 1):
-            raise ValidationFailed(
-                f"{where}: mlm:output[0].{THRESHOLD} is {threshold!r}, not a number in (0, 1)"
-            )
         return cls(
             bands=bands,
             mean=tuple(float(s["mean"]) for s in scaling),
@@ -210,5 +226,5 @@ class ModelIO:
             patch_size=patch_size,
             classes=classes,
             nodata=None if nodata is None else float(nodata),
-            threshold=float(threshold) if probability else None,
+            output=spec,
         )

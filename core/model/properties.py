@@ -52,9 +52,6 @@ METRICS = "geomlops:metrics"
 """Held-out evaluation metrics (``val_*``), a copy of the evaluation run's."""
 GATES = "geomlops:gates"
 """Evaluation gates promotion checks, e.g. ``{"val_iou_water": {"min": 0.7}}`` (mlm.json)."""
-THRESHOLD = "geomlops:threshold"
-"""On an ``mlm:output`` of one probability channel: the value at and above which a pixel is
-the output's class (cloud-s2: 0.4, s2cloudless's own)."""
 TRAINED_BY = "geomlops:trained_by"
 """The identity that submitted the training run (may not approve it)."""
 REGISTERED_BY = "geomlops:registered_by"
@@ -75,6 +72,15 @@ REJECTION_REASON = "geomlops:rejection_reason"
 """Why it was rejected."""
 INPUT_BANDS = "geomlops:input_bands"
 """Band names of every model input, derived on write (CQL2 cannot reach ``mlm:input``)."""
+
+# --- model outputs (on an ``mlm:output`` entry: how the platform post-processes it) --------
+THRESHOLD = "geomlops:threshold"
+"""A probability or continuous output's threshold: values >= it form a mask whose polygons
+and area above threshold the platform publishes (absent: no threshold mask)."""
+COLORMAP = "geomlops:colormap"
+"""The colour ramp a probability or continuous output is drawn with (default ``viridis``)."""
+UNIT = "geomlops:unit"
+"""The unit of a continuous output's values, e.g. ``Mg/ha`` (free text, for readers)."""
 
 # --- package items (stage ``registered``) -------------------------------------------------
 PACKAGE_DIGEST = "geomlops:package_digest"
@@ -126,7 +132,36 @@ SCENE = "geomlops:scene"
 SCENES = "geomlops:scenes"
 """The source scenes of a run's polygon item."""
 STATS = "geomlops:stats"
-"""Per-class pixel counts and areas of the item's mask or polygons."""
+"""Per-class pixel counts and areas of the item's mask or polygons; for a probability or
+continuous output its no-data, cloud and above-threshold areas (the output transformer's
+answer carries its zonal statistics under this name)."""
+
+OUTPUT_KIND = "geomlops:output_kind"
+"""The kind of the model output a prediction was post-processed as (``class-mask``,
+``probability``, ``continuous``, ``chip-class``: :class:`geomlops.model.kinds.OutputKind`)."""
+ZONAL = "geomlops:zonal"
+"""Zonal statistics of a probability or continuous prediction over the valid pixels of the
+AOI: ``mean``, ``min``, ``max``, ``p10``, ``p50``, ``p90``, ``valid_pixels``, and with a
+threshold ``threshold``, ``above_threshold_pixels``, ``above_threshold_area_m2`` and
+``above_threshold_area_km2`` (written by
+``geomlops.transformers.postprocess.zonal_statistics``)."""
+PROCESSING = "geomlops:processing"
+"""Whether the run's generic processors have run: ``pending`` (published, processors not yet
+run), ``complete`` or ``incomplete`` (one failed; see :data:`PROCESSORS`). Absent when the run
+asked for none."""
+PROCESSORS = "geomlops:processors"
+"""The generic processors run on the prediction: ``[{name, version, item, sha256, params,
+status, result?, error?}]`` (the result JSON is also an asset)."""
+
+# --- processor items (collection ``processors``) ------------------------------------------
+PROCESSOR = "geomlops:processor"
+"""The processor's name (every version of it shares it)."""
+PROCESSOR_PARAMETERS = "geomlops:processor_parameters"
+"""The parameters its script declares: ``{name: {type, default?, description?}}``."""
+PROCESSOR_DEFAULTS = "geomlops:processor_defaults"
+"""The values given at registration (``--param``), used when a run gives none."""
+PROCESSOR_SHA256 = "geomlops:processor_sha256"
+"""Hex sha256 of the script: a run verifies the script it downloads against it."""
 
 # --- who may write what (enforced on the STAC API's `models` collection) --------------------
 DECISION_PROPERTIES = (

@@ -24,6 +24,7 @@ from geomlops.settings.jobs import (
     TrainingSettings,
     WorkflowSettings,
 )
+from geomlops.settings.processors import ProcessorSettings
 from geomlops.settings.services import (
     AuthSettings,
     CatalogSettings,
@@ -55,6 +56,7 @@ class Settings(BaseModel):
     serving: ServingSettings = Field(default_factory=ServingSettings)
     inference: InferenceSettings = Field(default_factory=InferenceSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    processor: ProcessorSettings = Field(default_factory=ProcessorSettings)
 
     @property
     def workflows_state_dir(self) -> Path:
@@ -83,6 +85,7 @@ __all__ = [
     "GatewaySettings",
     "InferenceSettings",
     "MLflowSettings",
+    "ProcessorSettings",
     "RegistrationSettings",
     "S3Settings",
     "SampleDataSettings",

@@ -11,6 +11,7 @@ from geomlops.governance.reproduce import (
     Reproduction,
     Thresholds,
     compare_masks,
+    compare_values,
     input_differences,
     polygon_iou,
     version_differences,
@@ -117,3 +118,17 @@ def test_model_versions_and_predictions_are_told_apart() -> None:
         assert parse_version_ref(ref) == ("flood-water-s2", "3"), ref
     for ref in ("geomlops-batch-inference-x7k2p", "geomlops-batch-inference-x7k2p-Spain_1"):
         assert not is_model_version(ref), ref
+
+
+def test_float_predictions_agree_within_a_tolerance_over_values_and_no_data() -> None:
+    published = np.linspace(0, 1, 10_000, dtype="float32").reshape(100, 100)
+    published[:, :5] = np.nan
+    rerun = published + np.float32(1e-7)  # float noise: still the same prediction
+    rerun[0, 50:60] += 0.1  # ten pixels changed
+    agreement = compare_values("s", published, rerun)
+    assert agreement.identical == pytest.approx(1 - 10 / 10_000)
+    assert agreement.per_class == {"value": pytest.approx(1 - 10 / 9_500), NODATA_CLASS: 1.0}
+    rerun[:, 0] = 0.5  # a no-data column predicted on the rerun
+    # 100 of the 500 no-data pixels now differ
+    assert compare_values("s", published, rerun).per_class[NODATA_CLASS] == pytest.approx(0.8)
+    assert compare_values("s", published, rerun[:50]).problem is not None

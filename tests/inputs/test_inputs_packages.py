@@ -93,6 +93,46 @@ CASES: dict[str, tuple[Callable[[Path], None], list[str]]] = {
         edit_mlm(lambda d: d.__setitem__("bbox", [10.0, 10.0, 11.0, 11.0])),
         ["mlm.json", "$.bbox", "does not enclose"],
     ),
+    # output kinds (geomlops.model.kinds): an output the platform cannot post-process
+    "output-kind-detection": (
+        edit_mlm(
+            lambda d: d["properties"]["mlm:output"][0].__setitem__("tasks", ["object-detection"])
+        ),
+        [
+            "mlm.json",
+            "mlm:output[0].tasks",
+            "class-mask",
+            "probability",
+            "continuous",
+            "chip-class",
+        ],
+    ),
+    "output-kind-integer-scores": (
+        edit_mlm(
+            lambda d: d["properties"]["mlm:output"][0]["result"].__setitem__("data_type", "int16")
+        ),
+        ["mlm.json", "mlm:output[0].result.data_type", "scores must be float", "chip-class"],
+    ),
+    "output-kind-one-channel-two-classes": (
+        edit_mlm(
+            lambda d: d["properties"]["mlm:output"][0]["result"].__setitem__(
+                "shape", [-1, 1, 64, 64]
+            )
+        ),
+        ["mlm:output[0].classification:classes", "exactly one class", "probability"],
+    ),
+    "output-kind-no-height": (
+        edit_mlm(
+            lambda d: d["properties"]["mlm:output"][0]["result"].update(
+                shape=[-1, 2], dim_order=["batch", "class"]
+            )
+        ),
+        ["mlm:output[0].result.dim_order", "no height and width", "class-mask"],
+    ),
+    "output-threshold-on-class-mask": (
+        edit_mlm(lambda d: d["properties"]["mlm:output"][0].__setitem__("geomlops:threshold", 0.5)),
+        ["mlm:output[0].geomlops:threshold", "only a probability or continuous output"],
+    ),
 }
 NAMES = sorted(CASES)
 

@@ -94,6 +94,13 @@ def cases() -> dict[str, Case]:
             changed(model, lambda i: i["properties"].__setitem__("mlm:framework", ["pytorch"])),
             ["mlm:framework"], model_at,
         ),
+        "model-output-without-kind": (
+            "POST", items.format("models"),
+            changed(model, lambda i: i["properties"]["mlm:output"][0].__setitem__(
+                "tasks", ["object-detection"])),
+            ["t-bad-model", "mlm:output[0].tasks", "class-mask", "probability", "chip-class"],
+            model_at,
+        ),
         "imagery-item-into-models": (
             "POST", items.format("models"),
             changed(img, lambda i: i.update(id="t-bad-model", collection="models")),

@@ -7,12 +7,11 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from geomlops.errors import ValidationFailed
-from geomlops.ml.probabilities import class_mask
 from geomlops.model.io import ModelIO
+from geomlops.model.kinds import OutputKind
 from geomlops.model.runtimes import MLFLOW_PYFUNC, artifact_type, model_folder, model_href
 from geomlops.registration.validate import validate_package
 
@@ -73,12 +72,7 @@ def test_runtime_and_model_folder_are_read_from_the_item() -> None:
         artifact_type(item)
 
 
-def test_a_probability_output_is_thresholded_into_its_class_and_the_rest() -> None:
+def test_cloud_s2_reads_as_a_probability_output_with_its_threshold() -> None:
     io = ModelIO.from_item(json.loads((PACKAGES / "cloud-s2" / "mlm.json").read_text()))
-    assert io.threshold == 0.4 and [c.name for c in io.mask_classes()] == ["not_cloud", "cloud"]
-    probability = np.array([[[0.1, 0.4], [0.39, 0.95]]], dtype="float32")
-    mask, confidence = class_mask(probability, io)
-    np.testing.assert_array_equal(mask, [[0, 1], [0, 1]])
-    np.testing.assert_allclose(confidence, [[0.9, 0.4], [0.61, 0.95]], rtol=1e-6)
-    flood = ModelIO.from_item(json.loads((PACKAGES / "flood-water-s2" / "mlm.json").read_text()))
-    assert flood.threshold is None and flood.mask_classes() == flood.classes
+    assert io.kind is OutputKind.PROBABILITY
+    assert io.output_spec.threshold == 0.4

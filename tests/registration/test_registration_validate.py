@@ -200,3 +200,23 @@ def test_gates_need_declared_metrics(tmp_path: Path) -> None:
     assert (problem.file, problem.location) == ("package.yaml", "metrics")
     assert "is missing, so nothing says the gates of mlm.json (val_iou_water)" in problem.message
     assert "val_f1_water" in problem.hint  # the list to declare
+
+
+def test_an_output_the_platform_cannot_post_process_is_refused(tmp_path: Path) -> None:
+    """Registration names the field and the kinds that exist; a probability output passes."""
+    package = materialise(None, make_repo(tmp_path / "repo"))
+    mlm_file = package / "mlm.json"
+    mlm = json.loads(mlm_file.read_text())
+    mlm["properties"]["mlm:output"][0]["tasks"] = ["object-detection"]
+    mlm_file.write_text(json.dumps(mlm))
+    [problem] = validate_package(package).problems
+    assert (problem.file, problem.location) == ("mlm.json", "properties.mlm:output[0].tasks")
+    assert "not an output the platform can post-process" in problem.message
+    for kind in ("class-mask", "probability", "continuous", "chip-class"):
+        assert kind in problem.hint
+    mlm["properties"]["mlm:output"][0]["tasks"] = ["semantic-segmentation"]
+    mlm["properties"]["mlm:output"][0]["geomlops:threshold"] = 0.5  # not for a class mask
+    mlm_file.write_text(json.dumps(mlm))
+    [problem] = validate_package(package).problems
+    assert problem.location == "properties.mlm:output[0].geomlops:threshold"
+    assert "only a probability or continuous output has one (class-mask)" in problem.message

@@ -28,7 +28,9 @@ import rasterio.features
 from shapely.geometry import shape
 
 from geomlops.errors import ValidationFailed
+from geomlops.model.kinds import OutputKind, OutputSpec
 from geomlops.sample_data import fetch
+from geomlops.transformers.postprocess import RasterPrediction, postprocess
 from geomlops.transformers.raster_to_vector import mask_to_geojson, payload, read_mask
 
 REPO = Path(__file__).resolve().parents[2]
@@ -215,6 +217,33 @@ def test_mean_confidence_travels_through_the_service(service, label) -> None:
     (feature,) = response.json()["jsonData"]["features"]
     # 0.75 travels as 191/255 (uint8 steps): within half a step.
     assert feature["properties"]["mean_confidence"] == pytest.approx(0.75, abs=0.5 / 255 + 1e-3)
+
+
+@needs_serving_env
+def test_a_probability_output_gets_threshold_polygons_and_statistics(service, label) -> None:
+    """The output's kind, sent in the payload, chooses the post-processor in the service."""
+    base, _ = service
+    mask, transform, crs = label
+    values = np.where(mask == 1, 0.9, 0.2).astype(np.float32)
+    values[mask == -1] = np.nan
+    spec = OutputSpec(
+        OutputKind.PROBABILITY, classes=({"value": 1, "name": "water"},), threshold=0.5
+    )
+    request = {
+        "jsonData": payload.encode(values, transform, crs, classes=list(spec.classes), output=spec),
+        "meta": {"tags": {"model_name": "water-probability", "model_version": "1"}},
+    }
+    response = httpx.post(f"{base}/transform-output", json=request, timeout=60)
+    assert response.status_code == 200, response.text
+    collection = response.json()["jsonData"]
+    expected = postprocess(spec, RasterPrediction(values, transform, crs), options=OPTIONS)
+    assert collection == json.loads(json.dumps(expected.feature_collection()))
+    (feature,) = collection["features"]
+    assert feature["properties"]["class_name"] == "water"
+    assert feature["properties"]["mean_confidence"] == pytest.approx(0.9, abs=1e-4)
+    stats = collection["geomlops:stats"]
+    assert stats["above_threshold_pixels"] == int((mask == 1).sum())
+    assert stats["valid_pixels"] == int((mask != -1).sum())
 
 
 @needs_serving_env

@@ -20,8 +20,8 @@ from shapely.geometry import Polygon, box, mapping
 
 from geomlops.cli.infer import _datetime
 from geomlops.errors import ValidationFailed
-from geomlops.ml.tiling import as_probabilities
 from geomlops.model.io import ModelIO, OutputClass
+from geomlops.model.kinds import OutputKind, OutputSpec
 from geomlops.settings import InferenceSettings
 from geomlops.workflows.inference import masks
 from geomlops.workflows.inference.aoi import outside_fraction, parse_aoi, read_aoi
@@ -47,10 +47,6 @@ IO = ModelIO(
 def _threshold_model(x: torch.Tensor) -> torch.Tensor:
     """Logits: class 1 where the normalised first band is positive."""
     return torch.stack([-x[:, 0], x[:, 0]], dim=1)
-
-
-_THRESHOLD = as_probabilities(_threshold_model, torch.device("cpu"))
-"""The same model, answering probabilities as the runtime's loaded models do."""
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +153,7 @@ def test_worker_streams_tiles_and_masks_nodata_and_cloud(
     pin, expected = scene
     tiles = scene_tiles(pin, _whole_scene_aoi(), 64, strip=4)
     sink = LocalTileSink(tmp_path / "tiles")
-    result = run_shard(_job(pin, tiles), _THRESHOLD, sink)
+    result = run_shard(_job(pin, tiles), _threshold_model, sink, device=torch.device("cpu"))
     assert result.failed == {}
     assert sorted(result.done) == sorted(t.id for t in tiles)
     mosaic = np.full((HEIGHT, WIDTH), 7, dtype="uint8")
@@ -179,7 +175,7 @@ def test_worker_streams_tiles_and_masks_nodata_and_cloud(
     assert sum(r["cloud_pixels"] for r in records) == 20 * 40
     assert sum(r["nodata_pixels"] for r in records) == HEIGHT * 5
 
-    again = run_shard(_job(pin, tiles), _THRESHOLD, sink)
+    again = run_shard(_job(pin, tiles), _threshold_model, sink, device=torch.device("cpu"))
     assert again.done == [] and sorted(again.skipped) == sorted(result.done)
 
 
@@ -197,7 +193,7 @@ def test_pixels_outside_the_aoi_are_no_data_and_not_counted(
     assert len(tiles) < len(scene_tiles(pin, _whole_scene_aoi(), 64, strip=4))
     sink = LocalTileSink(tmp_path / "tiles")
     job = _job(pin, tiles, aoi=mapping(aoi))
-    result = run_shard(job, _THRESHOLD, sink)
+    result = run_shard(job, _threshold_model, sink, device=torch.device("cpu"))
     assert result.failed == {}
     transform = from_origin(*ORIGIN, PIXEL, PIXEL)
     inside = geometry_mask([aoi], out_shape=(HEIGHT, WIDTH), transform=transform, invert=True)
@@ -228,7 +224,9 @@ def test_unreadable_scene_fails_its_tiles_after_retries(
     pin, _ = scene
     gone = pin.model_copy(update={"href": str(tmp_path / "missing.tif")})
     tiles = scene_tiles(gone, _whole_scene_aoi(), 64, strip=4)[:2]
-    result = run_shard(_job(gone, tiles), _THRESHOLD, LocalTileSink(tmp_path))
+    result = run_shard(
+        _job(gone, tiles), _threshold_model, LocalTileSink(tmp_path), device=torch.device("cpu")
+    )
     assert set(result.failed) == {t.id for t in tiles}
     assert all(why.startswith("read:") for why in result.failed.values())
     assert result.done == []
@@ -277,3 +275,51 @@ def test_datetime_interval() -> None:
     for wrong in ("2019-09-01", "yesterday/today", "../.."):
         with pytest.raises(Exception, match="START/END"):
             _datetime(wrong)
+
+
+PROBABILITY_IO = ModelIO(
+    bands=("A", "B"),
+    mean=(100.0, 0.0),
+    stddev=(10.0, 1.0),
+    patch_size=32,
+    classes=(OutputClass(1, "water"),),
+    output=OutputSpec(
+        OutputKind.PROBABILITY, classes=({"value": 1, "name": "water"},), threshold=0.5
+    ),
+)
+
+
+def _sigmoid_model(x: torch.Tensor) -> torch.Tensor:
+    """One channel: the probability of water, sigmoid of the normalised first band."""
+    return torch.sigmoid(x[:, :1])
+
+
+def test_a_probability_model_writes_float_tiles_with_nan_for_no_data(
+    scene: tuple[ScenePin, np.ndarray], tmp_path: Path
+) -> None:
+    pin, expected = scene
+    tiles = scene_tiles(pin, _whole_scene_aoi(), 64, strip=4)
+    sink = LocalTileSink(tmp_path / "tiles")
+    job = ShardJob(
+        shard=0, tiles=tiles, scenes={pin.item_id: pin}, io=PROBABILITY_IO, overlap=8,
+        batch_size=4, tile_retries=1, aoi=None,
+    )  # fmt: skip
+    result = run_shard(job, _sigmoid_model, sink, device=torch.device("cpu"))
+    assert result.failed == {}
+    mosaic = np.zeros((HEIGHT, WIDTH), dtype="float32")
+    for tile in tiles:
+        with rasterio.open(sink.mask_path(tile.id)) as src:
+            assert src.dtypes[0] == "float32" and np.isnan(src.nodata)
+            assert src.descriptions[0] == "probability"
+            core = np.s_[tile.row : tile.row + tile.height, tile.col : tile.col + tile.width]
+            mosaic[core] = src.read(1)
+    assert np.isnan(mosaic[:, :5]).all() and np.isnan(mosaic[20:40, 100:140]).all()
+    valid = ~np.isnan(mosaic)
+    assert ((mosaic[valid] >= 0) & (mosaic[valid] <= 1)).all()
+    # >= 0.5 where the class-mask model says water (a > 100; row 0 is a == 100 exactly, so
+    # it is left out), and no softmax made a one-channel answer 1 everywhere
+    assert ((mosaic >= 0.5) == (expected == 1))[1:][valid[1:]].mean() > 0.995
+    assert 0.3 < (mosaic[valid] >= 0.5).mean() < 0.7
+    records = [json.loads(sink.record_path(t.id).read_text()) for t in tiles]
+    assert sum(r["pixels"]["valid"] for r in records) == int(valid.sum())
+    assert sum(r["nodata_pixels"] for r in records) == HEIGHT * 5

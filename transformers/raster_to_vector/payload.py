@@ -13,6 +13,12 @@ both :func:`encode` and :func:`decode`, so the two sides cannot drift apart::
         "nodata": 255,
         "classes": [{"value": 0, "name": "not_water"}, {"value": 1, "name": "water"}]}}
 
+That is a class mask's payload, the kind every model had before output kinds. A probability or
+continuous output (:class:`geomlops.model.kinds.OutputKind`) sends its float raster as
+``values`` (float32, NaN = no data) instead of ``mask``, and its ``output``: ``{"kind":
+"probability", "threshold": 0.4, "colormap": "viridis", "unit": null}``; a payload without
+``output`` is a class mask, so the flood models' payloads are unchanged.
+
 A mask travels as raw bytes in base64 (optionally zlib-compressed: class masks shrink 10 to
 100 times), not as nested JSON lists, which would be ~10x larger and slow to parse.
 """
@@ -31,8 +37,10 @@ from affine import Affine
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from geomlops.errors import ValidationFailed
+from geomlops.model.kinds import DEFAULT_COLORMAP, OutputKind, OutputSpec
 
 MASK_DTYPES = ("bool", "uint8", "int8", "uint16", "int16", "uint32", "int32")
+VALUE_DTYPES = ("float32", "float64")
 PROBABILITY_DTYPES = ("float16", "float32", "float64", "uint8")
 DEFAULT_MAX_PIXELS = 8192 * 8192
 
@@ -53,12 +61,25 @@ class ArrayPayload(BaseModel):
     )
 
 
-class MaskPayload(BaseModel):
-    """What the model component sends: a class mask and everything needed to place it."""
+class OutputPin(BaseModel):
+    """The model output's kind and post-processing options (from its ``mlm:output``)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    mask: ArrayPayload
+    kind: OutputKind
+    threshold: float | None = None
+    colormap: str = DEFAULT_COLORMAP
+    unit: str | None = None
+
+
+class MaskPayload(BaseModel):
+    """What the model component sends: a class mask (or a float raster) and how to place it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mask: ArrayPayload | None = None
+    values: ArrayPayload | None = None
+    output: OutputPin | None = None
     probabilities: ArrayPayload | None = None
     transform: list[float] = Field(min_length=6, max_length=9)
     crs: str | int
@@ -71,11 +92,21 @@ class DecodedMask:
     """A decoded payload, in the arguments :func:`~.vectorize.vectorize` takes."""
 
     mask: np.ndarray
+    """The class mask, or a probability or continuous output's float raster."""
     transform: Affine
     crs: str | int
     nodata: float | None
     classes: list[dict[str, Any]] | None
     probabilities: np.ndarray | None
+    output: OutputSpec | None = None
+    """What the output is; None for a payload without ``output`` (a class mask)."""
+
+    @property
+    def spec(self) -> OutputSpec:
+        """The output's kind and options (a class mask of ``classes`` when not sent)."""
+        if self.output is not None:
+            return self.output
+        return OutputSpec(OutputKind.CLASS_MASK, classes=tuple(self.classes or ()))
 
 
 def _array_to_payload(
@@ -103,18 +134,32 @@ def encode(
     nodata: float | None = None,
     probabilities: np.ndarray | None = None,
     compress: bool = True,
+    output: OutputSpec | None = None,
 ) -> dict[str, Any]:
-    """The ``jsonData`` object for a mask (what the model component returns)."""
-    if mask.dtype.name not in MASK_DTYPES:
-        raise ValidationFailed(f"mask: dtype {mask.dtype} cannot be sent; use one of {MASK_DTYPES}")
+    """The ``jsonData`` object for a mask (what the model component returns).
+
+    With an ``output`` of a float kind, ``mask`` is that output's float raster (NaN = no
+    data), sent as ``values``; a class mask's payload has no ``output``.
+    """
+    floats = output is not None and output.kind.float_raster
+    allowed = VALUE_DTYPES if floats else MASK_DTYPES
+    if mask.dtype.name not in allowed:
+        raise ValidationFailed(f"mask: dtype {mask.dtype} cannot be sent; use one of {allowed}")
     crs_text = crs if isinstance(crs, str | int) else crs.to_string()
     payload: dict[str, Any] = {
-        "mask": _array_to_payload(mask, compress=compress),
+        ("values" if floats else "mask"): _array_to_payload(mask, compress=compress),
         "transform": [float(v) for v in tuple(transform)[:6]],
         "crs": crs_text,
         "nodata": None if nodata is None else float(nodata),
         "classes": None if classes is None else [dict(c) for c in classes],
     }
+    if output is not None and output.kind is not OutputKind.CLASS_MASK:
+        payload["output"] = {
+            "kind": output.kind.value,
+            "threshold": output.threshold,
+            "colormap": output.colormap,
+            "unit": output.unit,
+        }
     if probabilities is not None:
         # Confidence travels as uint8 steps of 1/255 (within 0.2 %, ample for the mean
         # confidence a polygon carries): a quarter of float32's bytes, and it compresses.
@@ -175,7 +220,25 @@ def decode(json_data: Any, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedMa
             "jsonData is not a mask payload",
             problems=[f"{'.'.join(str(p) for p in d['loc'])}: {d['msg']}" for d in error.errors()],
         ) from None
-    mask = _decode_array("mask", payload.mask, MASK_DTYPES, max_pixels)
+    kind = payload.output.kind if payload.output is not None else OutputKind.CLASS_MASK
+    if kind is OutputKind.CHIP_CLASS:
+        raise ValidationFailed("output.kind: chip-class answers have no raster to send here")
+    field_name, sent, allowed = (
+        ("values", payload.values, VALUE_DTYPES)
+        if kind.float_raster
+        else ("mask", payload.mask, MASK_DTYPES)
+    )
+    other = payload.mask if kind.float_raster else payload.values
+    if sent is None or other is not None:
+        raise ValidationFailed(
+            f"{field_name}: a {kind.value} payload sends its raster as {field_name!r} "
+            f"(and only there)",
+            hint="a class mask is `mask`; a probability or continuous output is `values` "
+            "with `output.kind`",
+        )
+    mask = _decode_array(field_name, sent, allowed, max_pixels)
+    if mask.ndim != 2 and kind.float_raster:
+        raise ValidationFailed(f"values.shape: {sent.shape} is not H x W")
     probabilities = None
     if payload.probabilities is not None:
         probabilities = _decode_array(
@@ -190,4 +253,13 @@ def decode(json_data: Any, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedMa
         nodata=payload.nodata,
         classes=payload.classes,
         probabilities=probabilities,
+        output=None
+        if payload.output is None
+        else OutputSpec(
+            kind,
+            classes=tuple(payload.classes or ()),
+            threshold=payload.output.threshold,
+            colormap=payload.output.colormap,
+            unit=payload.output.unit,
+        ),
     )

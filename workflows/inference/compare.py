@@ -17,17 +17,27 @@ from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 
 from geomlops.connections import get_connections
+from geomlops.errors import ValidationFailed
 from geomlops.ml.data import IGNORE
 from geomlops.ml.metrics import segmentation_metrics
 from geomlops.ml.raster import MASK_NODATA
 from geomlops.settings import Settings
+from geomlops.transformers.postprocess import threshold_mask
 from geomlops.workflows.inference.storage import gdal_env, raster_path
 
 
-def compare_mask(mask_href: str, reference: Path, class_names: list[str]) -> dict[str, float]:
-    """Metrics (``<class>`` IoU/F1, mIoU, accuracy) of the mask at ``mask_href``."""
+def compare_mask(
+    mask_href: str, reference: Path, class_names: list[str], threshold: float | None = None
+) -> dict[str, float]:
+    """Metrics (``<class>`` IoU/F1, mIoU, accuracy) of the mask at ``mask_href``.
+
+    With ``threshold`` the raster is a probability or continuous value, compared as its
+    threshold mask (1 at or above, 0 below: ``class_names`` name those two).
+    """
     with rasterio.open(raster_path(mask_href)) as mask_src:
         mask = mask_src.read(1)
+        if threshold is not None:
+            mask = threshold_mask(mask, threshold, 1)
         with (
             rasterio.open(reference) as ref,
             WarpedVRT(
@@ -61,6 +71,17 @@ def compare_published(
     conn = get_connections(settings)
     run = published["masks"][0].split("/")[3] if published["masks"] else ""
     config = InferenceRunConfig.load(conn, config_uri(settings.s3.bucket_predictions, run))
+    spec = config.model.spec
     names = [c.name for c in config.model.classes]
+    if spec.kind.float_raster:
+        if spec.threshold is None:
+            raise ValidationFailed(
+                f"{config.model.name} answers a {spec.kind.value} without a threshold: it has "
+                "no class mask to compare with a reference label",
+                hint="declare geomlops:threshold on its mlm:output, or compare without --compare",
+            )
+        names = [f"below_{spec.threshold_class[1]}", spec.threshold_class[1]]
     with gdal_env(conn):
-        return {uri: compare_mask(uri, reference, names) for uri in published["masks"]}
+        return {
+            uri: compare_mask(uri, reference, names, spec.threshold) for uri in published["masks"]
+        }

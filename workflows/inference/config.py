@@ -9,11 +9,14 @@ Layout of a run's folder ``s3://<predictions bucket>/<run>/`` (DESIGN.md §7)::
 
     plan/config.json          this module's InferenceRunConfig
     plan/shard-0003.json      the tiles of shard 3 (ShardPlan)
-    tiles/<tile>.tif          one tile's class mask (COG), written by its shard
+    tiles/<tile>.tif          one tile's class mask, or float raster for a probability or
+                              continuous output (COG), written by its shard
     tiles/<tile>.json         the tile's record: written last, so it means "tile done"
     shards/shard-0003.failed.json   tiles a shard could not do, and why
     <scene>.tif               the per-scene mosaic (COG), written by publish
     <run>.geojson             the run's polygons, written by publish
+    processors/<name>/result.json   a generic processor's JSON result (and its files beside)
+    processing.json           how the run's processors went (the `process` step)
     report.json               the run's final task counts (exit handler)
 
 Every object becomes visible only once wholly written (S3's PUT and multipart completion
@@ -22,13 +25,14 @@ are atomic), so a reader never sees half of one.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from geomlops import objects
 from geomlops.connections import Connections
 from geomlops.model.io import ModelIO, OutputClass
+from geomlops.model.kinds import DEFAULT_COLORMAP, OutputKind, OutputSpec
 from geomlops.model.runtimes import TORCH_EXPORT
 
 CONFIG = "plan/config.json"
@@ -43,6 +47,15 @@ class ClassPin(_Strict):
 
     value: int
     name: str
+
+
+class OutputPin(_Strict):
+    """The kind of the model's output and its post-processing options (its ``mlm:output``)."""
+
+    kind: OutputKind
+    threshold: float | None = None
+    colormap: str = DEFAULT_COLORMAP
+    unit: str | None = None
 
 
 class ModelPin(_Strict):
@@ -67,9 +80,29 @@ class ModelPin(_Strict):
         default=TORCH_EXPORT,
         description="How it runs: its model asset's mlm:artifact_type (geomlops.model.runtimes).",
     )
-    threshold: float | None = Field(
-        default=None, description="A probability output's threshold (ModelIO.threshold)."
+    output: OutputPin | None = Field(
+        default=None,
+        description="What the output is; None: a class mask (plans from before output kinds).",
     )
+
+    @property
+    def spec(self) -> OutputSpec:
+        """The output's kind and post-processing options."""
+        classes = tuple({"value": c.value, "name": c.name} for c in self.classes)
+        if self.output is None:
+            return OutputSpec(OutputKind.CLASS_MASK, classes=classes)
+        return OutputSpec(
+            self.output.kind,
+            classes=classes,
+            threshold=self.output.threshold,
+            colormap=self.output.colormap,
+            unit=self.output.unit,
+        )
+
+    @property
+    def kind(self) -> OutputKind:
+        """The kind of the model's output."""
+        return self.spec.kind
 
     def io(self) -> ModelIO:
         """The model's input/output description, as :mod:`geomlops.ml` uses it."""
@@ -80,7 +113,7 @@ class ModelPin(_Strict):
             patch_size=self.patch_size,
             classes=tuple(OutputClass(c.value, c.name) for c in self.classes),
             nodata=self.nodata,
-            threshold=self.threshold,
+            output=self.spec,
         )
 
 
@@ -129,6 +162,17 @@ class RequestPin(_Strict):
     )
 
 
+class ProcessorPin(_Strict):
+    """A generic processor the run applies after publishing, pinned when it was planned."""
+
+    name: str
+    version: int = Field(ge=1)
+    item_id: str = Field(description="Its version's item in the `processors` collection.")
+    script_uri: str = Field(description="s3:// URI of the script.")
+    sha256: str = Field(description="The catalogued sha256 the script is verified against.")
+    params: dict[str, Any] = Field(description="Every declared parameter's resolved value.")
+
+
 class InferenceRunConfig(_Strict):
     """Everything a ``geomlops-batch-inference`` run works on, resolved once."""
 
@@ -151,6 +195,9 @@ class InferenceRunConfig(_Strict):
     vector_skip_values: list[int] = Field(default_factory=list)
     min_area_m2: float = 0.0
     simplify_tolerance_m: float = 0.0
+    processors: list[ProcessorPin] = Field(
+        default_factory=list, description="Generic processors run after publishing, in order."
+    )
 
     @property
     def outside_region(self) -> bool:

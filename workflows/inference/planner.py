@@ -34,6 +34,7 @@ from geomlops.connections import Connections, get_connections
 from geomlops.errors import NotFoundError, ValidationFailed
 from geomlops.model import properties as prop
 from geomlops.model.io import ModelIO
+from geomlops.model.kinds import OutputKind
 from geomlops.settings import InferenceSettings, Settings, get_settings
 from geomlops.workflows.inference import masks
 from geomlops.workflows.inference.aoi import as_geojson, in_crs, outside_fraction, parse_aoi
@@ -42,6 +43,8 @@ from geomlops.workflows.inference.config import (
     CloudBand,
     InferenceRunConfig,
     ModelPin,
+    OutputPin,
+    ProcessorPin,
     RequestPin,
     ScenePin,
     ShardPlan,
@@ -94,11 +97,27 @@ def pin_model(name: str, version: str | None, settings: Settings) -> tuple[Model
         patch_size=io.patch_size,
         classes=[ClassPin(value=c.value, name=c.name) for c in io.classes],
         nodata=io.nodata,
+        output=_output_pin(io),
         artifact_uri=resolved.artifact_uri,
         runtime=resolved.runtime,
-        threshold=io.threshold,
     )
     return pin, resolved.item
+
+
+def _output_pin(io: ModelIO) -> OutputPin | None:
+    """The output's kind for the plan; None for a class mask (as plans always recorded it)."""
+    spec = io.output_spec
+    if spec.kind is OutputKind.CLASS_MASK:
+        return None
+    if not spec.kind.rasterised:
+        raise ValidationFailed(
+            f"the model's output is {spec.kind.value}: batch inference predicts per-pixel "
+            "outputs (class mask, probability, continuous) only",
+            hint="register a per-pixel model, or run a chip classifier outside batch inference",
+        )
+    return OutputPin(
+        kind=spec.kind, threshold=spec.threshold, colormap=spec.colormap, unit=spec.unit
+    )
 
 
 def check_region(
@@ -292,10 +311,12 @@ def plan(
     allow_outside_region: bool,
     pinned_scenes: list[str] | None = None,
     settings: Settings | None = None,
+    processors: list[ProcessorPin] | None = None,
 ) -> Plan:
     """Resolve the request, cut it into tiles and shards, and save the plan in S3.
 
-    ``pinned_scenes`` pins the imagery items to use (all that the search finds when None).
+    ``pinned_scenes`` pins the imagery items to use (all that the search finds when None);
+    ``processors`` are the generic processors run after publishing (pinned by the caller).
     """
     settings = settings or get_settings()
     conn = get_connections(settings)
@@ -348,6 +369,7 @@ def plan(
         vector_skip_values=list(inference.skip_values),
         min_area_m2=inference.min_area_m2,
         simplify_tolerance_m=inference.simplify_tolerance_m,
+        processors=processors or [],
     )
     for index, shard in enumerate(shards):
         objects.write_json(

@@ -90,16 +90,22 @@ def plan_error_uri(bucket: str, run: str) -> str:
 
 def write_report(conn: Connections, config: InferenceRunConfig, phase: str) -> dict[str, Any]:
     """Record the run's final counts and outcome in ``report.json``; returns it."""
+    from geomlops.workflows.inference.processing import processing_outcome
+
     counts = task_counts(conn, config)
     complete = counts["tasks_count_success"] == counts["tasks_count_total"]
     published = objects.exists(conn, config.uri(PUBLISHED))
+    processing = processing_outcome(conn, config)
+    processed = processing is None or processing["status"] == "complete"
     report = {
         "run": config.workflow,
         "workflow_phase": phase,
-        "status": "COMPLETED" if complete and published else "FAILED",
+        "status": "COMPLETED" if complete and published and processed else "FAILED",
         "published": published,
         **counts,
     }
+    if processing is not None:
+        report["processing"] = processing
     if not (complete and published):
         report["note"] = (
             "partial outputs are withheld: no prediction item is published until every tile "
@@ -120,6 +126,7 @@ def run_status(
     counts: dict[str, Any],
     workflow_phase: str | None,
     plan_refused: bool = False,
+    processing: str | None = None,
 ) -> str:
     """The run's status, from its phase and what is in its folder.
 
@@ -128,10 +135,16 @@ def run_status(
     whatever its tiles say; COMPLETED only once its outputs are published. Without a
     workflow phase (the run is not known to the workflow server any more), only what is
     in the folder decides. A plan step that refused the request (``plan_refused``: a user
-    error it recorded) has failed the run, even while the exit handler still runs.
+    error it recorded) has failed the run, even while the exit handler still runs. A run
+    that asked for generic processors (``processing``: pending, complete or incomplete) is
+    COMPLETED only once they all ran: one that failed fails the run, published or not.
     """
-    if published:
+    if published and processing in (None, "complete"):
         return "COMPLETED"
+    if published and processing == "pending":
+        return "FAILED" if workflow_phase in ENDED_PHASES else "PUBLISHING"
+    if published:
+        return "FAILED"
     ended = workflow_phase in ENDED_PHASES
     if not planned:
         return "FAILED" if ended or workflow_phase is None or plan_refused else "PLANNING"
@@ -197,13 +210,22 @@ def run_summary(
         summary["published"] = objects.read_json(conn, config.uri(PUBLISHED))
     except NotFoundError:
         summary["published"] = None
+    from geomlops.workflows.inference.processing import processing_outcome
+
+    processing = processing_outcome(conn, config)
     summary["status"] = run_status(
         planned=True,
         published=bool(summary["published"]),
         counts=summary["tasks"],
         workflow_phase=phase,
+        processing=processing["status"] if processing else None,
     )
     summary["error"] = failure_message(workflow)
+    if processing is not None:
+        summary["processing"] = processing
+        failed = [p for p in processing["processors"] if p.get("status") == "failed"]
+        if failed and not summary["error"]:
+            summary["error"] = f"processor {failed[0]['name']}: {failed[0].get('error')}"
     summary["outside_region"] = config.outside_region
     summary["skipped_scenes"] = config.skipped_scenes
     return summary

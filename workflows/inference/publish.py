@@ -12,6 +12,12 @@ masks by pixel centre), a mosaic covers only the AOI's pixels, polygons are clip
 AOI itself, statistics count the AOI's pixels only, and an item's geometry is the AOI ∩ the
 scene's footprint (the run's: ∩ the union of its scenes'), its bbox that geometry's.
 
+What is published follows the model output's kind
+(:func:`geomlops.transformers.postprocess.postprocess`, the dispatcher serving runs too): a
+class mask's mosaic, class polygons and per-class areas; a probability or continuous value's
+float32 mosaic (its colour ramp named, ``raster:bands`` statistics), zonal statistics and,
+where the output declares a threshold, the polygons above it and their area.
+
 Each prediction item links ``derived_from`` to the model version item and to every source
 imagery item, and records its lineage with the processing extension (software versions,
 workflow run) plus summary statistics (area per class in km², no-data and cloud area), the
@@ -29,8 +35,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import numpy as np
 import rasterio
+import rasterio.enums
+import rasterio.shutil
 import shapely
 from rasterio.crs import CRS
 from rasterio.warp import transform_geom
@@ -43,19 +50,26 @@ from shapely.geometry.base import BaseGeometry
 from geomlops import objects
 from geomlops.catalog.client import CatalogClient
 from geomlops.catalog.collections import IMAGERY, MODELS, PREDICTIONS
-from geomlops.catalog.extensions import FILE_SCHEMA, PROCESSING_SCHEMA, PROJECTION_SCHEMA
+from geomlops.catalog.extensions import (
+    FILE_SCHEMA,
+    PROCESSING_SCHEMA,
+    PROJECTION_SCHEMA,
+    RASTER_SCHEMA,
+)
 from geomlops.catalog.imagery import file_checksum
 from geomlops.connections import Connections, get_connections
 from geomlops.errors import GeomlopsError, ValidationFailed
-from geomlops.ml.probabilities import class_mask
-from geomlops.ml.raster import MASK_NODATA
 from geomlops.model import properties as prop
+from geomlops.model.kinds import OutputKind
 from geomlops.settings import Settings, get_settings
-from geomlops.transformers.raster_to_vector import (
-    unparsed_geometry,
-    vectorize,
-    write_geojson,
+from geomlops.transformers.postprocess import (
+    RasterPrediction,
+    band_statistics,
+    postprocess,
+    raster_dtype,
+    raster_nodata,
 )
+from geomlops.transformers.raster_to_vector import unparsed_geometry, write_geojson
 from geomlops.workflows.inference.aoi import area_m2, for_item, in_crs, polygonal
 from geomlops.workflows.inference.config import InferenceRunConfig, ScenePin, Tile, TileRecord
 from geomlops.workflows.inference.progress import PUBLISHED, missing_by_shard
@@ -128,14 +142,9 @@ def _part(tile: Tile, window: Window) -> tuple[Window, Window] | None:
 def mosaic(
     conn: Connections, config: InferenceRunConfig, scene: ScenePin, tiles: list[Tile], folder: Path
 ) -> tuple[Path, Window]:
-    """Assemble the scene's tile masks into one COG on local disk (window by window).
-
-    A probability output's tiles hold its probability: the mosaic is then a float32 COG
-    (NaN = no data), the model's own answer; its polygons come from the thresholded mask
-    (:func:`_scene_features`).
-    """
-    probability = config.model.io().is_probability
-    nodata = float("nan") if probability else MASK_NODATA
+    """Assemble the scene's tile rasters into one COG on local disk (window by window)."""
+    kind = config.model.kind
+    nodata = raster_nodata(kind)
     window = _scene_window(config, scene, tiles)
     transform = rasterio.windows.transform(window, rasterio.Affine(*scene.transform))
     plain = folder / f"{scene.item_id}.plain.tif"
@@ -144,7 +153,7 @@ def mosaic(
         "width": int(window.width),
         "height": int(window.height),
         "count": 1,
-        "dtype": "float32" if probability else "uint8",
+        "dtype": raster_dtype(kind),
         "crs": CRS.from_user_input(scene.crs),
         "transform": transform,
         "nodata": nodata,
@@ -163,18 +172,19 @@ def mosaic(
             with rasterio.open(local) as src:
                 dst.write(src.read(1, window=part[0]), 1, window=part[1])
             local.unlink()
-        io = config.model.io()
-        if probability:
-            dst.set_band_description(1, f"{io.classes[0].name}_probability")
-            dst.update_tags(threshold=str(io.threshold))
-        else:
+        if kind is OutputKind.CLASS_MASK:
             dst.set_band_description(1, "class")
-        dst.update_tags(classes=",".join(f"{c.value}:{c.name}" for c in io.mask_classes()))
+            dst.update_tags(classes=",".join(f"{c.value}:{c.name}" for c in config.model.classes))
     cog = folder / f"{scene.item_id}.tif"
-    cog_translate(
-        str(plain), str(cog), cog_profiles.get("deflate"), in_memory=False, quiet=True,
-        nodata=nodata,
-    )  # fmt: skip
+    if kind.float_raster:  # blocks no tile wrote read as NaN (the nodata), not zero
+        with rasterio.open(plain, "r+") as dst:
+            _describe_float_band(dst, config)
+        _float_cog(plain, cog)
+    else:
+        cog_translate(
+            str(plain), str(cog), cog_profiles.get("deflate"), in_memory=False, quiet=True,
+            nodata=nodata,
+        )  # fmt: skip
     plain.unlink()
     valid, errors, _ = cog_validate(str(cog), quiet=True)
     if not valid:
@@ -182,26 +192,72 @@ def mosaic(
     return cog, window
 
 
+FLOAT_TAGS = {"kind": "output_kind", "colormap": "colormap", "threshold": "threshold"}
+"""GDAL metadata names of a float mosaic's kind, colour ramp and threshold (GDAL reads a
+``:`` in a name as a separator, so the ``geomlops:`` property names cannot be used)."""
+
+
+def _describe_float_band(dst: Any, config: InferenceRunConfig) -> None:
+    """A float mosaic's band: what it is, its unit, and its colour ramp (for readers).
+
+    A colour table needs integer pixels, so the ramp is named and drawn by readers over the
+    band's statistics, which GDAL's COG driver computes (``STATISTICS_*``, see
+    :func:`_float_cog`).
+    """
+    spec = config.model.spec
+    dst.set_band_description(1, spec.kind.value)
+    dst.colorinterp = [rasterio.enums.ColorInterp.gray]
+    if spec.unit:
+        dst.set_band_unit(1, spec.unit)
+    tags = {FLOAT_TAGS["kind"]: spec.kind.value, FLOAT_TAGS["colormap"]: spec.colormap}
+    if spec.threshold is not None:
+        tags[FLOAT_TAGS["threshold"]] = str(spec.threshold)
+    dst.update_tags(**tags)
+
+
+def _float_cog(plain: Path, cog: Path) -> None:
+    """A float mosaic as a COG through GDAL's COG driver, which writes its statistics.
+
+    rio-cogeo drops band metadata, and a COG updated in place would lose its layout; the
+    class masks keep rio-cogeo's profile, so their files are as they always were.
+    """
+    rasterio.shutil.copy(
+        str(plain), str(cog), driver="COG", compress="DEFLATE", statistics="YES",
+        overview_resampling="AVERAGE", blocksize=512,
+    )  # fmt: skip
+
+
 def _stats(records: list[TileRecord], config: InferenceRunConfig, pixel_m2: float) -> dict:
-    classes = config.model.io().mask_classes()
-    pixels = {c.name: sum(r.pixels.get(c.name, 0) for r in records) for c in classes}
+    if config.model.kind.float_raster:
+        return _float_stats(records, pixel_m2)
+    pixels = {c.name: sum(r.pixels.get(c.name, 0) for r in records) for c in config.model.classes}
     nodata = sum(r.nodata_pixels for r in records)
     cloud = sum(r.cloud_pixels for r in records)
     valid = sum(pixels.values())
     stats: dict[str, Any] = {
+        f"{name}_area_km2": round(count * pixel_m2 / 1e6, 6) for name, count in pixels.items()
+    }
+    stats.update(
+        nodata_area_km2=round(nodata * pixel_m2 / 1e6, 6),
+        cloud_area_km2=round(cloud * pixel_m2 / 1e6, 6),
+        valid_pixels=valid,
+        tiles=len(records),
+    )
+    for name, count in pixels.items():
+        stats[f"{name}_fraction"] = round(count / valid, 6) if valid else None
+    return stats
+
+
+def _float_stats(records: list[TileRecord], pixel_m2: float) -> dict:
+    """A float output's area figures (its zonal statistics come from the mosaic)."""
+    nodata = sum(r.nodata_pixels for r in records)
+    cloud = sum(r.cloud_pixels for r in records)
+    return {
         "nodata_area_km2": round(nodata * pixel_m2 / 1e6, 6),
         "cloud_area_km2": round(cloud * pixel_m2 / 1e6, 6),
-        "valid_pixels": valid,
+        "valid_pixels": sum(r.pixels.get("valid", 0) for r in records),
         "tiles": len(records),
     }
-    platform = set(stats)
-    for name, count in pixels.items():
-        # A model's class may share a platform key's name (cloud-s2's `cloud`: the area the
-        # scene's own cloud band masked is `cloud_area_km2`): the class's gets `class_`.
-        key = f"{name}_area_km2" if f"{name}_area_km2" not in platform else f"class_{name}_area_km2"
-        stats[key] = round(count * pixel_m2 / 1e6, 6)
-        stats[key.replace("_area_km2", "_fraction")] = round(count / valid, 6) if valid else None
-    return stats
 
 
 def _pixel_area_m2(scene: ScenePin, footprint: BaseGeometry, window: Window) -> float:
@@ -238,12 +294,13 @@ def _link(stac_url: str, rel: str, collection: str, item_id: str, title: str) ->
 
 def _common_properties(config: InferenceRunConfig, workflow_runs: list[str]) -> dict[str, Any]:
     model = config.model
-    return {
+    nodata = "NaN" if model.kind.float_raster else "255"
+    common = {
         "processing:lineage": (
             f"Predicted by {model.name} version {model.version} ({model.stage}, "
             f"{model.model_uri}) over the scenes linked as derived_from, in tiles of "
             f"{config.tile_size} px blended over {config.overlap} px, in workflow run "
-            f"{config.workflow}; pixels without data or under cloud are no data (255)."
+            f"{config.workflow}; pixels without data or under cloud are no data ({nodata})."
         ),
         "processing:software": software_versions(),
         "processing:datetime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -257,8 +314,18 @@ def _common_properties(config: InferenceRunConfig, workflow_runs: list[str]) -> 
         prop.OUTSIDE_FRACTION: config.request.outside_fraction,
         prop.REQUEST_DATETIME: config.request.datetime,
         prop.REQUEST_AOI: config.request.aoi_uri,
-        prop.CLASSES: [{"value": c.value, "name": c.name} for c in model.io().mask_classes()],
+        prop.CLASSES: [{"value": c.value, "name": c.name} for c in model.classes],
+        # Not complete until the run's generic processors have run (the `process` step).
+        **({prop.PROCESSING: "pending"} if config.processors else {}),
     }
+    if model.kind is not OutputKind.CLASS_MASK:  # a flood item reads as it always did
+        spec = model.spec
+        common[prop.OUTPUT_KIND] = spec.kind.value
+        if spec.threshold is not None:
+            common[prop.THRESHOLD] = spec.threshold
+        if spec.unit:
+            common[prop.UNIT] = spec.unit
+    return common
 
 
 def publish(
@@ -303,16 +370,30 @@ def publish(
             cog, window = mosaic(conn, config, scene, scene_tiles, folder)
             footprint = _footprint(scene, window)
             stats = _stats(scene_records, config, _pixel_area_m2(scene, footprint, window))
+            scene_features, processed = _scene_features(cog, config, scene)
+            zonal = processed if config.model.kind.float_raster else None
+            if zonal is not None and "above_threshold_area_km2" in zonal:
+                stats["above_threshold_area_km2"] = zonal["above_threshold_area_km2"]
             covered.append(_covered(config, scene))
             for key, value in stats.items():
                 if key.endswith("_km2"):
                     totals[key] = round(totals.get(key, 0.0) + value, 6)
-            features += _scene_features(cog, config, scene)
+            features += scene_features
             uri = config.uri(f"{scene.item_id}.tif")
             put_file(conn, cog, uri)
             items.append(
                 _scene_item(
-                    config, scene, ids, uri, cog, window, covered[-1], stats, common, stac_url
+                    config,
+                    scene,
+                    ids,
+                    uri,
+                    cog,
+                    window,
+                    covered[-1],
+                    stats,
+                    common,
+                    stac_url,
+                    zonal=zonal,
                 )
             )
             cog.unlink()
@@ -338,41 +419,39 @@ def publish(
     return result
 
 
-def _scene_features(cog: Path, config: InferenceRunConfig, scene: ScenePin) -> list[dict]:
-    """The scene mosaic's polygons, one feature per class, tagged with scene and date."""
-    from geomlops.transformers.raster_to_vector.geojson import feature
+def _scene_features(
+    cog: Path, config: InferenceRunConfig, scene: ScenePin
+) -> tuple[list[dict], dict[str, Any]]:
+    """The scene mosaic's features, tagged with scene and date, and its post-processing stats.
 
-    io = config.model.io()
+    One feature per class (a class mask), or the polygons above the declared threshold (a
+    probability or continuous value, whose statistics are its zonal ones).
+    """
+    spec = config.model.spec
     with rasterio.open(cog) as src:
-        mask = src.read(1)
+        values = src.read(1)
         transform, crs = src.transform, src.crs
-    if io.is_probability:  # the float COG: its thresholded mask gives the polygons
-        missing = np.isnan(mask)
-        mask, _ = class_mask(np.nan_to_num(mask)[np.newaxis], io)
-        mask[missing] = MASK_NODATA
-    polygons = vectorize(
-        mask,
-        transform,
-        crs,
-        classes=[{"value": c.value, "name": c.name} for c in io.mask_classes()],
-        nodata=MASK_NODATA,
-        options={
-            "min_area_m2": config.min_area_m2,
-            "simplify_tolerance_m": config.simplify_tolerance_m,
-            "skip_values": config.vector_skip_values,
-        },
+    options: dict[str, Any] = {
+        "min_area_m2": config.min_area_m2,
+        "simplify_tolerance_m": config.simplify_tolerance_m,
+    }
+    if spec.kind is OutputKind.CLASS_MASK:
+        options["skip_values"] = config.vector_skip_values
+    processed = postprocess(
+        spec,
+        RasterPrediction(values, transform, crs, nodata=raster_nodata(spec.kind)),
+        options=options,
         clip=shape(config.request.aoi),
     )
     out = []
-    for polygon in polygons:
-        data = feature(polygon, geometry=unparsed_geometry)
+    for data in processed.features(geometry=unparsed_geometry):
         data["properties"].update(
             scene=scene.item_id,
             datetime=scene.datetime,
             outside_region=config.outside_region,
         )
         out.append(data)
-    return out
+    return out, processed.stats
 
 
 def _scene_item(
@@ -386,14 +465,38 @@ def _scene_item(
     stats: dict[str, Any],
     common: dict[str, Any],
     stac_url: str,
+    *,
+    zonal: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     transform = rasterio.windows.transform(window, rasterio.Affine(*scene.transform))
     crs = CRS.from_user_input(scene.crs)
     epsg = crs.to_epsg()
+    asset = {
+        "href": uri,
+        "type": "image/tiff; application=geotiff; profile=cloud-optimized",
+        "roles": ["data"],
+        "title": "Class mask (255 = no data or cloud)",
+        "file:size": cog.stat().st_size,
+        "file:checksum": file_checksum(cog),
+    }
+    extensions = [PROCESSING_SCHEMA, PROJECTION_SCHEMA, FILE_SCHEMA]
+    extra: dict[str, Any] = {}
+    if zonal is not None:  # a probability or continuous output
+        spec = config.model.spec
+        asset["title"] = f"{spec.kind.value.capitalize()} (float32, NaN = no data or cloud)"
+        asset[prop.COLORMAP] = spec.colormap
+        with rasterio.open(cog) as src:
+            statistics = band_statistics(src.read(1))
+        band: dict[str, Any] = {"data_type": "float32", "nodata": "nan", "statistics": statistics}
+        if spec.unit:
+            band["unit"] = spec.unit
+        asset["raster:bands"] = [band]
+        extensions.append(RASTER_SCHEMA)
+        extra[prop.ZONAL] = zonal
     return {
         "type": "Feature",
         "stac_version": "1.1.0",
-        "stac_extensions": [PROCESSING_SCHEMA, PROJECTION_SCHEMA, FILE_SCHEMA],
+        "stac_extensions": extensions,
         "id": ids[scene.item_id],
         "collection": PREDICTIONS,
         "geometry": mapping(geometry),
@@ -404,6 +507,7 @@ def _scene_item(
             **common,
             prop.SCENE: scene.item_id,
             prop.STATS: stats,
+            **extra,
             **({"proj:code": f"EPSG:{epsg}"} if epsg else {"proj:wkt2": crs.to_wkt()}),
             "proj:shape": [int(window.height), int(window.width)],
             "proj:transform": list(transform)[:6],
@@ -413,16 +517,7 @@ def _scene_item(
             _link(stac_url, "derived_from", IMAGERY, scene.item_id, "source scene"),
             _link(stac_url, "related", PREDICTIONS, ids[""], "the run's polygons"),
         ],
-        "assets": {
-            "mask": {
-                "href": uri,
-                "type": "image/tiff; application=geotiff; profile=cloud-optimized",
-                "roles": ["data"],
-                "title": "Class mask (255 = no data or cloud)",
-                "file:size": cog.stat().st_size,
-                "file:checksum": file_checksum(cog),
-            }
-        },
+        "assets": {"mask": asset},
     }
 
 

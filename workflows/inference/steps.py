@@ -1,6 +1,7 @@
 """The steps of ``geomlops-batch-inference``, each one function behind one ``infer-step`` call.
 
-plan → predict (one pod per shard, fanned out) → publish; ``report`` is the exit handler and
+plan → predict (one pod per shard, fanned out) → publish → process (the run's generic
+processors, if it asked for any); ``report`` is the exit handler and
 records the final task counts whatever happened. Every step reads the plan saved in S3.
 """
 
@@ -84,10 +85,14 @@ def plan_step(
     outputs: Path | None,
     scenes: str = "",
     settings: Settings | None = None,
+    processor: str = "",
+    processor_params: str = "{}",
 ) -> Plan:
     """Plan the run (or reload the plan of ``resume_from``); write the Argo outputs.
 
     ``scenes``: comma-separated imagery item ids the run is pinned to ("" = all found).
+    ``processor``: comma-separated generic processors (``NAME[@VERSION]``) to run after
+    publishing, with ``processor_params`` (a JSON object of strings) as their ``-p`` values.
     A user error (:data:`USER_ERRORS`) is recorded (:func:`record_plan_error`) and raised
     with the exit code that stops the template's retries.
     """
@@ -96,6 +101,13 @@ def plan_step(
         if resume_from:
             result = resume_plan(resume_from, settings)
         else:
+            from geomlops.workflows.inference.processing import pin_processors
+
+            pins = pin_processors(
+                [p.strip() for p in processor.split(",") if p.strip()],
+                _params_json(processor_params),
+                settings,
+            )
             result = plan(
                 workflow=workflow,
                 model=model,
@@ -105,6 +117,7 @@ def plan_step(
                 allow_outside_region=allow_outside_region,
                 pinned_scenes=[s.strip() for s in scenes.split(",") if s.strip()] or None,
                 settings=settings,
+                processors=pins,
             )
     except USER_ERRORS as error:
         record_plan_error(error, run=workflow, outputs=outputs, settings=settings)
@@ -117,22 +130,38 @@ def plan_step(
     return result
 
 
-def _load_model(config: InferenceRunConfig, settings: Settings) -> LoadedModel:
+def _params_json(text: str) -> dict[str, str]:
+    """The ``processor-params`` parameter: a JSON object of KEY: VALUE strings."""
+    try:
+        value = json.loads(text or "{}")
+    except json.JSONDecodeError as error:
+        raise ValidationFailed(f"processor-params {text!r} is not JSON ({error})") from None
+    if not isinstance(value, dict):
+        raise ValidationFailed(f"processor-params {text!r} is not a JSON object")
+    return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in value.items()}
+
+
+def _load_model(config: InferenceRunConfig, settings: Settings) -> tuple[LoadedModel, Any]:
     pin = config.model
     return load_registered_model(pin.name, pin.artifact_uri, pin.runtime, config.device, settings)
 
 
 def load_registered_model(
     name: str, artifact_uri: str, runtime: str, device_name: str, settings: Settings
-) -> LoadedModel:
-    """A registered model version's MLflow model folder, loaded to answer probabilities.
+) -> tuple[LoadedModel, Any]:
+    """A registered model version's MLflow model folder loaded, and the torch device it uses.
 
-    How batch inference loads the model it predicts with, through the platform's one
-    loading function (:func:`geomlops.ml.runtime.load_model`, as serving does); the
-    gateway's review of a version loads it the same way, so the review shows what batch
-    inference would predict.
+    How batch inference loads the model it predicts with: the platform's one loading
+    function (:func:`geomlops.ml.runtime.load_model`, as serving), in process for a
+    ``torch.export`` program, in the package's environment for a pyfunc model. The gateway's
+    review of a version loads it the same way, so the review shows what batch inference
+    would predict.
     """
-    return load_model(name, artifact_uri, runtime, settings, device=device_name)
+    import torch
+
+    model = load_model(name, artifact_uri, runtime, settings, device=device_name)
+    device = getattr(model, "torch_device", None) or torch.device("cpu")
+    return model, device
 
 
 def predict_step(config_uri: str, shard: int, settings: Settings | None = None) -> dict[str, Any]:
@@ -142,7 +171,7 @@ def predict_step(config_uri: str, shard: int, settings: Settings | None = None) 
     config = InferenceRunConfig.load(conn, config_uri)
     shard_plan = ShardPlan.load(conn, config.shard_uri(shard))
     sink = S3TileSink(conn, config)
-    model = _load_model(config, settings)
+    model, device = _load_model(config, settings)
     job = ShardJob(
         shard=shard,
         tiles=shard_plan.tiles,
@@ -160,6 +189,7 @@ def predict_step(config_uri: str, shard: int, settings: Settings | None = None) 
             job,
             model,
             sink,
+            device=device,
             conn=conn,
             on_tile=lambda tile: log.info("shard %d: tile %s done", shard, tile),
         )
@@ -191,6 +221,15 @@ def publish_step(config_uri: str, workflow_run: str, settings: Settings | None =
     from geomlops.workflows.inference.publish import publish
 
     return publish(config_uri, workflow_run=workflow_run, settings=settings)
+
+
+def process_step(
+    config_uri: str, outputs: Path | None = None, settings: Settings | None = None
+) -> dict[str, Any]:
+    """Run the run's generic processors on its published outputs (none: nothing to do)."""
+    from geomlops.workflows.inference.processing import process_step as run_processors
+
+    return run_processors(config_uri, outputs=outputs, settings=settings)
 
 
 def report_step(

@@ -8,14 +8,14 @@ Three stages overlap so the model is never kept waiting:
   pixels outside the AOI, and applies the MLM input spec (z-score), into a queue of
   ``prefetch`` tiles;
 - the **main** thread runs the model on batches of patches, blends overlapping patches
-  (:func:`geomlops.ml.probabilities.blend_probabilities`) and applies the no-data, cloud and
+  (:func:`geomlops.ml.tiling.predict_probabilities`) and applies the no-data, cloud and
   AOI masks: nothing else, because the model's throughput is the pipeline's;
-- a **writer** thread writes each tile's mask as a COG and hands it to the sink, which
-  records the tile as done last. For a probability output (cloud-s2) the tile is the
-  float32 probability (NaN = no data) and the counts are of its thresholded mask.
+- a **writer** thread writes each tile's raster as a COG and hands it to the sink, which
+  records the tile as done last.
 
-The model is any :data:`geomlops.ml.probabilities.Probabilities` callable, what
-:func:`geomlops.ml.runtime.load_model` returns: in process or in its package's environment.
+What a tile's raster is follows the model output's kind
+(:func:`geomlops.transformers.postprocess.to_raster`, as serving makes it): a class mask
+(uint8, 255 = no data) or a probability or continuous value (float32, NaN = no data).
 
 Memory is bounded by the queues (a few tiles), not by the scene. A tile whose read, predict
 or write fails is retried ``tile_retries`` times; one that still fails is reported with its
@@ -38,16 +38,18 @@ from typing import Any, Protocol
 
 import numpy as np
 import rasterio
+import torch
 from rasterio.crs import CRS
 from rasterio.windows import Window
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
 from geomlops.connections import Connections
-from geomlops.ml.probabilities import Probabilities, blend_probabilities, class_mask
-from geomlops.ml.raster import MASK_NODATA
 from geomlops.ml.scaling import normalise
+from geomlops.ml.tiling import predict_probabilities
 from geomlops.model.io import ModelIO
+from geomlops.model.kinds import OutputKind
+from geomlops.transformers.postprocess import raster_dtype, raster_nodata, to_raster
 from geomlops.workflows.inference import masks
 from geomlops.workflows.inference.aoi import in_crs, inside_mask
 from geomlops.workflows.inference.config import ScenePin, Tile, TileRecord
@@ -55,7 +57,9 @@ from geomlops.workflows.inference.storage import gdal_env, raster_path
 
 log = logging.getLogger(__name__)
 
-Model = Probabilities
+Model = Callable[[Any], Any]
+"""A torch module (tensor in, logits out), or a model :func:`geomlops.ml.runtime.load_model`
+loaded (``takes_numpy``: numpy batch in, numpy scores out)."""
 
 
 class TileSink(Protocol):
@@ -220,26 +224,10 @@ def _reader(
         hand_over(None)
 
 
-@dataclass
-class _Prediction:
-    """A tile's prediction: its class mask, and a probability output's probability.
-
-    The mask is uint8 (MASK_NODATA = no data); the probability float32 (NaN), written
-    instead of the mask.
-    """
-
-    mask: np.ndarray
-    probability: np.ndarray | None = None
-
-
-def write_mask_cog(path: Path, prediction: _Prediction, window: _Window, io: ModelIO) -> Path:
-    """Write a tile as a COG.
-
-    The class mask (uint8, 255 = no data), or a probability output's probability (float32,
-    NaN = no data).
-    """
-    values = prediction.probability if prediction.probability is not None else prediction.mask
-    height, width = values.shape
+def write_mask_cog(path: Path, mask: np.ndarray, window: _Window, io: ModelIO) -> Path:
+    """Write a tile's raster as a COG: a class mask (uint8, 255 = no data) or float32 (NaN)."""
+    height, width = mask.shape
+    kind = io.kind
     with rasterio.open(
         path,
         "w",
@@ -247,35 +235,34 @@ def write_mask_cog(path: Path, prediction: _Prediction, window: _Window, io: Mod
         width=width,
         height=height,
         count=1,
-        dtype=values.dtype.name,
+        dtype=raster_dtype(kind),
         crs=window.crs,
         transform=window.transform,
-        nodata=MASK_NODATA if prediction.probability is None else float("nan"),
+        nodata=raster_nodata(kind),
         compress="deflate",
         blocksize=256,
     ) as dst:
-        dst.write(values, 1)
-        if prediction.probability is None:
+        dst.write(mask, 1)
+        if kind is OutputKind.CLASS_MASK:
             dst.set_band_description(1, "class")
+            dst.update_tags(classes=",".join(f"{c.value}:{c.name}" for c in io.classes))
         else:
-            dst.set_band_description(1, f"{io.classes[0].name}_probability")
-            dst.update_tags(threshold=str(io.threshold))
-        dst.update_tags(classes=",".join(f"{c.value}:{c.name}" for c in io.mask_classes()))
+            dst.set_band_description(1, kind.value)
     return path
 
 
-def _predict(model: Model, job: ShardJob, window: _Window) -> _Prediction:
-    probabilities = blend_probabilities(
+def _predict(model: Model, job: ShardJob, window: _Window, device: torch.device) -> np.ndarray:
+    probabilities = predict_probabilities(
         model,
         window.scaled,
         patch_size=job.io.patch_size,
         overlap=job.overlap,
+        device=device,
         batch_size=job.batch_size,
+        softmax=job.io.kind is OutputKind.CLASS_MASK,
     )
     rows, cols = window.core
-    core = probabilities[:, rows, cols]
-    mask, _ = class_mask(core, job.io)
-    return _Prediction(mask, core[0].copy() if job.io.is_probability else None)
+    return to_raster(job.io.kind, probabilities[:, rows, cols])
 
 
 def _writer(
@@ -287,17 +274,17 @@ def _writer(
     lock: threading.Lock,
 ) -> None:
     while (item := jobs.get()) is not None:
-        window, prediction, record = item
+        window, mask, record = item
         tile = window.tile
         path = folder / f"{tile.id}.tif"
 
         def write(
-            prediction: _Prediction = prediction,
+            mask: np.ndarray = mask,
             window: _Window = window,
             path: Path = path,
             record: TileRecord = record,
         ) -> None:
-            sink.put(window.tile, write_mask_cog(path, prediction, window, job.io), record)
+            sink.put(window.tile, write_mask_cog(path, mask, window, job.io), record)
 
         try:
             _with_retries(f"writing {tile.id}", job.tile_retries, write)
@@ -315,6 +302,7 @@ def run_shard(
     model: Model,
     sink: TileSink,
     *,
+    device: torch.device,
     conn: Connections | None = None,
     prefetch: int = 2,
     on_tile: Callable[[str], None] | None = None,
@@ -356,19 +344,19 @@ def run_shard(
                 tile = window.tile
                 began = time.perf_counter()
                 try:
-                    prediction = _with_retries(
+                    mask = _with_retries(
                         f"predicting {tile.id}",
                         job.tile_retries,
-                        partial(_predict, model, job, window),
+                        partial(_predict, model, job, window, device),
                     )
                 except Exception as error:
                     with lock:
                         result.failed[tile.id] = f"predict: {error}"
                     continue
-                assert isinstance(prediction, _Prediction)  # noqa: S101 - for the type checker
+                assert isinstance(mask, np.ndarray)  # noqa: S101 - for the type checker
                 result.model_seconds += time.perf_counter() - began
-                record = _record(job, window, prediction, began)
-                writes.put((window, prediction, record))
+                record = _record(job, window, mask, began)
+                writes.put((window, mask, record))
                 if on_tile is not None:
                     on_tile(tile.id)
         finally:
@@ -385,28 +373,34 @@ def _windows(reads: queue.Queue) -> Iterator[_Window | tuple[Tile, str]]:
         yield item
 
 
-def _record(job: ShardJob, window: _Window, prediction: _Prediction, began: float) -> TileRecord:
-    """Apply the masks to the prediction (in place) and describe the tile's pixels in the AOI."""
-    mask = prediction.mask
+def _record(job: ShardJob, window: _Window, mask: np.ndarray, began: float) -> TileRecord:
+    """Apply the masks to ``mask`` (in place) and describe the tile's pixels in the AOI.
+
+    A class mask's pixels are counted per class; a float raster's as ``valid`` (its zonal
+    statistics are computed over the whole mosaic when publishing: percentiles do not add).
+    """
     rows, cols = window.core
     missing = window.missing[rows, cols]
     cloud = window.cloud[rows, cols] & ~missing if window.cloud is not None else None
-    mask[missing] = MASK_NODATA
+    nodata = raster_nodata(job.io.kind)
+    mask[missing] = nodata
     if cloud is not None:
-        mask[cloud] = MASK_NODATA
+        mask[cloud] = nodata
     if window.inside is not None:  # outside the AOI nothing was asked: no data, not counted
-        mask[~window.inside] = MASK_NODATA
+        mask[~window.inside] = nodata
         missing = missing & window.inside
         cloud = cloud & window.inside if cloud is not None else None
-    if prediction.probability is not None:
-        prediction.probability[mask == MASK_NODATA] = np.nan
-    counts = np.bincount(mask.ravel(), minlength=256)
+    if job.io.kind is OutputKind.CLASS_MASK:
+        counts = np.bincount(mask.ravel(), minlength=256)
+        pixels = {c.name: int(counts[c.value]) for c in job.io.classes}
+    else:
+        pixels = {"valid": int(np.count_nonzero(np.isfinite(mask)))}
     return TileRecord(
         tile=window.tile.id,
         scene=window.tile.scene,
         shard=job.shard,
         pod=job.pod,
-        pixels={c.name: int(counts[c.value]) for c in job.io.mask_classes()},
+        pixels=pixels,
         nodata_pixels=int(missing.sum()),
         cloud_pixels=int(cloud.sum()) if cloud is not None else 0,
         seconds=round(time.perf_counter() - began, 4),

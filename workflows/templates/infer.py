@@ -1,12 +1,14 @@
 """``geomlops-batch-inference``: a model over an AOI and a date range, in shards.
 
 plan → predict (fanned out over the plan's shards, a bounded number: never one node per
-tile, which breaks Argo at scale) → publish; the exit handler ``report`` records the final
-task counts whatever happened. Every pod runs one ``geomlops infer-step`` command; ``plan``
-saves the run's plan in S3 and hands its URI, the shard list and the model's image to the
-rest through output parameters. Predict pods run in the model package's image and ask for
-GPUs as the inference settings say; a failed shard pod is retried (its done tiles are kept).
-``resume-from`` names an earlier run whose missing tiles this run completes.
+tile, which breaks Argo at scale) → publish → process (the generic processors the request
+named, each in its own limited process; nothing when it named none); the exit handler
+``report`` records the final task counts whatever happened. Every pod runs one
+``geomlops infer-step`` command; ``plan`` saves the run's plan in S3 and hands its URI,
+the shard list and the model's image to the rest through output parameters. Predict pods
+run in the model package's image and ask for GPUs as the inference settings say; a failed
+shard pod is retried (its done tiles are kept). ``resume-from`` names an earlier run whose
+missing tiles this run completes.
 """
 
 from __future__ import annotations
@@ -44,6 +46,15 @@ PARAMETERS: Parameters = {
         "Comma-separated imagery item ids to use, all of which must be found; empty uses "
         "every scene found (`geomlops reproduce` pins a prediction's scenes).",
     ),
+    "processor": (
+        "",
+        "Comma-separated generic processors (NAME or NAME@VERSION from the `processors` "
+        "collection) the `process` step runs on the published outputs; empty: none.",
+    ),
+    "processor-params": (
+        "{}",
+        "JSON object of the processors' parameters (`geomlops infer -p KEY=VALUE`).",
+    ),
 }
 
 
@@ -69,6 +80,8 @@ def infer_template(settings: Settings) -> WorkflowTemplate:
             "--allow-outside-region", "{{workflow.parameters.allow-outside-region}}",
             "--resume-from", "{{workflow.parameters.resume-from}}",
             "--scenes", "{{workflow.parameters.scenes}}",
+            "--processor", "{{workflow.parameters.processor}}",
+            "--processor-params", "{{workflow.parameters.processor-params}}",
             "--outputs", OUTPUTS,
         ]
         # fmt: on
@@ -128,6 +141,23 @@ def infer_template(settings: Settings) -> WorkflowTemplate:
             env=platform_env(settings),
             retry_strategy=retry(2),
         )
+        process = Container(
+            name="process",
+            image=platform,
+            command=["geomlops"],
+            args=[
+                "infer-step",
+                "process",
+                "--config",
+                "{{inputs.parameters.config}}",
+                "--outputs",
+                OUTPUTS,
+            ],
+            inputs=[Parameter(name="config", description="s3:// URI of the run's plan.")],
+            env=platform_env(settings),
+            # No retry: a processor that failed, timed out or printed non-JSON does so again.
+            termination_message_path=f"{OUTPUTS}/{TERMINATION_LOG}",
+        )
         Container(
             name="report",
             image=platform,
@@ -161,5 +191,6 @@ def infer_template(settings: Settings) -> WorkflowTemplate:
                     with_param="{{tasks.plan.outputs.parameters.shards}}",
                 ),
                 task(publish, "publish", arguments=config),
+                task(process, "process", arguments=config),
             )
     return template
