@@ -19,7 +19,6 @@ from geomlops.ml.split import window_starts
 Model = Callable[[Any], Any]
 """A torch module (tensor in, logits out), or a model :func:`geomlops.ml.runtime.load_model`
 loaded (``takes_numpy``: numpy batch in, numpy scores out)."""
-"""Normalised float32 (B x C x H x W) -> logits (B x K x H x W)."""
 
 
 def edge_weight(size: int, overlap: int) -> np.ndarray:

@@ -148,11 +148,12 @@ def test_served_through_the_local_seldon_graph(production: dict[str, Any]) -> No
         answer = response.json()
         assert answer["meta"]["tags"]["model_name"] == MODEL
         assert answer["meta"]["tags"]["model_version"] == production["version"]
-        features = answer["jsonData"]["features"]
-        assert {f["properties"]["class_name"] for f in features} <= {"cloud"}
-        # a clear scene: a little cloud at most, each polygon at or above the threshold
-        for feature in features:
-            assert 0.4 <= feature["properties"]["mean_confidence"] <= 1
+        collection = answer["jsonData"]
+        # the threshold polygons (cloud where the probability >= 0.4) and zonal statistics
+        assert {f["properties"]["class_name"] for f in collection["features"]} <= {"cloud"}
+        stats = collection["geomlops:stats"]
+        assert 0 <= stats["mean"] < 0.4  # a clear-sky scene
+        assert stats["threshold"] == 0.4
     finally:
         process.terminate()
         process.wait(timeout=60)
@@ -181,7 +182,7 @@ def test_batch_run_over_the_spain_aoi_publishes_a_float_probability_cog(
     assert cog_validate(str(cog), quiet=True)[0]
     with rasterio.open(cog) as src:
         assert src.dtypes[0] == "float32" and np.isnan(src.nodata)
-        assert src.descriptions[0] == "cloud_probability"
+        assert src.descriptions[0] == "probability" and src.tags()["threshold"] == "0.4"
         values = src.read(1)
     valid = values[~np.isnan(values)]
     assert valid.size > 0.9 * values.size
