@@ -41,6 +41,7 @@ from geomlops.model import ModelIO
 from geomlops.model import properties as prop
 from geomlops.model.ids import parse_model_item_id
 from geomlops.model.kinds import OutputKind
+from geomlops.model.runtimes import artifact_type, model_folder
 from geomlops.package_source import PackageSource
 from geomlops.settings import Settings
 from geomlops.transformers.postprocess import threshold_mask, to_raster
@@ -193,13 +194,10 @@ class ReviewCache:
     # --- predictions ----------------------------------------------------------------------
     def mask(self, item: dict[str, Any], scene: ReferenceScene) -> np.ndarray:
         """The class mask (uint8, ``MASK_NODATA`` where no data) model version ``item`` predicts."""
-        name, version = parse_model_item_id(item["id"])
         key = ("mask", item["id"], scene.tag)
         with self._lock(key):
             if key not in self._masks:
-                self._masks[key] = predict_mask(
-                    f"models:/{name}/{version}", ModelIO.from_item(item), scene, self.settings
-                )
+                self._masks[key] = predict_mask(item, ModelIO.from_item(item), scene, self.settings)
             return self._masks[key]
 
     def png(self, key: tuple[str, ...], render: Any) -> bytes:
@@ -211,13 +209,15 @@ class ReviewCache:
 
 
 def predict_mask(
-    model_uri: str, model_io: ModelIO, scene: ReferenceScene, settings: Settings
+    item: dict[str, Any], model_io: ModelIO, scene: ReferenceScene, settings: Settings
 ) -> np.ndarray:
-    """What ``model_uri`` predicts over the scene, the way batch inference predicts a tile.
+    """What model version ``item`` predicts over the scene, as batch inference predicts a tile.
 
     The scene's bands are put in the model's order by name; no-data pixels are 0 after
     scaling (as batch inference feeds them) and get ``MASK_NODATA`` in the mask.
     """
+    name, _ = parse_model_item_id(item["id"])
+    model_uri = item["id"]
     missing_bands = [b for b in model_io.bands if b not in scene.bands]
     if missing_bands:
         raise ValidationFailed(
@@ -235,11 +235,16 @@ def predict_mask(
             "mask to compare with a label",
             hint="declare geomlops:threshold on its mlm:output to compare its threshold mask",
         )
-    model, device = load_registered_model(model_uri, "auto", settings)
-    probabilities = predict_probabilities(
-        model, scaled, patch_size=model_io.patch_size, overlap=OVERLAP, device=device,
-        softmax=spec.kind is OutputKind.CLASS_MASK,
-    )  # fmt: skip
+    model, device = load_registered_model(
+        name, model_folder(item), artifact_type(item), "auto", settings
+    )
+    try:
+        probabilities = predict_probabilities(
+            model, scaled, patch_size=model_io.patch_size, overlap=OVERLAP, device=device,
+            softmax=spec.kind is OutputKind.CLASS_MASK,
+        )  # fmt: skip
+    finally:
+        model.close()
     raster = to_raster(spec.kind, probabilities)
     if spec.kind is OutputKind.CLASS_MASK:
         mask = raster

@@ -31,6 +31,8 @@ PACKAGE_FILE = "package.yaml"
 MLM_FILE = "mlm.json"
 DIM_ORDER = ["batch", "bands", "height", "width"]
 RESULT_DIM_ORDER = ["batch", "class", "height", "width"]
+PROBABILITY_DIM_ORDERS = (RESULT_DIM_ORDER, ["batch", "channel", "height", "width"])
+"""A probability output's one channel may be named ``class`` or ``channel`` (MLM allows both)."""
 
 
 class _Strict(BaseModel):
@@ -67,15 +69,25 @@ class ClassSpec(_Strict):
 
 
 class OutputSpec(_Strict):
-    """The class mask a model writes."""
+    """The class mask a model writes, or the one class whose probability it writes."""
 
     name: str = Field(description="Name of the output, equal to `mlm:output[0].name`.")
-    classes: list[ClassSpec] = Field(min_length=2)
+    classes: list[ClassSpec] = Field(
+        min_length=1,
+        description="Two or more: one channel of scores per class, values 0..K-1. Exactly "
+        "one: a probability output (one channel, e.g. cloud-s2's `cloud`), any value; "
+        "mlm.json's geomlops:threshold turns it into that class's mask.",
+    )
+
+    @property
+    def is_probability(self) -> bool:
+        """One class: the output is that class's probability (one channel)."""
+        return len(self.classes) == 1
 
     @model_validator(mode="after")
     def _values_are_channels(self) -> OutputSpec:
         values = [c.value for c in self.classes]
-        if values != list(range(len(values))):
+        if len(values) > 1 and values != list(range(len(values))):
             raise ValueError(f"output.classes values must be 0..{len(values) - 1} in order")
         return self
 
@@ -248,7 +260,8 @@ def consistency_problems(package: ModelPackage, *, require_scaling: bool = True)
         size = spec.input.patch_size
         result = out.get("result") or {}
         expect(f"{field}.result.shape", result.get("shape"), [-1, len(wanted), size, size])
-        expect(f"{field}.result.dim_order", result.get("dim_order"), RESULT_DIM_ORDER)
+        if not (spec.output.is_probability and result.get("dim_order") in PROBABILITY_DIM_ORDERS):
+            expect(f"{field}.result.dim_order", result.get("dim_order"), RESULT_DIM_ORDER)
     problems += metric_problems(spec, props)
     return problems
 

@@ -9,14 +9,16 @@ padded with zeros (the mean after normalisation) and cropped back.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
 
 from geomlops.ml.split import window_starts
 
-Model = Callable[[torch.Tensor], torch.Tensor]
-"""Normalised float32 (B x C x H x W) -> logits (B x K x H x W)."""
+Model = Callable[[Any], Any]
+"""A torch module (tensor in, logits out), or a model :func:`geomlops.ml.runtime.load_model`
+loaded (``takes_numpy``: numpy batch in, numpy scores out)."""
 
 
 def edge_weight(size: int, overlap: int) -> np.ndarray:
@@ -40,6 +42,8 @@ def predict_probabilities(
 ) -> np.ndarray:
     """Class probabilities (K x H x W, float32) for normalised bands (C x H x W).
 
+    ``model`` is a torch module, or a model :func:`geomlops.ml.runtime.load_model` loaded
+    (``takes_numpy``: a numpy batch in, numpy scores out, whatever runs it).
     ``softmax`` turns a class mask's logits (K >= 2) into probabilities before blending; a
     probability or continuous output (``softmax=False``, or one channel, where a softmax
     would make every pixel 1) is blended as the model answered it.
@@ -62,8 +66,10 @@ def predict_probabilities(
     for first in range(0, len(windows), batch_size):
         chunk = windows[first : first + batch_size]
         batch = np.stack([scaled[:, r : r + patch_size, c : c + patch_size] for r, c in chunk])
-        logits = model(torch.from_numpy(np.ascontiguousarray(batch)).to(device))
-        scores = logits.float()
+        if getattr(model, "takes_numpy", False):  # geomlops.ml.runtime's loaded models
+            scores = torch.from_numpy(np.asarray(model(np.ascontiguousarray(batch)))).float()
+        else:
+            scores = model(torch.from_numpy(np.ascontiguousarray(batch)).to(device)).float()
         if softmax and scores.shape[1] > 1:
             scores = torch.softmax(scores, dim=1)
         probabilities = scores.cpu().numpy()

@@ -36,6 +36,13 @@ from geomlops.ml.spec import (
 )
 from geomlops.model.io import OUTPUT_KEY, band_names, class_pairs
 from geomlops.model.kinds import kinds_text, output_problems
+from geomlops.model.runtimes import (
+    ARTIFACT_TYPE_KEY,
+    MLFLOW_PYFUNC,
+    MODEL_ROLE,
+    RUNTIMES,
+    TORCH_EXPORT,
+)
 from geomlops.registration.contract import (
     ENTRY_POINTS,
     HYPERPARAMETERS,
@@ -266,6 +273,7 @@ def _mlm_problems(path: Path, mlm: dict[str, Any]) -> list[Problem]:
                 'add {"href": "./main.py", "roles": ["mlm:source_code", "code"]}',
             )
         )
+    problems += _runtime_problems(assets)
     for key, asset in code.items():
         href = asset.get("href")
         if isinstance(href, str) and "://" not in href:
@@ -282,6 +290,41 @@ def _output_kind_problems(mlm: dict[str, Any]) -> list[tuple[str, str]]:
     if not isinstance(outputs, list) or not outputs:
         return []  # the MLM schema reports a missing or empty list itself
     return output_problems(outputs)
+
+
+def _runtime_problems(assets: dict[str, Any]) -> list[Problem]:
+    """The model asset must name a runtime the platform has (geomlops.model.runtimes).
+
+    Serving and batch inference pick how to run a version from its ``mlm:artifact_type``:
+    a ``torch.export`` program in process, an MLflow pyfunc model in the package's own
+    environment; any other value could be registered and trained but never run.
+    """
+    models = {k: a for k, a in assets.items() if MODEL_ROLE in (a or {}).get("roles", [])}
+    if not models:
+        return [
+            Problem(
+                MLM_FILE,
+                "$.assets",
+                f"no asset has the role {MODEL_ROLE}",
+                f"add the model asset with roles [{MODEL_ROLE!r}] and {ARTIFACT_TYPE_KEY} "
+                f"({' or '.join(RUNTIMES)})",
+            )
+        ]
+    problems = []
+    for key, asset in models.items():
+        value = asset.get(ARTIFACT_TYPE_KEY)
+        if value not in RUNTIMES:
+            problems.append(
+                Problem(
+                    MLM_FILE,
+                    f"$.assets.{key}.{ARTIFACT_TYPE_KEY}",
+                    f"is {value!r}: the platform runs {' and '.join(RUNTIMES)} models only",
+                    f"{TORCH_EXPORT} for a torch.export program (geomlops.ml's train logs "
+                    f"one), {MLFLOW_PYFUNC} for an MLflow pyfunc model run in the package's "
+                    "own environment (model_packages/cloud-s2)",
+                )
+            )
+    return problems
 
 
 def _converted(problem: Any) -> Problem:

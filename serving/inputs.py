@@ -33,10 +33,10 @@ import rasterio
 import requests
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
+from geomlops.artifacts import read_object
 from geomlops.errors import GeomlopsError, NotFoundError, ValidationFailed
 from geomlops.ml.raster import Raster, read_bands
 from geomlops.raster_checks import georeference_problems, sample_type_problems, size_problem
-from geomlops.serving.artifacts import read_object
 from geomlops.settings import Settings
 
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # TIFF and BigTIFF

@@ -112,18 +112,51 @@ class LocalGraph:
             "--parameters", json.dumps(node.get("parameters") or []),
         ]  # fmt: skip
         log_file = self.log_dir / f"{node['name']}.log"
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self._model_env(node)}
         with log_file.open("ab") as output:
             process = subprocess.Popen(
                 command,
                 cwd=self.log_dir,
                 stdout=output,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                env=env,
                 start_new_session=True,  # one process group: gunicorn master and workers
             )
         url = f"http://{LOOPBACK}:{http_port}"
         self.components[node["name"]] = Component(node["name"], url, process, log_file)
         log.info("started %s (pid %d) at %s; log %s", node["name"], process.pid, url, log_file)
+
+    def _model_env(self, node: dict[str, Any]) -> dict[str, str]:
+        """What a MODEL node needs to run a model of its package's environment.
+
+        The serving environment cannot build a package environment (no uv there), so for a
+        model of the ``mlflow.pyfunc`` runtime this process (the platform's environment)
+        finds or builds it now, and names its interpreter to the component
+        (``GEOMLOPS_SERVING_MODEL_PYTHON``). A model that cannot be resolved yet (nothing
+        promoted) gets nothing: the component says so when asked, as before.
+        """
+        if node.get("type") != "MODEL":
+            return {}
+        params = {p.get("name"): p.get("value") for p in node.get("parameters") or []}
+        if not params.get("model_name"):
+            return {}
+        from geomlops.ml.runtime import model_python
+        from geomlops.model.resolve import resolve_model
+        from geomlops.model.runtimes import MLFLOW_PYFUNC
+
+        try:
+            resolved = resolve_model(
+                str(params["model_name"]),
+                params.get("model_version") or None,
+                settings=self.settings,
+            )
+            if resolved.runtime != MLFLOW_PYFUNC:
+                return {}
+            python = model_python(resolved.name, resolved.artifact_uri, self.settings)
+        except GeomlopsError as error:
+            log.warning("%s: no model environment prepared: %s", node["name"], error)
+            return {}
+        return {"GEOMLOPS_SERVING_MODEL_PYTHON": str(python)}
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.settings.serving.ready_timeout

@@ -10,7 +10,6 @@ entry point logged: serving needs torch, not the package's code or its training 
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
@@ -21,28 +20,15 @@ import torch
 
 from geomlops.errors import ValidationFailed
 from geomlops.ml.raster import MASK_NODATA, Raster
+from geomlops.ml.runtime import LoadedModel, load_model
 from geomlops.ml.scaling import normalise
 from geomlops.ml.tiling import predict_probabilities
 from geomlops.model.io import ModelIO
 from geomlops.model.kinds import OutputKind
 from geomlops.model.resolve import ResolvedModel
-from geomlops.serving.artifacts import download
 from geomlops.settings import Settings
 from geomlops.transformers.postprocess import raster_nodata, to_raster
 from geomlops.transformers.raster_to_vector import payload
-
-
-def cached_model_file(resolved: ResolvedModel, folder: Path) -> Path:
-    """Where the exported program of ``resolved`` is kept between loads.
-
-    A version number is not an identity: every registry counts 1, 2, 3 (a test stack, a
-    field server re-installed, a second MLflow), and a cache keyed by name and version
-    served one registry's weights under another registry's version, with answers tagged as
-    the wrong model. The artifact location names MLflow's logged model (``m-<uuid>``), so
-    the file is keyed by it as well.
-    """
-    location = hashlib.sha256(resolved.model_file_uri.encode()).hexdigest()[:16]
-    return folder / f"{resolved.name}-v{resolved.version}-{location}.pt2"
 
 
 def select_device() -> torch.device:
@@ -61,7 +47,7 @@ class Predictor:
     def __init__(
         self,
         resolved: ResolvedModel,
-        model: torch.nn.Module,
+        model: LoadedModel,
         *,
         device: torch.device,
         overlap: int,
@@ -90,14 +76,18 @@ class Predictor:
         cache_dir: Path | None = None,
         with_probabilities: bool = True,
     ) -> Predictor:
-        """Download the exported program of ``resolved`` and load it on the best device."""
+        """Load ``resolved`` through the platform's one loading function, on the best device.
+
+        A ``torch.export`` program in process; a pyfunc model (``mlm:artifact_type``
+        ``mlflow.pyfunc``) in a subprocess in its package's environment
+        (:func:`geomlops.ml.runtime.load_model`).
+        """
         ModelIO.from_item(resolved.mlm_item)  # refuse an unusable item before downloading
         folder = cache_dir or Path(tempfile.gettempdir()) / "geomlops-serving"
-        target = cached_model_file(resolved, folder)
-        if not target.is_file():
-            download(resolved.model_file_uri, target, settings=settings)
-        device = select_device()
-        model = torch.export.load(str(target)).module().to(device)
+        model = load_model(
+            resolved.name, resolved.artifact_uri, resolved.runtime, settings, cache_dir=folder
+        )
+        device = getattr(model, "torch_device", None) or torch.device("cpu")
         return cls(
             resolved,
             model,

@@ -29,10 +29,11 @@ from geomlops.connections import get_connections
 from geomlops.errors import AuthError, ConflictError, GeomlopsError, NotFoundError
 from geomlops.model.ids import MODELS_COLLECTION, model_item_id
 from geomlops.model.registry import Registry, VersionRecord, default_registry, storage_uri
+from geomlops.model.runtimes import TORCH_MODEL_FILE, artifact_type
 from geomlops.model.stages import PRODUCTION_ALIAS, STAGE_PROPERTY, Stage
 from geomlops.settings import Settings, get_settings
 
-MODEL_FILE = "data/model.pt2"
+MODEL_FILE = TORCH_MODEL_FILE
 """The ``torch.export`` program inside the MLflow model folder (model_packages/README.md §6)."""
 _TIMEOUT = 30
 
@@ -68,6 +69,11 @@ class ResolvedModel:
     def model_file_uri(self) -> str:
         """URI of the exported program serving loads."""
         return f"{self.artifact_uri.rstrip('/')}/{MODEL_FILE}"
+
+    @property
+    def runtime(self) -> str:
+        """How the version runs (:func:`geomlops.model.runtimes.artifact_type` of its item)."""
+        return artifact_type(self.item)
 
     @property
     def mlm_item(self) -> dict[str, Any]:

@@ -277,6 +277,14 @@ class ServingSettings(BaseSettings):
         "`geomlops serve` runs the components from; unset means this checkout's "
         "`.venv-serving/bin` when it exists (`make install` builds it).",
     )
+    model_python: Path | None = Field(
+        default=None,
+        description="Interpreter that runs a model of the `mlflow.pyfunc` runtime (one that "
+        "needs its package's environment, e.g. cloud-s2). Unset: this process's interpreter "
+        "when it holds the model's requirements (the package's image, on a cluster), else "
+        "the package environment under GEOMLOPS_TRAIN_ENV_CACHE, built when missing. "
+        "`geomlops serve` sets it for a model component whose environment it prepared.",
+    )
     seldon_schema: Path | None = Field(
         default_factory=lambda: shared_data(
             "schemas/seldon-core-v1/seldondeployment-v1.openAPIV3Schema.json"

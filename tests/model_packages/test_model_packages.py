@@ -162,8 +162,8 @@ def test_evaluate_logs_exactly_the_declared_metrics(package: ModelPackage, tmp_p
 
     import torch
 
+    from geomlops.package_env import package_env
     from geomlops.settings import get_settings
-    from geomlops.workflows.package_env import package_env
 
     if not (sample_data_root() / package.spec.dataset.image).is_file():
         pytest.skip("sample data not present (set GEOMLOPS_SAMPLE_DATA)")

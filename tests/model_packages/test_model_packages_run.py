@@ -1,6 +1,6 @@
 """`mlflow run` each package end to end: train, predict over the real chip, evaluate.
 
-Each package runs in its own environment (geomlops.workflows.package_env), as the train
+Each package runs in its own environment (geomlops.package_env), as the train
 steps run it: `mlflow run --env-manager local` finds the environment's `python` on PATH.
 
 The tracking store is a SQLite file in a temporary directory (the platform's MLflow server
@@ -21,9 +21,9 @@ import pytest
 import rasterio
 
 from geomlops.ml.raster import MASK_NODATA
+from geomlops.package_env import package_env
 from geomlops.sample_data import sample_data_root
 from geomlops.settings import get_settings
-from geomlops.workflows.package_env import package_env
 
 PACKAGES_DIR = Path(__file__).resolve().parents[2] / "model_packages"
 CHIPS = {

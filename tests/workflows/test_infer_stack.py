@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import signal
+import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -70,7 +71,12 @@ def _sample(path: str) -> Path:
 @pytest.fixture(scope="module")
 def production(stack: Connections) -> str:
     """A production version of the S2 model: trained by one identity, promoted by another."""
-    register_package(REPO / "model_packages" / MODEL, git_sha="cd" * 20, git_url=str(REPO))
+    # The checkout's own HEAD: training checks the recorded commit out (a made-up hash is
+    # refused since packages come from their verified git source).
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    register_package(REPO / "model_packages" / MODEL, git_sha=head, git_url=str(REPO))
     sample = _sample("")
     with staged([sample / "imagery" / "sen1floods11"], sample) as root:
         dataset, _ = DatasetRegistry().add(root, "sen1floods11", description="Sen1Floods11 chip")

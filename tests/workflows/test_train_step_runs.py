@@ -20,8 +20,8 @@ from mlflow.tracking import MlflowClient
 from geomlops import objects
 from geomlops.connections import Connections
 from geomlops.model.tracking import experiment_name
+from geomlops.package_env import package_env
 from geomlops.settings import get_settings
-from geomlops.workflows.package_env import package_env
 from geomlops.workflows.steps.config import DatasetPin, PackagePin, TrainParams, TrainRunConfig
 from geomlops.workflows.steps.train import ENVIRONMENT_TAG, StepFailed, train_step
 from geomlops.workflows.templates.train import run_uri

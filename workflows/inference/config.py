@@ -35,6 +35,7 @@ from geomlops.connections import Connections
 from geomlops.model.io import ModelIO, OutputClass
 from geomlops.model.kinds import DEFAULT_COLORMAP, OutputKind, OutputSpec
 from geomlops.model.pipeline import MaskRule
+from geomlops.model.runtimes import TORCH_EXPORT
 
 CONFIG = "plan/config.json"
 
@@ -74,6 +75,13 @@ class ModelPin(_Strict):
     patch_size: int = Field(gt=0)
     classes: list[ClassPin]
     nodata: float | None = None
+    artifact_uri: str = Field(
+        default="", description="The version's MLflow model folder (s3:// or mlflow-artifacts:/)."
+    )
+    runtime: str = Field(
+        default=TORCH_EXPORT,
+        description="How it runs: its model asset's mlm:artifact_type (geomlops.model.runtimes).",
+    )
     output: OutputPin | None = Field(
         default=None,
         description="What the output is; None: a class mask (plans from before output kinds).",

@@ -99,6 +99,8 @@ def pin_model(name: str, version: str | None, settings: Settings) -> tuple[Model
         classes=[ClassPin(value=c.value, name=c.name) for c in io.classes],
         nodata=io.nodata,
         output=_output_pin(io),
+        artifact_uri=resolved.artifact_uri,
+        runtime=resolved.runtime,
     )
     return pin, resolved.item
 

@@ -24,6 +24,7 @@ from geomlops.errors import (
     NotFoundError,
     ValidationFailed,
 )
+from geomlops.ml.runtime import LoadedModel, load_model
 from geomlops.settings import Settings, get_settings
 from geomlops.workflows.inference.config import InferenceRunConfig, ShardPlan
 from geomlops.workflows.inference.planner import Plan, plan, resume_plan
@@ -143,35 +144,38 @@ def _params_json(text: str) -> dict[str, str]:
     return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in value.items()}
 
 
-def _load_model(config: InferenceRunConfig, settings: Settings) -> tuple[Any, Any]:
-    return load_registered_model(config.model.model_uri, config.device, settings)
+def _load_model(config: InferenceRunConfig, settings: Settings) -> tuple[LoadedModel, Any]:
+    pin = config.model
+    return load_registered_model(pin.name, pin.artifact_uri, pin.runtime, config.device, settings)
 
 
-def _load_mask_model(config: InferenceRunConfig, settings: Settings) -> Any:
+def _load_mask_model(config: InferenceRunConfig, settings: Settings) -> LoadedModel | None:
     """A pipeline's mask model, loaded the one way every model is (None without one)."""
     if config.mask is None:
         return None
-    model, _ = load_registered_model(config.mask.model.model_uri, config.device, settings)
+    pin = config.mask.model
+    model, _ = load_registered_model(
+        pin.name, pin.artifact_uri, pin.runtime, config.device, settings
+    )
     return model
 
 
-def load_registered_model(model_uri: str, device_name: str, settings: Settings) -> tuple[Any, Any]:
-    """A registered model version (``models:/NAME/VERSION``) loaded, and the device it is on.
+def load_registered_model(
+    name: str, artifact_uri: str, runtime: str, device_name: str, settings: Settings
+) -> tuple[LoadedModel, Any]:
+    """A registered model version's MLflow model folder loaded, and the torch device it uses.
 
-    How batch inference loads the model it predicts with; the gateway's review of a version
-    loads it the same way, so the review shows what batch inference would predict.
+    How batch inference loads the model it predicts with: the platform's one loading
+    function (:func:`geomlops.ml.runtime.load_model`, as serving), in process for a
+    ``torch.export`` program, in the package's environment for a pyfunc model. The gateway's
+    review of a version loads it the same way, so the review shows what batch inference
+    would predict.
     """
-    import mlflow
+    import torch
 
-    from geomlops.ml.runner import load_model, select_device
-
-    conn = get_connections(settings)
-    mlflow.set_tracking_uri(conn.mlflow_tracking_uri)
-    for key, value in conn.env().items():  # MLflow reads S3-stored artifacts through these
-        if key.startswith(("MLFLOW_S3", "AWS_ACCESS", "AWS_SECRET")):
-            os.environ.setdefault(key, value)
-    device = select_device(device_name)
-    return load_model(model_uri, device), device  # exported: no .eval()
+    model = load_model(name, artifact_uri, runtime, settings, device=device_name)
+    device = getattr(model, "torch_device", None) or torch.device("cpu")
+    return model, device
 
 
 def predict_step(config_uri: str, shard: int, settings: Settings | None = None) -> dict[str, Any]:
@@ -195,16 +199,21 @@ def predict_step(config_uri: str, shard: int, settings: Settings | None = None) 
         pod=f"{socket.gethostname()}:{os.getpid()}",
         mask=None if config.mask is None else MaskJob(config.mask.model.io(), config.mask.rule()),
     )
-    log.info("shard %d: %d tile(s) on %s", shard, len(job.tiles), device)
-    result = run_shard(
-        job,
-        model,
-        sink,
-        device=device,
-        conn=conn,
-        mask_model=mask_model,
-        on_tile=lambda tile: log.info("shard %d: tile %s done", shard, tile),
-    )
+    log.info("shard %d: %d tile(s) on %s (%s)", shard, len(job.tiles), model.device, model.runtime)
+    try:
+        result = run_shard(
+            job,
+            model,
+            sink,
+            device=device,
+            conn=conn,
+            mask_model=mask_model,
+            on_tile=lambda tile: log.info("shard %d: tile %s done", shard, tile),
+        )
+    finally:
+        model.close()
+        if mask_model is not None:
+            mask_model.close()
     summary = {
         "shard": shard,
         "tiles": len(job.tiles),

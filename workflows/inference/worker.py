@@ -60,7 +60,9 @@ from geomlops.workflows.inference.storage import gdal_env, raster_path
 
 log = logging.getLogger(__name__)
 
-Model = Callable[[torch.Tensor], torch.Tensor]
+Model = Callable[[Any], Any]
+"""A torch module (tensor in, logits out), or a model :func:`geomlops.ml.runtime.load_model`
+loaded (``takes_numpy``: numpy batch in, numpy scores out)."""
 
 
 class TileSink(Protocol):

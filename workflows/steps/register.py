@@ -23,7 +23,7 @@ from geomlops.connections import Connections, get_connections
 from geomlops.errors import GeomlopsError
 from geomlops.model import properties as prop
 from geomlops.model.ids import MODELS_COLLECTION, model_item_id
-from geomlops.model.resolve import MODEL_FILE
+from geomlops.model.runtimes import artifact_type, model_href
 from geomlops.model.stages import STAGE_TAG
 from geomlops.settings import Settings, get_settings
 from geomlops.workflows.steps.config import TrainRunConfig
@@ -310,7 +310,7 @@ def candidate_item(
     )
     if model_asset is None:
         raise GeomlopsError(f"the MLM template of {config.package.name} has no mlm:model asset")
-    model_asset["href"] = f"{artifact_uri.rstrip('/')}/{MODEL_FILE}"
+    model_asset["href"] = model_href(artifact_uri, artifact_type(item))
     for asset in item.get("assets", {}).values():
         if "mlm:source_code" in asset.get("roles", []):
             asset["href"] = config.package.source

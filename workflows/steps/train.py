@@ -40,9 +40,9 @@ from geomlops.errors import GeomlopsError, NotFoundError
 from geomlops.model import properties as prop
 from geomlops.model.stages import STAGE_PROPERTY, Stage
 from geomlops.model.tracking import experiment_name
+from geomlops.package_env import package_env
 from geomlops.package_source import PackageSource, checkout
 from geomlops.settings import Settings, get_settings
-from geomlops.workflows.package_env import package_env
 from geomlops.workflows.steps.config import (
     DatasetPin,
     PackagePin,

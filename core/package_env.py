@@ -83,14 +83,17 @@ class PackageEnv:
 
 
 # --- requirements ---------------------------------------------------------------------------
-def read_requirements(package_dir: Path) -> list[Requirement]:
+def read_requirements(package_dir: Path, path: Path | None = None) -> list[Requirement]:
     """The requirements a package declares, one per line of its ``requirements.txt``.
+
+    ``path``: read that file instead (a copy logged with a model, :func:`requirements_env`);
+    ``package_dir`` then only names the package in messages.
 
     Only plain requirement lines are accepted (no ``-r``, ``-e``, ``--index-url``): the
     same file is installed by the package's Dockerfile and here, and anything that only one
     of the two could follow would make them differ. Every bad line is reported at once.
     """
-    path = package_dir / REQUIREMENTS_FILE
+    path = path or package_dir / REQUIREMENTS_FILE
     if not path.is_file():
         raise ValidationFailed(
             f"{package_dir.name}: {REQUIREMENTS_FILE} not found in {package_dir}",
@@ -196,8 +199,21 @@ def package_env(package_dir: Path, settings: Settings) -> PackageEnv:
     """
     if package_dir.resolve() == Path(settings.training.image_dir).resolve():
         return PackageEnv(path=Path(sys.prefix), python=Path(sys.executable))
-    package = package_dir.name
-    requirements = read_requirements(package_dir)
+    return _environment(package_dir.name, read_requirements(package_dir), settings)
+
+
+def requirements_env(name: str, requirements_file: Path, settings: Settings) -> PackageEnv:
+    """The environment a ``requirements.txt`` describes, outside any package folder.
+
+    A model that runs in its package's environment carries a copy of its package's
+    ``requirements.txt`` (:data:`geomlops.model.runtimes.ENV_REQUIREMENTS_FILE`); the same
+    requirements give the same cache key, so serving and batch inference find the very
+    environment training built, and build it themselves only where none exists.
+    """
+    return _environment(name, read_requirements(Path(name), requirements_file), settings)
+
+
+def _environment(package: str, requirements: list[Requirement], settings: Settings) -> PackageEnv:
     _check_sdk(package, requirements)
     sdk = sdk_requirements()
     cache = settings.training.env_cache
