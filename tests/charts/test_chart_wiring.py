@@ -196,9 +196,13 @@ def test_rendered_platform_runs_and_serves_the_cli(installed: LocalCluster, tmp_
     # The registered model went through the rendered MLflow server (the registry behind it).
     import httpx
 
-    answer = httpx.get(
-        f"{mlflow}/api/2.0/mlflow/registered-models/get", params={"name": PACKAGE}, timeout=10
-    )
+    # MLflow runs its basic-auth app: the platform's account (from the chart's Secret) reads,
+    # nobody reads without one.
+    url = f"{mlflow}/api/2.0/mlflow/registered-models/get"
+    anonymous = httpx.get(url, params={"name": PACKAGE}, timeout=10)
+    assert anonymous.status_code == 401, anonymous.text
+    account = (get_settings().mlflow.username, env["GEOMLOPS_MLFLOW_PASSWORD"])
+    answer = httpx.get(url, params={"name": PACKAGE}, auth=account, timeout=10)
     assert answer.status_code == 200, answer.text
 
 

@@ -174,6 +174,8 @@ external server's one DSN serves both). */}}
   value: {{ .Values.objectStore.buckets.imagery | quote }}
 - name: GEOMLOPS_S3_BUCKET_PREDICTIONS
   value: {{ .Values.objectStore.buckets.predictions | quote }}
+- name: GEOMLOPS_S3_BUCKET_AUDIT
+  value: {{ .Values.objectStore.buckets.audit | quote }}
 {{- end -}}
 
 {{/* Pod-level settings shared by the platform's pods (image, security, scratch space). */}}
