@@ -41,7 +41,7 @@ def _start_stack(settings: Settings) -> None:
         raise RuntimeError(f"unhealthy after up: {unhealthy}")
 
 
-DEMO_PACKAGES = ("flood-water-s2", "flood-water-s1")
+DEMO_PACKAGES = ("flood-water-s2", "flood-water-s1", "cloud-s2")
 
 
 def _register_packages(settings: Settings) -> None:
@@ -154,6 +154,51 @@ def _promote(settings: Settings) -> None:
     console.print("  [yellow]refused, as it should be: nobody approves a model they trained[/]")
     _geomlops("workflows", "resume", run, "--reason", reason, key=keys["demo-approver"])
     console.print(_geomlops("audit", DEMO_MODEL), end="")
+
+
+CLOUD_MODEL = "cloud-s2"
+CLEAR_SKY_PIPELINE = "model_packages/flood-water-s2/pipelines/clear-sky.yaml"
+
+
+def _cloud_model(settings: Settings) -> None:
+    """A second model of another kind and framework: s2cloudless's LightGBM cloud probability.
+
+    It trains (packages the pretrained booster and evaluates it) in its own environment, with
+    LightGBM and s2cloudless, which the platform's does not hold, and an approver promotes it.
+    """
+    keys = _demo_keys(settings)
+    run = _geomlops(
+        "workflows", "submit", "geomlops-train",
+        "-p", f"package={CLOUD_MODEL}", "-p", f"dataset={DEMO_DATASET}",
+        key=keys["demo-trainer"], ok=(2,),
+    ).strip()  # fmt: skip
+    reason = "clear-sky agreement on the cloud-free Sen1Floods11 Spain chip meets the gate"
+    _geomlops("workflows", "resume", run, "--reason", reason, key=keys["demo-approver"])
+    console.print(_geomlops("audit", CLOUD_MODEL), end="")
+
+
+def _composed_inference(settings: Settings) -> None:
+    """Flood water only where cloud-s2 says the sky is clear: two models, one prediction."""
+    from geomlops.settings.base import repo_dir
+
+    root = repo_dir("model_packages")
+    if root is None:
+        raise RuntimeError("the demo's pipeline spec is in a geomlops checkout")
+    spec = root.parent / CLEAR_SKY_PIPELINE
+    aoi = LocalStack(settings).paths.outputs_dir / "sen1floods11-aoi.geojson"
+    summary = json.loads(
+        _geomlops(
+            "infer", "--pipeline", str(spec), "--aoi", str(aoi),
+            "--datetime", "2019-09-01/2019-09-30", "--json",
+        )
+    )  # fmt: skip
+    run = summary["run"]
+    stats = _scene_stats(run)
+    console.print(
+        f"  water {stats.get('water_area_km2')} km², masked as cloud "
+        f"{stats.get('masked_area_km2', 0)} km² (the chip is nearly cloud-free)"
+    )
+    console.print(_geomlops("lineage", run), end="")
 
 
 def _lineage(settings: Settings) -> None:
@@ -447,6 +492,10 @@ STEPS: list[DemoStep] = [
     DemoStep("Show the lineage of the production model", _lineage),
     DemoStep("Batch inference over the Sen1Floods11 AOI, with its lineage", _batch_inference),
     DemoStep("Batch inference over a small AOI: the AOI bounds the result", _small_aoi_inference),
+    DemoStep(
+        "Train and approve cloud-s2 (s2cloudless, LightGBM) in its own environment", _cloud_model
+    ),
+    DemoStep("Composed pipeline: flood water where cloud-s2 sees clear sky", _composed_inference),
     DemoStep("Serve it: a Seldon graph answers with GeoJSON", _serve_chip),
     DemoStep("Reproduce the small-AOI prediction from its lineage", _reproduce),
     DemoStep("See the prediction on the map (works offline)", _map),
