@@ -83,7 +83,8 @@ def auth_config(auth_database_url: str) -> str:
     return (
         "[mlflow]\n"
         "default_permission = READ\n"
-        f"database_uri = {auth_database_url}\n"
+        # configparser interpolates '%': the URL's query (the timeouts) is percent-encoded.
+        f"database_uri = {auth_database_url.replace('%', '%%')}\n"
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
         "grant_default_workspace_access = false\n"
         # A checked password is remembered for a minute: checking one costs a PBKDF2 hash

@@ -57,3 +57,22 @@ def test_bad_dsn_is_refused_with_the_fix(dsn: str, says: str) -> None:
     with pytest.raises(ConfigError, match=says) as info:
         backend_store(dsn, "mlflow")
     assert "p@" not in str(info.value)
+
+
+def test_the_auth_config_keeps_a_percent_encoded_database_url() -> None:
+    """The auth store's URL carries the timeouts percent-encoded; configparser must read it back.
+
+    MLflow reads the file with ``ConfigParser``, whose interpolation refused the URL's ``%20``
+    and stopped MLflow from starting.
+    """
+    import configparser
+
+    from geomlops.stack.mlflow_server import auth_config
+
+    url = (
+        "postgresql+psycopg://geomlops_app@127.0.0.1:5432/mlflow_auth?connect_timeout=5"
+        "&options=-c%20statement_timeout%3D20000"
+    )
+    parser = configparser.ConfigParser()
+    parser.read_string(auth_config(url))
+    assert parser["mlflow"]["database_uri"] == url
