@@ -27,7 +27,7 @@ def model_item(
     end: datetime = datetime(2019, 12, 31, tzinfo=UTC),
     accelerator: str = "cuda",
 ) -> pystac.Item:
-    """A flood-segmentation-like model version item."""
+    """A flood-segmentation-like model version item (a chip classifier for classification)."""
     bands = bands or S2_BANDS
     model_input = ModelInput(
         name="chips",
@@ -38,12 +38,15 @@ def model_item(
             data_type="float32",
         ),
     )
+    # A classification-only model labels whole chips: its result has no height and width
+    # (the platform refuses a per-pixel "classification", which is segmentation).
+    per_pixel = "classification" not in tasks or "semantic-segmentation" in tasks
     output = ModelOutput(
-        name="mask",
+        name="mask" if per_pixel else "label",
         tasks=set(tasks),
         result=ModelResult(
-            shape=[-1, 2, 64, 64],
-            dim_order=["batch", "channel", "height", "width"],
+            shape=[-1, 2, 64, 64] if per_pixel else [-1, 2],
+            dim_order=["batch", "channel", "height", "width"] if per_pixel else ["batch", "class"],
             data_type="float32",
         ),
         classes=[MLMClassification(value=0, name="dry"), MLMClassification(value=1, name="water")],

@@ -209,7 +209,9 @@ def test_s3_data_probe_is_readable_and_invisible_to_s3(local_stack: LocalStack) 
 
 
 @pytest.mark.parametrize("victim", ["mlflow", "s3", "stac", "argo", "gateway", "postgres"])
-def test_killed_service_is_restored_by_up(local_stack: LocalStack, victim: str) -> None:
+def test_killed_service_is_restored_by_up(paused_watchdog: LocalStack, victim: str) -> None:
+    """`up` alone restores a dead service (the watchdog, which would race it, is paused)."""
+    local_stack = paused_watchdog
     s3 = get_connections().s3_client()
     key = f"heal/{victim}.txt"
     s3.put_object(Bucket="imagery", Key=key, Body=victim.encode())
@@ -255,6 +257,10 @@ def test_no_service_shows_the_database_password_in_its_command_line(
     mlflow = _our_pids(local_stack)["mlflow"]
     assert len(mlflow) > 1, "expected MLflow's workers to be checked too"
     # It still reaches its database: the registry answers.
-    tracking = get_connections().mlflow_tracking_uri
-    answer = httpx.get(f"{tracking}/api/2.0/mlflow/registered-models/search", timeout=10)
+    connections = get_connections()
+    answer = httpx.get(
+        f"{connections.mlflow_tracking_uri}/api/2.0/mlflow/registered-models/search",
+        auth=connections.mlflow_auth(),  # MLflow answers only the platform's account
+        timeout=10,
+    )
     assert answer.status_code == 200, answer.text
