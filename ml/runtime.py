@@ -147,10 +147,10 @@ class TorchModel:
         import torch
 
         with torch.inference_mode():
-            logits = self.module(
+            scores = self.module(
                 torch.from_numpy(np.ascontiguousarray(batch)).to(self.torch_device)
             )
-            return torch.softmax(logits.float(), dim=1).cpu().numpy()
+            return scores.float().cpu().numpy()
 
     def close(self) -> None:
         """Nothing to release but memory."""

@@ -45,7 +45,11 @@ from geomlops.transformers.raster_to_vector import payload, read_mask
 REPO = Path(__file__).resolve().parents[2]
 CHIP_KEY = "imagery/sen1floods11/Spain_7370579_S2Hand.tif"
 LABEL_KEY = "imagery/sen1floods11/Spain_7370579_LabelHand.tif"
-MODEL = "flood-water-s2"
+PACKAGE = "flood-water-s2"
+# The package's model under a registered name of its own: this module records a production
+# version behind governance's back, and a version of flood-water-s2 that governance or the
+# gateway tests promoted on the same stack would make two (a broken governed record).
+MODEL = "serving-flood-s2"
 UNPROMOTED = "flood-water-s1"
 LIMIT_BYTES = 4_000_000  # the chip is 2.3 MB
 LIMIT_PIXELS = 600 * 600  # the chip is 512 x 512
@@ -95,7 +99,7 @@ def promoted(stack: Connections) -> Iterator[str]:
     if client.get_experiment_by_name(experiment) is None:
         client.create_experiment(experiment)
     env = {**os.environ, **stack.env(), "MLFLOW_EXPERIMENT_NAME": experiment}
-    package = REPO / "model_packages" / MODEL
+    package = REPO / "model_packages" / PACKAGE
     python = package_env(package, get_settings()).python  # its framework is not in ours
     subprocess.run(
         [str(python), "main.py", "train", "--epochs", "4", "--device", "cpu"],
@@ -106,11 +110,12 @@ def promoted(stack: Connections) -> Iterator[str]:
     for name in (MODEL, UNPROMOTED):
         if not client.search_registered_models(f"name = '{name}'"):
             client.create_registered_model(name)
+    tags = {"geomlops.package": PACKAGE}
     version = client.create_model_version(
-        MODEL, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id
+        MODEL, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id, tags=tags
     )
     rejected = client.create_model_version(
-        MODEL, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id
+        MODEL, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id, tags=tags
     )
     items = [
         _catalog_item(client, run.info.run_id, str(version.version), "production"),
@@ -404,7 +409,7 @@ def governed(promoted: str, stack: Connections) -> dict[str, str]:
     from geomlops.model import properties as prop
     from geomlops.registration.register import register_package
 
-    package = REPO / "model_packages" / MODEL
+    package = REPO / "model_packages" / PACKAGE
     register_package(package, git_url=str(REPO))  # its gates; the first registration wins
     package_version = json.loads((package / "mlm.json").read_text())["properties"]["version"]
     run_id = _REJECTED["run_id"]
@@ -427,7 +432,7 @@ def governed(promoted: str, stack: Connections) -> dict[str, str]:
             name,
             f"runs:/{run_id}/model",
             run_id=run_id,
-            tags={"geomlops.package": MODEL, "geomlops.package_version": package_version},
+            tags={"geomlops.package": PACKAGE, "geomlops.package_version": package_version},
         )
         version = str(mv.version)
         with pgstac_connection() as conn:
@@ -448,7 +453,7 @@ def governed(promoted: str, stack: Connections) -> dict[str, str]:
         item["properties"].update(
             {
                 prop.TRAINED_BY: trainer[0],
-                prop.PACKAGE: MODEL,
+                prop.PACKAGE: PACKAGE,
                 prop.PACKAGE_VERSION: package_version,
                 prop.MLFLOW_MODEL: name,
                 prop.MLFLOW_MODEL_VERSION: version,

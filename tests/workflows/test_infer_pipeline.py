@@ -19,6 +19,7 @@ from rasterio.transform import from_origin
 from shapely.geometry import box
 
 from geomlops.ml.raster import MASK_NODATA
+from geomlops.ml.runtime import TorchModel
 from geomlops.model.io import ModelIO, OutputClass
 from geomlops.model.pipeline import MaskRule
 from geomlops.transformers.raster_to_vector import vectorize
@@ -80,7 +81,9 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> ScenePin:
     )
 
 
-def _run(scene: ScenePin, folder: Path, **kw: object) -> tuple[np.ndarray, list[dict]]:
+def _run(
+    scene: ScenePin, folder: Path, model: object = _water, **kw: object
+) -> tuple[np.ndarray, list[dict]]:
     west, north = ORIGIN
     tiles = scene_tiles(scene, box(west, north - HEIGHT * PIXEL, west + WIDTH * PIXEL, north), 64,
                         strip=4)  # fmt: skip
@@ -89,7 +92,7 @@ def _run(scene: ScenePin, folder: Path, **kw: object) -> tuple[np.ndarray, list[
         tile_retries=0, aoi=None, mask=MASK,
     )  # fmt: skip
     sink = LocalTileSink(folder)
-    result = run_shard(job, _water, sink, device=torch.device("cpu"), **kw)  # type: ignore[arg-type]
+    result = run_shard(job, model, sink, device=torch.device("cpu"), **kw)  # type: ignore[arg-type]
     assert result.failed == {}
     assert result.mask_seconds > 0
     mosaic = np.full((HEIGHT, WIDTH), 7, dtype="uint8")
@@ -123,6 +126,45 @@ def test_masked_pixels_are_no_data_and_carry_no_polygon(scene: ScenePin, tmp_pat
     (water,) = polygons
     assert water.name == "water" and water.area_m2 > 0
     assert water.geometry.intersection(cloud.buffer(-PIXEL / 2)).area == 0
+
+
+class _Module(torch.nn.Module):
+    def __init__(self, forward: object) -> None:
+        super().__init__()
+        self._forward = forward
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._forward(x)  # type: ignore[operator]
+
+
+def _exported(forward: object, bands: int) -> TorchModel:
+    """``forward`` as the platform loads a registered model: a torch.export program."""
+    batch, height, width = (torch.export.Dim(n, min=1, max=4096) for n in ("b", "h", "w"))
+    program = torch.export.export(
+        _Module(forward),
+        (torch.zeros(2, bands, 16, 16),),
+        dynamic_shapes={"x": {0: batch, 2: height, 3: width}},
+    )
+    return TorchModel(program.module(), torch.device("cpu"))
+
+
+def test_the_same_with_both_models_loaded_as_the_platform_loads_them(
+    scene: ScenePin, tmp_path: Path
+) -> None:
+    """The runtime answers raw scores: a one-channel probability is not made all 1s.
+
+    (It once applied a softmax itself, which turns one channel into 1 everywhere: every
+    pixel was masked and a pipeline published no water at all.)
+    """
+    mosaic, records = _run(
+        scene, tmp_path, model=_exported(_water, 1), mask_model=_exported(_cloud, 1)
+    )
+    outside = np.ones((HEIGHT, WIDTH), dtype=bool)
+    outside[CLOUD] = False
+    assert (mosaic[CLOUD] == MASK_NODATA).all()
+    assert (mosaic[outside] != MASK_NODATA).all()
+    assert (mosaic[outside] == 1).any() and (mosaic[outside] == 0).any()
+    assert sum(r["masked_pixels"] for r in records) == 40 * 50
 
 
 def test_without_the_mask_the_primary_claims_water_under_the_cloud(
