@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any
 
 import httpx
 from ogc_schemas import check
-
-from geomlops.catalog.db import pgstac_connection
-from geomlops.catalog.keys import create_key
+from stack_support import api_key
 
 EXECUTE = "/processes/batch-inference/execution"
 ASYNC = {"Prefer": "respond-async"}
@@ -28,11 +25,7 @@ def execute_inputs(aoi: dict, **extra: Any) -> dict[str, Any]:
     }
 
 
-def make_key(name: str, *roles: str) -> str:
-    """A new API key for a new identity ``name-xxxxxx`` with ``roles``."""
-    with pgstac_connection() as conn:
-        key, _ = create_key(conn, f"{name}-{uuid.uuid4().hex[:6]}", roles)
-    return key
+make_key = api_key  # the gateway tests' name for it
 
 
 def as_key(key: str) -> dict[str, str]:

@@ -16,10 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import CHIP, sample
 from fastapi.testclient import TestClient
 from job_support import as_key
 from ogc_schemas import check
+from stack_support import SPAIN_CHIP, sample
 
 from geomlops.gateway.app import create_app
 from geomlops.settings import get_settings
@@ -64,7 +64,7 @@ def gateway_with_graph(graph: str) -> Iterator[TestClient]:
 def test_an_uploaded_image_comes_back_as_class_polygons(
     gateway_with_graph: TestClient, keys: dict[str, str], production: str
 ) -> None:
-    chip = base64.b64encode(sample(CHIP).read_bytes()).decode()
+    chip = base64.b64encode(sample(SPAIN_CHIP).read_bytes()).decode()
     response = gateway_with_graph.post(
         EXECUTE, json={"inputs": {"image": chip}}, headers=as_key(keys["writer"])
     )

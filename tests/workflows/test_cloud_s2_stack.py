@@ -14,7 +14,6 @@ import base64
 import json
 import os
 import subprocess
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -22,20 +21,14 @@ import numpy as np
 import pytest
 import rasterio
 from rio_cogeo.cogeo import cog_validate
+from stack_support import SPAIN_CHIP, api_key, promote, sample, spain_aoi_file, train_candidate
 from typer.testing import CliRunner
 
 from geomlops import objects
 from geomlops.catalog.client import CatalogClient
-from geomlops.catalog.db import pgstac_connection
-from geomlops.catalog.keys import create_key
-from geomlops.cli.demo import demo_aoi
 from geomlops.cli.main import app
 from geomlops.connections import Connections
-from geomlops.datasets import DatasetRegistry
-from geomlops.datasets.registry import staged
 from geomlops.errors import GeomlopsError
-from geomlops.governance.decisions import Governance
-from geomlops.registration.register import register_package
 from geomlops.settings import get_settings
 from geomlops.workflows.inference.storage import get_file
 from geomlops.workflows.templates.train import run_uri
@@ -43,25 +36,7 @@ from geomlops.workflows.templates.train import run_uri
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "cloud-s2"
-CHIP = "imagery/sen1floods11/Spain_7370579_S2Hand.tif"
 runner = CliRunner()
-
-
-def _key(name: str, *roles: str) -> str:
-    with pgstac_connection() as conn:
-        key, _ = create_key(conn, f"{name}-{uuid.uuid4().hex[:6]}", roles)
-    return key
-
-
-def _sample(path: str) -> Path:
-    root = get_settings().sample_data.sample_data
-    assert root is not None, "the sample data is needed (GEOMLOPS_SAMPLE_DATA)"
-    return root / path
-
-
-def _head() -> str:
-    done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True)
-    return done.stdout.strip()
 
 
 @pytest.fixture(autouse=True)
@@ -72,37 +47,13 @@ def _through_the_local_api(argo: str) -> None:
 @pytest.fixture(scope="module")
 def production(stack: Connections) -> dict[str, Any]:
     """cloud-s2 trained by one identity, refused to it, promoted by an approver."""
-    register_package(REPO / "model_packages" / MODEL, git_sha=_head(), git_url=str(REPO))
-    sample = _sample("")
-    with staged([sample / "imagery" / "sen1floods11"], sample) as root:
-        dataset, _ = DatasetRegistry().add(root, "sen1floods11", description="Sen1Floods11 chip")
-    mp = pytest.MonkeyPatch()
-    trainer = _key("cloud-trainer", "writer", "approver")
-    mp.setenv("GEOMLOPS_API_KEY", trainer)
-    get_settings.cache_clear()
-    result = runner.invoke(
-        app,
-        [
-            "workflows", "submit", "geomlops-train", "-p", f"package={MODEL}",
-            "-p", f"dataset={dataset.tag}", "-p", "device=cpu",
-        ],
-    )  # fmt: skip
-    run = result.stdout.strip()
-    if result.exit_code != 2:
-        logs = runner.invoke(app, ["workflows", "logs", run]).stdout
-        pytest.fail(f"training did not reach approval: {result.output}\n{logs[-6000:]}")
-    settings = get_settings()
-    registered = objects.read_json(stack, f"{run_uri(settings, run)}/register.json")
-    evaluated = objects.read_json(stack, f"{run_uri(settings, run)}/evaluate.json")
+    trainer = api_key("cloud-trainer", "writer", "approver")
+    run, registered = train_candidate(stack, MODEL, trainer)
+    evaluated = objects.read_json(stack, f"{run_uri(get_settings(), run)}/evaluate.json")
     version = str(registered["model_version"])
-    with Governance(settings) as governance, pytest.raises(GeomlopsError):
-        governance.promote(MODEL, version, "the trainer may not approve its own model")
-    mp.setenv("GEOMLOPS_API_KEY", _key("cloud-approver", "approver"))
-    get_settings.cache_clear()
-    with Governance(get_settings()) as governance:
-        governance.promote(MODEL, version, "clear-sky agreement gate met")
-    mp.undo()
-    get_settings.cache_clear()
+    with pytest.raises(GeomlopsError):
+        promote(MODEL, version, "the trainer may not approve its own model", trainer)
+    promote(MODEL, version, "clear-sky agreement gate met", api_key("cloud-approver", "approver"))
     return {"version": version, "metrics": evaluated["metrics"], "run": run}
 
 
@@ -138,7 +89,7 @@ def test_served_through_the_local_seldon_graph(production: dict[str, Any]) -> No
         url = json.loads(line)["url"]
         import httpx
 
-        chip = _sample(CHIP).read_bytes()
+        chip = sample(SPAIN_CHIP).read_bytes()
         response = httpx.post(
             f"{url}/api/v1.0/predictions",
             json={"binData": base64.b64encode(chip).decode()},
@@ -165,11 +116,7 @@ def test_served_through_the_local_seldon_graph(production: dict[str, Any]) -> No
 def test_batch_run_over_the_spain_aoi_publishes_a_float_probability_cog(
     production: dict[str, Any], stack: Connections, tmp_path: Path
 ) -> None:
-    chip = _sample(CHIP)
-    added = runner.invoke(app, ["imagery", "add", str(chip), "--datetime", "2019-09-18T10:50:00Z"])
-    assert added.exit_code == 0, added.output
-    aoi = tmp_path / "spain.geojson"
-    aoi.write_text(json.dumps(demo_aoi(chip)))
+    aoi = spain_aoi_file(tmp_path)
     result = runner.invoke(
         app,
         ["infer", MODEL, "--aoi", str(aoi), "--datetime", "2019-09-01/2019-09-30", "--json"],

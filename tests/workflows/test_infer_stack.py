@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import signal
-import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -28,89 +27,44 @@ from rasterio.transform import from_origin
 from rio_cogeo.cogeo import cog_validate
 from shapely.geometry import box, shape
 from shapely.geometry.base import BaseGeometry
+from stack_support import (
+    SPAIN_CHIP,
+    SPAIN_LABEL,
+    api_key,
+    production_version,
+    sample,
+    spain_aoi_file,
+)
 from typer.testing import CliRunner
 
 from geomlops import objects
 from geomlops.catalog.client import CatalogClient
-from geomlops.catalog.db import pgstac_connection
-from geomlops.catalog.keys import create_key
-from geomlops.cli.demo import demo_aoi, demo_corner_aoi
+from geomlops.cli.demo import demo_corner_aoi
 from geomlops.cli.main import app
 from geomlops.connections import Connections
-from geomlops.datasets import DatasetRegistry
-from geomlops.datasets.registry import staged
-from geomlops.governance.decisions import Governance
-from geomlops.registration.register import register_package
 from geomlops.settings import get_settings
 from geomlops.workflows.inference.config import InferenceRunConfig
 from geomlops.workflows.inference.progress import config_uri, done_tiles, shard_plans
 from geomlops.workflows.inference.storage import get_file, list_keys, put_file
-from geomlops.workflows.templates.train import run_uri
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "flood-water-s2"
-CHIP = "imagery/sen1floods11/Spain_7370579_S2Hand.tif"
-LABEL = "imagery/sen1floods11/Spain_7370579_LabelHand.tif"
+CHIP, LABEL = SPAIN_CHIP, SPAIN_LABEL
 AUSTRIA = "imagery/sentinel2_ftw_austria/inference-img.tif"
 runner = CliRunner()
-
-
-def _key(name: str, *roles: str) -> str:
-    with pgstac_connection() as conn:
-        key, _ = create_key(conn, f"{name}-{uuid.uuid4().hex[:6]}", roles)
-    return key
-
-
-def _sample(path: str) -> Path:
-    root = get_settings().sample_data.sample_data
-    assert root is not None, "the sample data is needed (GEOMLOPS_SAMPLE_DATA)"
-    return root / path
 
 
 @pytest.fixture(scope="module")
 def production(stack: Connections) -> str:
     """A production version of the S2 model: trained by one identity, promoted by another."""
-    # The checkout's own HEAD: training checks the recorded commit out (a made-up hash is
-    # refused since packages come from their verified git source).
-    head = subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
-    ).stdout.strip()
-    register_package(REPO / "model_packages" / MODEL, git_sha=head, git_url=str(REPO))
-    sample = _sample("")
-    with staged([sample / "imagery" / "sen1floods11"], sample) as root:
-        dataset, _ = DatasetRegistry().add(root, "sen1floods11", description="Sen1Floods11 chip")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("GEOMLOPS_API_KEY", _key("infer-trainer", "writer"))
-    get_settings.cache_clear()
-    result = runner.invoke(
-        app,
-        [
-            "workflows", "submit", "geomlops-train", "-p", f"package={MODEL}",
-            "-p", f"dataset={dataset.tag}", "-p", "epochs=8", "-p", "device=cpu",
-        ],
-    )  # fmt: skip
-    assert result.exit_code == 2, result.output
-    run = result.stdout.strip()
-    registered = objects.read_json(stack, f"{run_uri(get_settings(), run)}/register.json")
-    mp.setenv("GEOMLOPS_API_KEY", _key("infer-approver", "approver"))
-    get_settings.cache_clear()
-    with Governance(get_settings()) as governance:
-        governance.promote(MODEL, registered["model_version"], "gate met (inference tests)")
-    mp.undo()
-    get_settings.cache_clear()
-    return f"{MODEL}-mv{registered['model_version']}"
+    return production_version(stack, MODEL, "infer")
 
 
 @pytest.fixture(scope="module")
 def spain(stack: Connections, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The chip ingested as a scene; returns the AOI file covering it."""
-    chip = _sample(CHIP)
-    result = runner.invoke(app, ["imagery", "add", str(chip), "--datetime", "2019-09-18T10:50:00Z"])
-    assert result.exit_code == 0, result.output
-    aoi = tmp_path_factory.mktemp("aoi") / "spain.geojson"
-    aoi.write_text(json.dumps(demo_aoi(chip)))
-    return aoi
+    return spain_aoi_file(tmp_path_factory.mktemp("aoi"))
 
 
 @pytest.fixture(autouse=True)
@@ -150,7 +104,7 @@ def test_infer_over_the_chip(
 ) -> None:
     result = _infer(
         "--aoi", str(spain), "--datetime", "2019-09-01/2019-09-30",
-        "--reference", str(_sample(LABEL)),
+        "--reference", str(sample(LABEL)),
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
@@ -165,7 +119,7 @@ def test_infer_over_the_chip(
     mask = get_file(stack, mask_uri, tmp_path / "mask.tif")
     assert cog_validate(str(mask), quiet=True)[0]
     aoi = shape(json.loads(spain.read_text())["geometry"])
-    with rasterio.open(mask) as src, rasterio.open(_sample(CHIP)) as chip:
+    with rasterio.open(mask) as src, rasterio.open(sample(CHIP)) as chip:
         # the mask covers the AOI's pixels (the chip less its 2 % margin), within the chip
         assert src.crs == chip.crs and src.transform.a == chip.transform.a
         assert box(*src.bounds).buffer(src.transform.a).contains(aoi)
@@ -223,7 +177,7 @@ def corner_run(
 ) -> dict[str, Any]:
     """The summary of a published run over the demo's small AOI (the chip's corner)."""
     aoi_file = tmp_path_factory.mktemp("corner") / "corner.geojson"
-    aoi_file.write_text(json.dumps(demo_corner_aoi(_sample(CHIP))))
+    aoi_file.write_text(json.dumps(demo_corner_aoi(sample(CHIP))))
     result = _infer("--aoi", str(aoi_file), "--datetime", "2019-09-01/2019-09-30")
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
@@ -232,7 +186,7 @@ def corner_run(
 def test_a_small_aoi_bounds_masks_polygons_statistics_and_items(
     corner_run: dict[str, Any], spain: Path, stack: Connections, tmp_path: Path
 ) -> None:
-    chip = _sample(CHIP)
+    chip = sample(CHIP)
     aoi = _corner_aoi(chip)
     whole_run = _infer("--aoi", str(spain), "--datetime", "2019-09-01/2019-09-30")
     assert whole_run.exit_code == 0, whole_run.output
@@ -382,8 +336,8 @@ def test_a_key_without_the_writer_role_is_refused_before_any_work(
     aoi = tmp_path / "aoi.geojson"
     aoi.write_text(json.dumps(document))
     digest = hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:16]
-    monkeypatch.setenv("GEOMLOPS_ARGO_TOKEN", _key("infer-submitter", "writer"))
-    monkeypatch.setenv("GEOMLOPS_API_KEY", _key("infer-approver-only", "approver"))
+    monkeypatch.setenv("GEOMLOPS_ARGO_TOKEN", api_key("infer-submitter", "writer"))
+    monkeypatch.setenv("GEOMLOPS_API_KEY", api_key("infer-approver-only", "approver"))
     get_settings.cache_clear()
 
     started = time.monotonic()
@@ -408,10 +362,10 @@ def test_a_key_without_the_writer_role_is_refused_before_any_work(
 
 def _austrian_scene(folder: Path) -> Path:
     """The chip's 13 bands, placed where the Austrian sample scene is (UTM 33N)."""
-    with rasterio.open(_sample(AUSTRIA)) as austria:
+    with rasterio.open(sample(AUSTRIA)) as austria:
         transform, crs = austria.transform, austria.crs
         height, width = austria.height, austria.width
-    with rasterio.open(_sample(CHIP)) as chip:
+    with rasterio.open(sample(CHIP)) as chip:
         data = chip.read(window=((0, min(height, 512)), (0, min(width, 512))))
         names = chip.descriptions
     path = folder / "austria_s2.tif"

@@ -34,30 +34,22 @@ import rasterio
 import torch
 from rasterio.features import geometry_mask
 from rasterio.windows import from_bounds
+from stack_support import SPAIN_CHIP, sample, spain_aoi_file
 from typer.testing import CliRunner
 
 from geomlops.catalog.client import CatalogClient
-from geomlops.cli.demo import demo_aoi
 from geomlops.cli.main import app
 from geomlops.connections import Connections
 from geomlops.ml.raster import MASK_NODATA
 from geomlops.model.ids import MODELS_COLLECTION, model_item_id
 from geomlops.model.stages import STAGE_PROPERTY
-from geomlops.settings import get_settings
 from geomlops.workflows.inference.storage import get_file
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
-CHIP = "imagery/sen1floods11/Spain_7370579_S2Hand.tif"
 WATER, CLOUD = "standin-water", "standin-cloud"
 BANDS = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12"]
 runner = CliRunner()
-
-
-def _sample(path: str) -> Path:
-    root = get_settings().sample_data.sample_data
-    assert root is not None, "the sample data is needed (GEOMLOPS_SAMPLE_DATA)"
-    return root / path
 
 
 class _Water(torch.nn.Module):
@@ -80,7 +72,7 @@ class _Cloud(torch.nn.Module):
 
 
 def _blue_threshold() -> float:
-    with rasterio.open(_sample(CHIP)) as src:
+    with rasterio.open(sample(SPAIN_CHIP)) as src:
         blue = src.read(BANDS.index("B2") + 1).astype("float64")
     return float(np.percentile(blue[blue > 0], 80))
 
@@ -182,12 +174,7 @@ def spec(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def spain(stack: Connections, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The chip ingested as a scene; returns the AOI file covering it."""
-    chip = _sample(CHIP)
-    result = runner.invoke(app, ["imagery", "add", str(chip), "--datetime", "2019-09-18T10:50:00Z"])
-    assert result.exit_code == 0, result.output
-    aoi = tmp_path_factory.mktemp("aoi") / "spain.geojson"
-    aoi.write_text(json.dumps(demo_aoi(chip)))
-    return aoi
+    return spain_aoi_file(tmp_path_factory.mktemp("aoi"))
 
 
 @pytest.fixture(autouse=True)
@@ -206,7 +193,7 @@ def _interior(mask: np.ndarray) -> np.ndarray:
 
 
 def _chip_window(bounds: Any, *bands: str) -> np.ndarray:
-    with rasterio.open(_sample(CHIP)) as src:
+    with rasterio.open(sample(SPAIN_CHIP)) as src:
         window = from_bounds(*bounds, transform=src.transform).round_offsets().round_lengths()
         return src.read([BANDS.index(b) + 1 for b in bands], window=window).astype("float64")
 
@@ -335,7 +322,7 @@ def test_serve_pipeline_answers_only_where_clear_and_names_both_versions(
 ) -> None:
     served = _Served(spec)
     try:
-        chip = _sample(CHIP).read_bytes()
+        chip = sample(SPAIN_CHIP).read_bytes()
         body = {"binData": base64.b64encode(chip).decode()}
         response = httpx.post(f"{served.url}/api/v1.0/predictions", json=body, timeout=300)
         assert response.status_code == 200, response.text
@@ -348,7 +335,7 @@ def test_serve_pipeline_answers_only_where_clear_and_names_both_versions(
     assert (tags["mask_model_name"], tags["mask_model_version"]) == (CLOUD, models["cloud"][0])
     assert tags["mask_rule"] == "cloud-probability >= 0.4"
     assert set(metadata["models"]) == {"raster-to-vector", "mask", "model"}
-    with rasterio.open(_sample(CHIP)) as src:
+    with rasterio.open(sample(SPAIN_CHIP)) as src:
         blue = src.read(BANDS.index("B2") + 1).astype("float64")
         covered = _water_pixels(answer["jsonData"]["features"], blue.shape, src.transform)
     cloud = blue > models["threshold"]

@@ -11,46 +11,25 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
+from stack_support import production_version, spain_aoi_file
 from typer.testing import CliRunner
 
 from geomlops import objects
 from geomlops.catalog.client import CatalogClient
-from geomlops.catalog.db import pgstac_connection
-from geomlops.catalog.keys import create_key
-from geomlops.cli.demo import demo_aoi
 from geomlops.cli.main import app
 from geomlops.connections import Connections
-from geomlops.datasets import DatasetRegistry
-from geomlops.datasets.registry import staged
-from geomlops.governance.decisions import Governance
-from geomlops.registration.register import register_package
 from geomlops.settings import get_settings
-from geomlops.workflows.templates.train import run_uri
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "flood-water-s2"
-CHIP = "imagery/sen1floods11/Spain_7370579_S2Hand.tif"
 COUNTRY = "flood-area-by-country"
 MMU = "min-mapping-unit"
 runner = CliRunner()
-
-
-def _key(name: str, *roles: str) -> str:
-    with pgstac_connection() as conn:
-        key, _ = create_key(conn, f"{name}-{uuid.uuid4().hex[:6]}", roles)
-    return key
-
-
-def _sample(path: str) -> Path:
-    root = get_settings().sample_data.sample_data
-    assert root is not None, "the sample data is needed (GEOMLOPS_SAMPLE_DATA)"
-    return root / path
 
 
 def _countries() -> Path:
@@ -62,44 +41,13 @@ def _countries() -> Path:
 @pytest.fixture(scope="module")
 def production(stack: Connections) -> str:
     """A production version of the S2 model: trained by one identity, promoted by another."""
-    register_package(REPO / "model_packages" / MODEL, git_url=str(REPO))
-    sample = _sample("")
-    with staged([sample / "imagery" / "sen1floods11"], sample) as root:
-        dataset, _ = DatasetRegistry().add(root, "sen1floods11", description="Sen1Floods11 chip")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("GEOMLOPS_API_KEY", _key("proc-trainer", "writer"))
-    get_settings.cache_clear()
-    result = runner.invoke(
-        app,
-        [
-            "workflows", "submit", "geomlops-train", "-p", f"package={MODEL}",
-            "-p", f"dataset={dataset.tag}", "-p", "epochs=8", "-p", "device=cpu",
-        ],
-    )  # fmt: skip
-    run = result.stdout.strip()
-    if result.exit_code != 2:
-        logs = runner.invoke(app, ["workflows", "logs", run.splitlines()[-1] if run else ""])
-        print(f"--- training logs\n{logs.output[-8000:]}")
-    assert result.exit_code == 2, result.output
-    registered = objects.read_json(stack, f"{run_uri(get_settings(), run)}/register.json")
-    mp.setenv("GEOMLOPS_API_KEY", _key("proc-approver", "approver"))
-    get_settings.cache_clear()
-    with Governance(get_settings()) as governance:
-        governance.promote(MODEL, registered["model_version"], "gate met (processor tests)")
-    mp.undo()
-    get_settings.cache_clear()
-    return f"{MODEL}-mv{registered['model_version']}"
+    return production_version(stack, MODEL, "proc")
 
 
 @pytest.fixture(scope="module")
 def spain(stack: Connections, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The chip ingested as a scene; returns the AOI file covering it."""
-    chip = _sample(CHIP)
-    result = runner.invoke(app, ["imagery", "add", str(chip), "--datetime", "2019-09-18T10:50:00Z"])
-    assert result.exit_code == 0, result.output
-    aoi = tmp_path_factory.mktemp("aoi") / "spain.geojson"
-    aoi.write_text(json.dumps(demo_aoi(chip)))
-    return aoi
+    return spain_aoi_file(tmp_path_factory.mktemp("aoi"))
 
 
 @pytest.fixture(scope="module")
