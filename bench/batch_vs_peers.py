@@ -21,7 +21,7 @@ synthetic 13-band int16 mosaic (``batch_common.make_mosaic``, converted to a COG
 
 Each run is a fresh process in flood-water-s2's own environment (its network needs
 terratorch, which the platform's environment does not hold; built by the same code as the
-train steps', ``geomlops.workflows.package_env``), with the platform's packages behind the
+train steps', ``geomlops.package_env``), with the platform's packages behind the
 package's on its path. Peak RSS per method is its own, and the methods take turns
 round by round, in a rotating order, so the drift of a shared machine cancels. Prints per
 size megapixels/s, km²/s at 10 m, peak RSS, and geomlops/peer and geomlops/ceiling.
@@ -291,8 +291,8 @@ def _model_process() -> tuple[str, dict[str, str]]:
     """
     import sysconfig
 
+    from geomlops.package_env import package_env
     from geomlops.settings import get_settings
-    from geomlops.workflows.package_env import package_env
 
     environment = package_env(REPO / "model_packages" / "flood-water-s2", get_settings())
     own = sorted(str(p) for p in environment.path.glob("lib/python*/site-packages"))
