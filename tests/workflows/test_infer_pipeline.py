@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -81,16 +82,23 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> ScenePin:
     )
 
 
-def _run(
-    scene: ScenePin, folder: Path, model: object = _water, **kw: object
-) -> tuple[np.ndarray, list[dict]]:
+def _job(scene: ScenePin, **kw: Any) -> ShardJob:
+    """The shard job over the whole scene: primary model, mask model, no retries."""
     west, north = ORIGIN
     tiles = scene_tiles(scene, box(west, north - HEIGHT * PIXEL, west + WIDTH * PIXEL, north), 64,
                         strip=4)  # fmt: skip
-    job = ShardJob(
+    fields: dict[str, Any] = dict(
         shard=0, tiles=tiles, scenes={"scene": scene}, io=PRIMARY, overlap=8, batch_size=4,
         tile_retries=0, aoi=None, mask=MASK,
     )  # fmt: skip
+    return ShardJob(**(fields | kw))
+
+
+def _run(
+    scene: ScenePin, folder: Path, model: object = _water, **kw: object
+) -> tuple[np.ndarray, list[dict]]:
+    job = _job(scene)
+    tiles = job.tiles
     sink = LocalTileSink(folder)
     result = run_shard(job, model, sink, device=torch.device("cpu"), **kw)  # type: ignore[arg-type]
     assert result.failed == {}
@@ -171,13 +179,8 @@ def test_without_the_mask_the_primary_claims_water_under_the_cloud(
     scene: ScenePin, tmp_path: Path
 ) -> None:
     """The control: the same tiles, mask model off (so the test above can fail)."""
-    west, north = ORIGIN
-    tiles = scene_tiles(scene, box(west, north - HEIGHT * PIXEL, west + WIDTH * PIXEL, north), 64,
-                        strip=4)  # fmt: skip
-    job = ShardJob(
-        shard=0, tiles=tiles, scenes={"scene": scene}, io=PRIMARY, overlap=8, batch_size=4,
-        tile_retries=0, aoi=None,
-    )  # fmt: skip
+    job = _job(scene, mask=None)
+    tiles = job.tiles
     sink = LocalTileSink(tmp_path)
     assert run_shard(job, _water, sink, device=torch.device("cpu")).failed == {}
     (tile,) = [
@@ -185,6 +188,28 @@ def test_without_the_mask_the_primary_claims_water_under_the_cloud(
     ]
     with rasterio.open(sink.mask_path(tile.id)) as src:
         assert src.read(1)[70 - tile.row, 160 - tile.col] == 1
+
+
+def _broken(x: torch.Tensor) -> torch.Tensor:
+    raise RuntimeError("out of memory (deliberate)")
+
+
+@pytest.mark.parametrize(
+    ("model", "mask_model", "step"),
+    [(_broken, _cloud, "predict"), (_water, _broken, "mask model")],
+)
+def test_a_model_that_fails_fails_each_tile_by_name_and_writes_nothing(
+    scene: ScenePin, tmp_path: Path, model: object, mask_model: object, step: str
+) -> None:
+    job = _job(scene, tile_retries=1)
+    tiles = job.tiles
+    sink = LocalTileSink(tmp_path)
+    result = run_shard(job, model, sink, device=torch.device("cpu"), mask_model=mask_model)  # type: ignore[arg-type]
+    assert set(result.failed) == {t.id for t in tiles}
+    assert all(
+        why.startswith(f"{step}: ") and "deliberate" in why for why in result.failed.values()
+    )
+    assert not [t for t in tiles if sink.mask_path(t.id).exists()]
 
 
 def test_a_mask_job_without_its_model_is_refused(scene: ScenePin, tmp_path: Path) -> None:

@@ -306,6 +306,31 @@ def _gate(model: Model, job: ShardJob, window: _Window, device: torch.device) ->
     return job.mask.rule.masked(values[:, rows, cols])
 
 
+def _attempt(
+    what: str,
+    step: str,
+    job: ShardJob,
+    result: ShardResult,
+    lock: threading.Lock,
+    tile_id: str,
+    call: Callable[[], np.ndarray],
+) -> tuple[np.ndarray | None, float]:
+    """``call``'s answer with the shard's retries, and the seconds it took.
+
+    None when every try failed: the tile is recorded as failed (``step: error``) and the
+    shard goes on with the next one, so one bad tile never stops the others.
+    """
+    began = time.perf_counter()
+    try:
+        answer = _with_retries(what, job.tile_retries, call)
+    except Exception as error:
+        with lock:
+            result.failed[tile_id] = f"{step}: {error}"
+        return None, 0.0
+    assert isinstance(answer, np.ndarray)  # noqa: S101 - for the type checker
+    return answer, time.perf_counter() - began
+
+
 def _writer(
     job: ShardJob,
     sink: TileSink,
@@ -390,34 +415,22 @@ def run_shard(
                     continue
                 tile = window.tile
                 began = time.perf_counter()
-                try:
-                    mask = _with_retries(
-                        f"predicting {tile.id}",
-                        job.tile_retries,
-                        partial(_predict, model, job, window, device),
-                    )
-                except Exception as error:
-                    with lock:
-                        result.failed[tile.id] = f"predict: {error}"
+                mask, seconds = _attempt(
+                    f"predicting {tile.id}", "predict", job, result, lock, tile.id,
+                    partial(_predict, model, job, window, device),
+                )  # fmt: skip
+                if mask is None:
                     continue
-                assert isinstance(mask, np.ndarray)  # noqa: S101 - for the type checker
-                result.model_seconds += time.perf_counter() - began
+                result.model_seconds += seconds
                 gated: np.ndarray | None = None
                 if mask_model is not None:
-                    gate_began = time.perf_counter()
-                    try:
-                        answer = _with_retries(
-                            f"masking {tile.id}",
-                            job.tile_retries,
-                            partial(_gate, mask_model, job, window, device),
-                        )
-                    except Exception as error:
-                        with lock:
-                            result.failed[tile.id] = f"mask model: {error}"
+                    gated, seconds = _attempt(
+                        f"masking {tile.id}", "mask model", job, result, lock, tile.id,
+                        partial(_gate, mask_model, job, window, device),
+                    )  # fmt: skip
+                    if gated is None:
                         continue
-                    assert isinstance(answer, np.ndarray)  # noqa: S101 - for the type checker
-                    gated = answer
-                    result.mask_seconds += time.perf_counter() - gate_began
+                    result.mask_seconds += seconds
                 record = _record(job, window, mask, began, gated)
                 writes.put((window, mask, record))
                 if on_tile is not None:
