@@ -120,7 +120,7 @@ def production_version(stack: Connections, package: str, label: str) -> str:
         stack, package, api_key(f"{label}-trainer", "writer"), "epochs=8"
     )
     version = str(registered["model_version"])
-    promote(package, version, f"gate met ({label} tests)", api_key(f"{label}-approver", "approver"))
+    promote(package, version, f"gate met ({label} tests)", api_key(f"{label}-promoter", "approver"))
     return model_item_id(package, version)
 
 

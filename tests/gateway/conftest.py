@@ -12,9 +12,9 @@ from typing import Any
 
 import httpx
 import pytest
-from job_support import ASYNC, EXECUTE, as_key, execute_inputs, make_key, poll_job
+from job_support import ASYNC, EXECUTE, as_key, execute_inputs, poll_job
 from ogc_schemas import check
-from stack_support import add_spain_scene, production_version
+from stack_support import add_spain_scene, api_key, production_version
 
 from geomlops.cli.demo import demo_aoi
 from geomlops.connections import Connections
@@ -32,8 +32,8 @@ def gateway(stack: Connections) -> str:
 def keys(stack: Connections) -> dict[str, str]:
     """A writer (runs jobs), an approver who is not a writer, and an identity to read with."""
     return {
-        "writer": make_key("gw-writer", "writer"),
-        "approver": make_key("gw-approver", "approver"),
+        "writer": api_key("gw-writer", "writer"),
+        "approver": api_key("gw-approver", "approver"),
     }
 
 

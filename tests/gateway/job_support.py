@@ -7,7 +7,6 @@ from typing import Any
 
 import httpx
 from ogc_schemas import check
-from stack_support import api_key
 
 EXECUTE = "/processes/batch-inference/execution"
 ASYNC = {"Prefer": "respond-async"}
@@ -23,9 +22,6 @@ def execute_inputs(aoi: dict, **extra: Any) -> dict[str, Any]:
             **extra,
         }
     }
-
-
-make_key = api_key  # the gateway tests' name for it
 
 
 def as_key(key: str) -> dict[str, str]:

@@ -20,9 +20,9 @@ import httpx
 import numpy as np
 import psycopg
 import pytest
-from job_support import make_key
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.io import MemoryFile
+from stack_support import api_key
 from test_gateway_map import CHROMIUM, FLAGS, Traffic, artifacts
 from typer.testing import CliRunner
 
@@ -104,7 +104,7 @@ def decoded(png: bytes) -> np.ndarray:
 @pytest.fixture(scope="module")
 def trainer(stack: Connections) -> str:
     """A trainer who also holds the approver role: only separation can refuse them."""
-    return make_key("gw-review-trainer", "writer", "approver")
+    return api_key("gw-review-trainer", "writer", "approver")
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,13 +15,13 @@ from typing import Any
 import psycopg
 import pytest
 from mlflow.tracking import MlflowClient
+from stack_support import api_key
 from typer.testing import CliRunner
 
 from geomlops import audit, objects
 from geomlops.audit import Action, AuditEntry
 from geomlops.catalog.client import CatalogClient
 from geomlops.catalog.db import pgstac_connection, pgstac_url
-from geomlops.catalog.keys import create_key
 from geomlops.cli.main import app
 from geomlops.connections import Connections
 from geomlops.datasets import DatasetRegistry
@@ -41,20 +40,14 @@ MODEL = "flood-water-s2"
 runner = CliRunner()
 
 
-def _key(name: str, *roles: str) -> str:
-    with pgstac_connection() as conn:
-        key, _ = create_key(conn, f"{name}-{uuid.uuid4().hex[:6]}", roles)
-    return key
-
-
 @pytest.fixture(scope="module")
 def keys(stack: Connections) -> dict[str, str]:
     """A trainer who is also an approver (so only the separation rule can stop them)."""
     return {
-        "trainer": _key("trainer", "writer", "approver"),
-        "alice": _key("alice", "approver"),
-        "bob": _key("bob", "approver"),
-        "carol": _key("carol", "writer"),
+        "trainer": api_key("trainer", "writer", "approver"),
+        "alice": api_key("alice", "approver"),
+        "bob": api_key("bob", "approver"),
+        "carol": api_key("carol", "writer"),
     }
 
 
